@@ -1,0 +1,3 @@
+from berdl_init.cli import main
+
+main()

@@ -1,0 +1,95 @@
+"""The command line: berdl-init [--home PATH] [--dry-run | --check] [--only STEP]... [--skip STEP]...
+[--json] [--strict] [--config FILE] [-v]
+
+Exit status: 0 done (warnings possible); 1 --check found pending changes; 2 invalid settings or usage,
+nothing changed; 3 a step failed under --strict, or the home itself cannot be used.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from berdl_init import __version__
+
+STEP_NAMES = ("dirs", "dotfiles", "venv", "favorites")
+EXIT_PENDING, EXIT_USAGE, EXIT_FAILED = 1, 2, 3
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home", type=click.Path(path_type=Path), help="The home to prepare [BERDL_HOME, default $HOME]."
+)
+@click.option("--dry-run", is_flag=True, help="Show what would change (with diffs), change nothing, exit 0.")
+@click.option("--check", is_flag=True, help="Like --dry-run, but exit 1 when anything would change.")
+@click.option("--only", multiple=True, type=click.Choice(STEP_NAMES), help="Run only this step (repeatable).")
+@click.option(
+    "--skip", multiple=True, type=click.Choice(STEP_NAMES), help="Do not run this step (repeatable)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object on stdout.")
+@click.option("--strict", is_flag=True, help="Exit 3 when a step fails (default: report it and exit 0).")
+@click.option(
+    "--config", type=click.Path(path_type=Path), help="A TOML file with settings (lower-case keys)."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Also show each step's status and time.")
+@click.version_option(__version__, prog_name="berdl-init")
+def main(
+    home: Path | None,
+    dry_run: bool,
+    check: bool,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+    as_json: bool,
+    strict: bool,
+    config: Path | None,
+    verbose: bool,
+) -> None:
+    """Prepare a JupyterHub user's home: .jupyter folders, dotfiles, a base virtualenv, JupyterLab favorites.
+
+    Every option can also come from its BERDL_* setting; the command line wins.
+    """
+    from berdl_init.errors import HomeError, SettingsError
+    from berdl_init.runner import run
+    from berdl_init.settings import load_settings
+
+    if dry_run and check:
+        raise click.UsageError("--dry-run and --check cannot be combined")
+    overrides: dict[str, Any] = {}
+    if home is not None:
+        overrides["home"] = home
+    if only:
+        overrides["steps"] = list(only)
+    if skip:
+        overrides["skip"] = list(skip)
+
+    try:
+        settings = load_settings(overrides, config)
+        report = run(settings, dry_run=dry_run or check)
+    except SettingsError as error:
+        _fail(EXIT_USAGE, f"invalid settings: {error}", as_json)
+    except HomeError as error:
+        _fail(EXIT_FAILED, str(error), as_json)
+
+    if as_json:
+        click.echo(report.to_json())
+        for line in report.human_lines(previews=False, verbose=verbose):
+            click.echo(line, err=True)
+    else:
+        for line in report.human_lines(previews=dry_run or check, verbose=verbose):
+            click.echo(line)
+
+    if strict and not report.ok:
+        sys.exit(EXIT_FAILED)
+    if check and report.changes:
+        sys.exit(EXIT_PENDING)
+
+
+def _fail(status: int, message: str, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"version": __version__, "ok": False, "error": message, "exit_status": status}))
+    click.echo(f"berdl-init: {message}", err=True)
+    sys.exit(status)

@@ -1,0 +1,118 @@
+"""One run of berdl-init, in the order its guarantees need:
+
+1. the home folder itself is checked (a symlink or a file is refused);
+2. when the home folder must be created or given to the user, every template is rendered first, so a
+   template error changes nothing; then it is fixed (as root: created or chowned, never recursively);
+3. as root, berdl-init becomes the user;
+4. under the home's lock, every step plans, then the plan is applied (or only shown).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import time
+
+from berdl_init import privileges
+from berdl_init.errors import HomeError
+from berdl_init.plan import ApplyContext, Change, PlanContext, apply_plan, make_plan, preview_plan
+from berdl_init.report import Report, ReportedChange
+from berdl_init.safefs import SafeHome
+from berdl_init.settings import Settings
+from berdl_init.state import home_lock, load_ledger, save_ledger
+from berdl_init.steps import PLANNERS
+from berdl_init.steps.dotfiles import render_all
+
+#: How long a run waits for another run on the same home (two named servers starting together).
+LOCK_TIMEOUT = 120.0
+
+
+def run(settings: Settings, *, dry_run: bool, lock_timeout: float = LOCK_TIMEOUT) -> Report:
+    started = time.perf_counter()
+    report = Report(home=str(settings.home), dry_run=dry_run)
+    home_stat = _home_stat(settings)
+
+    fix = _home_fix(settings, home_stat)
+    if fix is not None:
+        report.changes.append(ReportedChange("home", fix))
+        if not dry_run:
+            if "dotfiles" in settings.steps:
+                render_all(settings)
+            _fix_home_folder(settings, home_stat)
+            home_stat = _home_stat(settings)
+    if privileges.is_root():
+        privileges.drop_privileges(*privileges.home_owner(settings, home_stat))
+
+    if home_stat is None:  # a dry run of a home that does not exist yet: plan against an empty one
+        home = SafeHome(settings.home, None)
+    else:
+        try:
+            home = SafeHome.open(settings.home)
+        except OSError as error:
+            raise HomeError(f"the home {settings.home} cannot be opened: {error}") from None
+        if not dry_run and not os.access(settings.home, os.W_OK):
+            raise HomeError(f"the home {settings.home} is not writable by uid {os.geteuid()}")
+
+    with home, contextlib.nullcontext() if dry_run else home_lock(home, lock_timeout):
+        ledger, warning = load_ledger(home)
+        if warning:
+            report.warnings.append(warning)
+        plans = make_plan(PlanContext(settings, home, ledger), PLANNERS)
+        if dry_run:
+            outcomes = preview_plan(plans)
+        else:
+            outcomes = apply_plan(plans, ApplyContext(home, ledger))
+            save_ledger(home, ledger)
+
+    for plan, outcome in zip(plans, outcomes, strict=True):
+        report.changes.extend(ReportedChange(outcome.name, change) for change in outcome.applied)
+        report.warnings.extend(f"{plan.name}: {warning}" for warning in plan.warnings)
+    report.steps = outcomes
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _home_stat(settings: Settings) -> os.stat_result | None:
+    """The home folder's own stat, or None when it does not exist; refuses a symlink or a non-folder."""
+    try:
+        st = os.lstat(settings.home)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise HomeError(f"the home {settings.home} cannot be examined: {error.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise HomeError(f"the home {settings.home} is a symlink; berdl-init does not follow it")
+    if not stat.S_ISDIR(st.st_mode):
+        raise HomeError(f"the home {settings.home} is not a folder")
+    return st
+
+
+def _home_fix(settings: Settings, home_stat: os.stat_result | None) -> Change | None:
+    """What must happen to the home folder itself before the steps can run, if anything.
+
+    Reported like a step's change, but made by _fix_home_folder before the steps plan.
+    """
+    if home_stat is None:
+        return Change("mkdir", ".", "the home")
+    if privileges.is_root():
+        uid, gid = privileges.home_owner(settings, home_stat)
+        if (home_stat.st_uid, home_stat.st_gid) != (uid, gid):
+            return Change(
+                "chown", ".", f"{home_stat.st_uid}:{home_stat.st_gid} -> {uid}:{gid}, this folder only"
+            )
+    return None
+
+
+def _fix_home_folder(settings: Settings, home_stat: os.stat_result | None) -> None:
+    if privileges.is_root():
+        privileges.fix_home(settings.home, *privileges.home_owner(settings, home_stat))
+        return
+    try:
+        os.mkdir(settings.home, 0o755)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise HomeError(
+            f"the home {settings.home} is missing and cannot be created: {error.strerror}"
+        ) from None

@@ -1,0 +1,254 @@
+"""Every read and change berdl-init makes in the home goes through here.
+
+Paths are relative to the home and are resolved one component at a time from an open descriptor of the
+home, with O_NOFOLLOW: no symlink, planted before the run or during it, can lead a write, mkdir, chmod or
+rename out of the home. Files are replaced by writing a temporary file in the same folder and renaming it
+over the target, so a reader sees the old bytes or the new ones, never a mix, and a symlink or a hardlink
+at the target is replaced rather than written through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+from berdl_init.errors import UnsafePathError
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+#: Files berdl-init reads (dotfiles, settings, the ledger) are small; a bigger one is not ours to parse.
+MAX_READ_BYTES = 4 * 1024 * 1024
+
+TEMP_SUFFIX = ".berdl-tmp"
+
+
+def split(rel: str) -> tuple[str, ...]:
+    """The components of a path relative to the home; refuses anything that could leave it."""
+    path = PurePosixPath(rel)
+    if path.is_absolute() or not path.parts or ".." in path.parts:
+        raise ValueError(f"not a path inside the home: {rel!r}")
+    return path.parts
+
+
+def temp_name(name: str) -> str:
+    """The temporary name beside `name` that a write or a build uses before its rename.
+
+    It is fixed rather than random: runs on one home are serialised by the lock, and a name that a killed
+    run left behind is reused and cleaned by the next one instead of piling up.
+    """
+    return f".{name}{TEMP_SUFFIX}"
+
+
+class SafeHome:
+    """The home folder, opened once; `fd` is None for a home that does not exist yet (a dry run)."""
+
+    def __init__(self, root: Path, fd: int | None) -> None:
+        self.root = root
+        self.fd = fd
+
+    @classmethod
+    def open(cls, root: Path) -> SafeHome:
+        """Open an existing home; raises UnsafePathError when it is a symlink or not a folder."""
+        try:
+            fd = os.open(root, _DIR_FLAGS)
+        except OSError as error:
+            if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafePathError(f"{root} is a symlink or not a folder") from error
+            raise
+        return cls(root, fd)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> SafeHome:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def absolute(self, rel: str) -> Path:
+        return self.root.joinpath(*split(rel))
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def lstat(self, rel: str) -> os.stat_result | None:
+        """The stat of `rel` itself (a symlink is not followed), or None when it does not exist."""
+        with self._parent(rel, create=False) as (dir_fd, name):
+            if dir_fd is None:
+                return None
+            try:
+                return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+
+    def read(self, rel: str, limit: int = MAX_READ_BYTES) -> bytes | None:
+        """The bytes of the regular file `rel`, or None when it does not exist.
+
+        Raises UnsafePathError for a symlink, a folder, a FIFO or a device (none is opened: a FIFO would
+        block and a device may act on open), and for a file over `limit` bytes.
+        """
+        with self._parent(rel, create=False) as (dir_fd, name):
+            if dir_fd is None:
+                return None
+            try:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+            _require_regular(rel, st)
+            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+            try:
+                st = os.fstat(fd)
+                _require_regular(rel, st)
+                if st.st_size > limit:
+                    raise UnsafePathError(f"~/{rel} is {st.st_size} bytes, more than the {limit} allowed")
+                chunks = []
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+                return b"".join(chunks)
+            finally:
+                os.close(fd)
+
+    # -- changing --------------------------------------------------------------------------------
+
+    def makedirs(self, rel: str, mode: int = 0o755) -> None:
+        """Create `rel` and the folders on the way to it; those that exist must be real folders.
+
+        Only folders created here get `mode` (set explicitly, so the umask does not change it).
+        """
+        fd = self._walk(split(rel), create=True, mode=mode)
+        os.close(fd)
+
+    def write(self, rel: str, data: bytes, mode: int = 0o644) -> None:
+        """Replace the file `rel` with `data` atomically: temporary file, flush, fsync, rename."""
+        with self._parent(rel, create=True) as (dir_fd, name):
+            assert dir_fd is not None
+            temp = temp_name(name)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=dir_fd)
+            fd = os.open(temp, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fchmod(fd, mode)
+                os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=dir_fd)
+                raise
+            os.close(fd)
+            os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            os.fsync(dir_fd)
+
+    def chmod(self, rel: str, mode: int) -> None:
+        """Set the mode of the file or folder `rel` itself, never of what a symlink points at."""
+        with self._parent(rel, create=False) as (dir_fd, name):
+            if dir_fd is None:
+                raise FileNotFoundError(errno.ENOENT, "no such file", rel)
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                raise UnsafePathError(f"~/{rel} is not a regular file or folder")
+            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+            try:
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Rename `src` to `dst`; both are looked up without following symlinks on the way."""
+        with (
+            self._parent(src, create=False) as (src_fd, src_name),
+            self._parent(dst, create=True) as (
+                dst_fd,
+                dst_name,
+            ),
+        ):
+            if src_fd is None:
+                raise FileNotFoundError(errno.ENOENT, "no such file", src)
+            os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+
+    def remove_tree(self, rel: str) -> None:
+        """Remove the folder `rel` and everything in it, if it exists (symlinks inside are not followed)."""
+        with self._parent(rel, create=False) as (dir_fd, name):
+            if dir_fd is None:
+                return
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(name, dir_fd=dir_fd)
+
+    def open_lock_file(self, rel: str) -> int:
+        """Open (creating if needed, never truncating) the regular file `rel` for an flock."""
+        with self._parent(rel, create=True) as (dir_fd, name):
+            assert dir_fd is not None
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise UnsafePathError(f"~/{rel} is not a regular file")
+            return fd
+
+    # -- walking ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _parent(self, rel: str, *, create: bool) -> Iterator[tuple[int | None, str]]:
+        """Yield an open descriptor of the folder holding `rel`, and the last component of `rel`.
+
+        The descriptor is None when that folder does not exist and `create` is false.
+        """
+        parts = split(rel)
+        try:
+            dir_fd = self._walk(parts[:-1], create=create, mode=0o755)
+        except FileNotFoundError:
+            if create:
+                raise
+            yield None, parts[-1]
+            return
+        try:
+            yield dir_fd, parts[-1]
+        finally:
+            os.close(dir_fd)
+
+    def _walk(self, parts: tuple[str, ...], *, create: bool, mode: int) -> int:
+        """Open the folder `parts` below the home, component by component, never following a symlink."""
+        if self.fd is None:
+            raise FileNotFoundError(errno.ENOENT, "the home does not exist", str(self.root))
+        fd = os.dup(self.fd)
+        try:
+            for depth, part in enumerate(parts):
+                created = False
+                if create:
+                    try:
+                        os.mkdir(part, mode, dir_fd=fd)
+                        created = True
+                    except FileExistsError:
+                        pass
+                try:
+                    next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError as error:
+                    if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                        where = "/".join(parts[: depth + 1])
+                        raise UnsafePathError(f"~/{where} is a symlink or not a folder") from error
+                    raise
+                if created:
+                    os.fchmod(next_fd, mode)
+                os.close(fd)
+                fd = next_fd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+def _require_regular(rel: str, st: os.stat_result) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePathError(f"~/{rel} is a symlink")
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafePathError(f"~/{rel} is not a regular file")

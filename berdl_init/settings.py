@@ -1,0 +1,230 @@
+"""Settings: environment variables with the prefix BERDL_, an optional TOML file, and the command line.
+
+Precedence, highest first: the command line, the environment, the `--config` file, the defaults.
+Every value is checked here, before anything in the home is touched; a bad one becomes a SettingsError
+whose one line names the setting, the value and what is expected.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from berdl_init.errors import SettingsError
+
+StepName = Literal["dirs", "dotfiles", "venv", "favorites"]
+STEP_ORDER: tuple[StepName, ...] = ("dirs", "dotfiles", "venv", "favorites")
+
+PACKAGED_TEMPLATES = Path(__file__).parent / "templates" / "dotfiles"
+
+#: Template variables berdl-init provides itself; BERDL_TEMPLATE_VARS may not redefine them.
+RESERVED_TEMPLATE_VARS = frozenset({"user", "home", "venv_dir", "venv_python"})
+
+#: Settings whose values may hold secrets: their values are never echoed in an error.
+_REDACTED = frozenset({"template_vars"})
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("HOME", ""))
+
+
+def _default_user() -> str:
+    for variable in ("JUPYTERHUB_USER", "NB_USER"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    return getpass.getuser()
+
+
+def base_interpreter() -> Path:
+    """The interpreter under the one running berdl-init: a venv must be built on a base interpreter."""
+    return Path(getattr(sys, "_base_executable", None) or sys.executable)
+
+
+class Favorite(BaseModel):
+    """One folder to add to the JupyterLab favorites."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    name: str = Field(min_length=1)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not PurePosixPath(value).is_absolute():
+            raise ValueError("the favorite's path must be absolute")
+        return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BERDL_", extra="forbid", validate_default=True)
+
+    #: Set by load_settings() on a subclass when a --config file is given.
+    config_file: ClassVar[Path | None] = None
+
+    home: Path = Field(default_factory=_default_home)
+    user: str = Field(default_factory=_default_user)
+    uid: int | None = Field(default=None, ge=0)
+    gid: int | None = Field(default=None, ge=0)
+    steps: Annotated[list[StepName], NoDecode] = Field(default_factory=lambda: list(STEP_ORDER))
+    #: Steps taken out of `steps` (--skip on the command line).
+    skip: Annotated[list[StepName], NoDecode] = Field(default_factory=list)
+    templates_dir: Path = PACKAGED_TEMPLATES
+    template_vars: dict[str, Any] = Field(default_factory=dict)
+    venv_dir: Path | None = None
+    venv_python: Path = Field(default_factory=base_interpreter)
+    venv_system_site_packages: bool = True
+    favorites: list[Favorite] | None = None
+    favorites_root: str = "/"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.config_file))
+        return tuple(sources)
+
+    @field_validator("home", "templates_dir", "venv_dir", "venv_python")
+    @classmethod
+    def _absolute_path(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not str(value):
+            raise ValueError("is empty; an absolute path is expected")
+        if not value.is_absolute():
+            raise ValueError("is not absolute; an absolute path is expected")
+        return Path(os.path.normpath(value))
+
+    @field_validator("user")
+    @classmethod
+    def _user_name(cls, value: str) -> str:
+        if not value or "/" in value or "\0" in value or value in {".", ".."}:
+            raise ValueError("is not a usable user name (it is used in file names)")
+        return value
+
+    @field_validator("steps", "skip", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("steps")
+    @classmethod
+    def _canonical_order(cls, value: list[StepName]) -> list[StepName]:
+        return [step for step in STEP_ORDER if step in value]
+
+    @field_validator("template_vars")
+    @classmethod
+    def _no_reserved_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(RESERVED_TEMPLATE_VARS & value.keys())
+        if clash:
+            raise ValueError(f"redefines {', '.join(clash)}, which berdl-init provides itself")
+        return value
+
+    @field_validator("favorites_root")
+    @classmethod
+    def _root_form(cls, value: str) -> str:
+        if not (value.startswith("/") or value.startswith("~/")):
+            raise ValueError(
+                "must be an absolute path or ~/FOLDER, as the JupyterLab server reports its root"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> Settings:
+        """Settings that depend on others, checked in order: steps first, since they decide what is needed."""
+        self.steps = [step for step in self.steps if step not in self.skip]
+        if self.venv_dir is None:
+            self.venv_dir = self.home / ".virtualenvs" / "envs" / f"{self.user}_default_env"
+        if self.favorites is None:
+            self.favorites = [Favorite(path=str(self.home), name="Home")]
+        if self.venv_dir == self.home or not self.venv_dir.is_relative_to(self.home):
+            raise ValueError(f"BERDL_VENV_DIR={str(self.venv_dir)!r}: must be a folder inside BERDL_HOME")
+        if "dotfiles" in self.steps and not self.templates_dir.is_dir():
+            raise ValueError(f"BERDL_TEMPLATES_DIR={str(self.templates_dir)!r}: no such folder")
+        if "venv" in self.steps:
+            _check_interpreter(self.venv_python)
+        return self
+
+    @property
+    def venv_rel(self) -> str:
+        """The venv's path relative to the home."""
+        assert self.venv_dir is not None
+        return self.venv_dir.relative_to(self.home).as_posix()
+
+    def favorites_root_path(self) -> Path:
+        """The folder the JupyterLab server serves, as an absolute path."""
+        if self.favorites_root.startswith("~/"):
+            return self.home / self.favorites_root[2:]
+        return Path(self.favorites_root)
+
+
+def _check_interpreter(python: Path) -> None:
+    prefix = f"BERDL_VENV_PYTHON={str(python)!r}"
+    if not python.is_file() or not os.access(python, os.X_OK):
+        raise ValueError(f"{prefix}: no such executable file")
+    if (python.parent.parent / "pyvenv.cfg").exists():
+        raise ValueError(f"{prefix}: is a virtualenv's python; a base interpreter is expected")
+
+
+def load_settings(overrides: dict[str, Any], config_file: Path | None = None) -> Settings:
+    """Settings from the command line's `overrides`, the environment and `config_file`.
+
+    Raises SettingsError with a one-line message.
+    """
+    settings_cls = Settings
+    if config_file is not None:
+        if not config_file.is_file():
+            raise SettingsError(f"--config {config_file}: no such file")
+        settings_cls = type("FileSettings", (Settings,), {"config_file": config_file})
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as error:
+        raise SettingsError(describe(error)) from None
+    except ValueError as error:  # a malformed TOML file or complex environment value
+        raise SettingsError(str(error).splitlines()[0]) from None
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming each bad setting, its value and what is expected."""
+    problems = []
+    for item in error.errors(include_url=False):
+        message = item["msg"].removeprefix("Value error, ")
+        loc = [str(part) for part in item["loc"]]
+        if not loc:  # a model validator names its setting in the message itself
+            problems.append(message)
+            continue
+        name = f"BERDL_{loc[0].upper()}"
+        where = "".join(f"[{part}]" for part in loc[1:])
+        if loc[0] in _REDACTED:
+            problems.append(f"{name}{where}: {message}")
+        elif item["type"] == "extra_forbidden":
+            problems.append(f"{loc[0]}: unknown setting")
+        else:
+            problems.append(f"{name}{where}={_shown(item.get('input'))}: {message}")
+    return "; ".join(problems)
+
+
+def _shown(value: Any) -> str:
+    text = str(value) if not isinstance(value, str) else value
+    return repr(text if len(text) <= 200 else text[:200] + "...")

@@ -1,0 +1,121 @@
+"""What berdl-init remembers in the home between runs, and the lock that serialises runs on one home.
+
+The ledger records the sha256 of every file berdl-init last wrote. A file whose bytes still have that hash
+is berdl-init's to update; any other content is the user's and is never overwritten. It also caches, per
+template, the hash of its inputs and of its output, so a run whose templates and variables have not
+changed knows the render's hash without importing Jinja2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from berdl_init.errors import HomeError
+from berdl_init.safefs import SafeHome
+
+STATE_DIR = ".local/state/berdl-init"
+LEDGER = f"{STATE_DIR}/ledger.json"
+LOCK = f"{STATE_DIR}/lock"
+LEDGER_FORMAT = 1
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Ledger:
+    #: home-relative path -> sha256 of the bytes berdl-init last wrote there
+    files: dict[str, str] = field(default_factory=dict)
+    #: template name -> {"inputs": sha256 of template and variables, "output": sha256 of the render}
+    renders: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        document = {"format": LEDGER_FORMAT, "files": self.files, "renders": self.renders}
+        return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Ledger:
+        document = json.loads(data)
+        if not isinstance(document, dict) or document.get("format") != LEDGER_FORMAT:
+            raise ValueError("unknown ledger format")
+        files = document.get("files", {})
+        renders = document.get("renders", {})
+        if not _is_str_map(files) or not isinstance(renders, dict):
+            raise ValueError("malformed ledger")
+        return cls(files=dict(files), renders={k: v for k, v in renders.items() if _is_str_map(v)})
+
+
+def _is_str_map(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+
+
+def load_ledger(home: SafeHome) -> tuple[Ledger, str | None]:
+    """The ledger, and a warning when it was unreadable.
+
+    An unreadable ledger is treated as empty, which is the safe direction: files berdl-init cannot prove
+    it wrote count as the user's and are kept.
+    """
+    try:
+        data = home.read(LEDGER)
+    except OSError as error:
+        return (
+            Ledger(),
+            f"~/{LEDGER} cannot be read ({error}); every existing dotfile is treated as the user's",
+        )
+    if data is None:
+        return Ledger(), None
+    try:
+        return Ledger.from_bytes(data), None
+    except ValueError:
+        return (
+            Ledger(),
+            f"~/{LEDGER} is not a ledger berdl-init wrote; every existing dotfile is treated as the user's",
+        )
+
+
+def save_ledger(home: SafeHome, ledger: Ledger) -> None:
+    """Write the ledger when it differs from what is on disk, so an idle run changes no mtime."""
+    data = ledger.to_bytes()
+    with contextlib.suppress(OSError):
+        if home.read(LEDGER) == data:
+            return
+    home.write(LEDGER, data, mode=0o600)
+
+
+@contextlib.contextmanager
+def home_lock(home: SafeHome, timeout: float) -> Iterator[None]:
+    """Hold the home's lock, waiting at most `timeout` seconds for another run to release it.
+
+    The lock file stays in place between runs (an flock, not a lock file's existence), so taking it
+    changes nothing on disk once it exists.
+    """
+    try:
+        home.makedirs(STATE_DIR, mode=0o700)
+        fd = home.open_lock_file(LOCK)
+    except OSError as error:
+        raise HomeError(f"cannot open the lock ~/{LOCK}: {error}") from error
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise HomeError(
+                        f"another berdl-init has held the lock on {home.root} for {timeout:g} s; giving up"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)

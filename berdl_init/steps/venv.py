@@ -1,0 +1,247 @@
+"""The base virtualenv, and the kernelspec that makes it the user's notebook kernel.
+
+A venv counts as present only when its pyvenv.cfg and its python agree with the configured interpreter;
+one built on another interpreter (after an image upgrade) is moved aside, never deleted, and rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from berdl_init.errors import UnsafePathError
+from berdl_init.managed import plan_managed_file
+from berdl_init.plan import ApplyContext, Change, PlanContext, StepPlan, WriteFile
+from berdl_init.safefs import temp_name
+from berdl_init.state import sha256
+from berdl_init.venvbuild import build_venv, pip_launcher
+
+KERNEL_DIR = ".jupyter/data/kernels/python3"
+KERNEL_LOGOS = ("logo-32x32.png", "logo-64x64.png", "logo-svg.svg")
+PIP_COMMANDS = ("pip", "pip3")
+PROBE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class BuildVenv(Change):
+    python: Path
+    system_site_packages: bool
+
+    def apply(self, ctx: ApplyContext) -> None:
+        parent = PurePosixPath(self.path).parent.as_posix()
+        name = PurePosixPath(self.path).name
+        build = temp_name(name) if parent == "." else f"{parent}/{temp_name(name)}"
+        if parent != ".":
+            ctx.home.makedirs(parent)
+        ctx.home.remove_tree(build)  # what a killed run left under the temporary name
+        build_venv(
+            ctx.home.absolute(build), ctx.home.absolute(self.path), self.python, self.system_site_packages
+        )
+        ctx.home.rename(build, self.path)
+
+
+@dataclass(frozen=True)
+class MoveAside(Change):
+    to: str
+
+    def apply(self, ctx: ApplyContext) -> None:
+        ctx.home.rename(self.path, self.to)
+
+
+def plan(ctx: PlanContext) -> StepPlan:
+    settings = ctx.settings
+    step = StepPlan("venv")
+    rel = settings.venv_rel
+    problem = inspect(ctx, rel, settings.venv_python)
+    rebuild = problem is not None
+    if problem == "absent":
+        step.changes.append(_build(rel, settings.venv_python, settings.venv_system_site_packages, "new"))
+    elif problem is not None:
+        aside = _aside_name(ctx, rel)
+        step.changes.append(MoveAside("move-aside", rel, f"{problem}; kept as ~/{aside}", to=aside))
+        step.changes.append(_build(rel, settings.venv_python, settings.venv_system_site_packages, "rebuilt"))
+        step.warnings.append(f"the venv ~/{rel} {problem}: it was moved to ~/{aside} and rebuilt")
+    elif settings.venv_system_site_packages:
+        step.changes.extend(_missing_pip_launchers(ctx, rel))
+
+    kernel_changes, kernel_warnings = _plan_kernelspec(ctx, rel, venv_ready=not rebuild)
+    step.changes.extend(kernel_changes)
+    step.warnings.extend(kernel_warnings)
+    return step
+
+
+def _build(rel: str, python: Path, system_site_packages: bool, detail: str) -> BuildVenv:
+    flavour = "with the image's packages" if system_site_packages else "isolated, with pip"
+    return BuildVenv(
+        "build-venv",
+        rel,
+        f"{detail}, on {python}, {flavour}",
+        python=python,
+        system_site_packages=system_site_packages,
+    )
+
+
+def inspect(ctx: PlanContext, rel: str, python: Path) -> str | None:
+    """None when the venv at `rel` is usable on `python`; "absent"; or why it is not usable."""
+    try:
+        st = ctx.home.lstat(rel)
+    except UnsafePathError as error:
+        raise OSError(str(error)) from None
+    if st is None:
+        return "absent"
+    try:
+        cfg_bytes = ctx.home.read(f"{rel}/pyvenv.cfg")
+    except (UnsafePathError, NotADirectoryError):
+        cfg_bytes = None
+    if cfg_bytes is None:
+        return "is not a virtualenv (no pyvenv.cfg)"
+    cfg = parse_pyvenv_cfg(cfg_bytes.decode(errors="replace"))
+    built_for = _three_part(cfg.get("version_info") or cfg.get("version") or "")
+
+    venv_python = ctx.home.absolute(f"{rel}/bin/python")
+    if os.path.realpath(venv_python) != os.path.realpath(python):
+        return f"was built on {os.path.realpath(venv_python)}, not on {python}"
+    runs_as = _python_version(venv_python)
+    if runs_as is None:
+        return "has a python that does not run"
+    if built_for != runs_as:
+        return f"was built for Python {built_for or '(unknown)'}, and the interpreter is now {runs_as}"
+    return None
+
+
+def parse_pyvenv_cfg(text: str) -> dict[str, str]:
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    return values
+
+
+def _three_part(version: str) -> str:
+    return ".".join(version.split(".")[:3])
+
+
+def _python_version(python: Path) -> str | None:
+    """The X.Y.Z version `python` runs as, or None when it does not run.
+
+    -I -S keeps the probe to the interpreter's own start-up: no site, no user settings.
+    """
+    try:
+        result = subprocess.run(
+            [str(python), "-I", "-S", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _aside_name(ctx: PlanContext, rel: str) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    candidate = f"{rel}.berdl-old-{stamp}"
+    counter = 1
+    while ctx.home.lstat(candidate) is not None:
+        counter += 1
+        candidate = f"{rel}.berdl-old-{stamp}-{counter}"
+    return candidate
+
+
+def _missing_pip_launchers(ctx: PlanContext, rel: str) -> list[Change]:
+    """A launcher only where no pip command is: a pip the user installed in the venv stays theirs."""
+    changes: list[Change] = []
+    for command in PIP_COMMANDS:
+        path = f"{rel}/bin/{command}"
+        if ctx.home.lstat(path) is None:
+            changes.append(
+                WriteFile(
+                    "write",
+                    path,
+                    "runs the image's pip for this venv",
+                    data=pip_launcher(),
+                    mode=0o755,
+                    old=None,
+                    remember=False,
+                )
+            )
+    return changes
+
+
+def kernelspec(venv_dir: Path) -> bytes:
+    spec = {
+        "argv": [str(venv_dir / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "metadata": {"debugger": True},
+    }
+    return (json.dumps(spec, indent=1) + "\n").encode()
+
+
+def _plan_kernelspec(ctx: PlanContext, rel: str, *, venv_ready: bool) -> tuple[list[Change], list[str]]:
+    """kernel.json (managed like a dotfile) and ipykernel's logos (written only when absent).
+
+    The venv's python must find ipykernel; that is looked up only when something is missing.
+    """
+    settings = ctx.settings
+    assert settings.venv_dir is not None
+    spec = kernelspec(settings.venv_dir)
+    changes, warnings = plan_managed_file(ctx, f"{KERNEL_DIR}/kernel.json", sha256(spec), lambda: spec)
+    missing_logos = [name for name in KERNEL_LOGOS if ctx.home.lstat(f"{KERNEL_DIR}/{name}") is None]
+    if not changes and not missing_logos:
+        return [], warnings
+
+    if venv_ready:
+        resources = _ipykernel_resources(ctx.home.absolute(f"{rel}/bin/python"))
+    elif settings.venv_system_site_packages:
+        resources = _ipykernel_resources(settings.venv_python)
+    else:
+        resources = None
+    if resources is None:
+        return [], [
+            *warnings,
+            f"ipykernel is not importable in the venv ~/{rel}: its kernelspec is not written "
+            "(pip install ipykernel in the venv, and the next start adds it)",
+        ]
+    for name in missing_logos:
+        source = resources / name
+        if source.is_file():
+            logo = source.read_bytes()
+            changes.append(
+                WriteFile(
+                    "write",
+                    f"{KERNEL_DIR}/{name}",
+                    "kernel logo",
+                    data=logo,
+                    mode=0o644,
+                    old=None,
+                    remember=False,
+                )
+            )
+    return changes, warnings
+
+
+def _ipykernel_resources(python: Path) -> Path | None:
+    """The folder of ipykernel's logos as `python` sees it, or None when it has no ipykernel."""
+    code = (
+        "import importlib.util, os; s = importlib.util.find_spec('ipykernel'); "
+        "print(os.path.join(s.submodule_search_locations[0], 'resources') if s else '')"
+    )
+    try:
+        result = subprocess.run(
+            [str(python), "-I", "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = result.stdout.strip()
+    return Path(found) if result.returncode == 0 and found else None

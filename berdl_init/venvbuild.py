@@ -1,0 +1,75 @@
+"""Building a virtualenv under a temporary name, ready to be renamed to its final one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+#: Files in which virtualenv writes the folder it builds in; they must name the final folder instead.
+_PATH_BEARING_FILES = ("pyvenv.cfg", "bin/activate", "bin/activate_this.py")
+
+
+def pip_launcher() -> bytes:
+    """`pip` for a venv with system site packages: the image's pip, run by the venv's python.
+
+    `python -m pip` installs into the venv it runs in, so no copy of pip goes into every home.
+    """
+    return (
+        b"#!/bin/sh\n"
+        b"# Written by berdl-init: runs the image's pip with this virtualenv's python, which installs here.\n"
+        b'exec "$(dirname -- "$0")/python" -m pip "$@"\n'
+    )
+
+
+def build_venv(build_dir: Path, final_dir: Path, python: Path, system_site_packages: bool) -> None:
+    """Build a venv at `build_dir` that is correct once renamed to `final_dir`.
+
+    With system site packages nothing is seeded (the image's pip serves, through a launcher); without,
+    pip is seeded from the wheels virtualenv ships, never downloaded.
+    """
+    from virtualenv import cli_run
+
+    options = [
+        str(build_dir),
+        "--python",
+        str(python),
+        "--prompt",
+        final_dir.name,
+        "--activators",
+        "bash,python",
+        "--no-periodic-update",
+        "--no-vcs-ignore",
+        "--quiet",
+    ]
+    if system_site_packages:
+        options += ["--system-site-packages", "--no-seed"]
+    else:
+        options += ["--no-download", "--no-setuptools"]
+
+    # virtualenv caches interpreter facts and wheels in an app-data folder; keep it out of the home.
+    app_data = os.environ.get("VIRTUALENV_OVERRIDE_APP_DATA")
+    scratch = None if app_data else tempfile.mkdtemp(prefix="berdl-init-virtualenv-")
+    try:
+        cli_run([*options, "--app-data", app_data or str(scratch)], setup_logging=False)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    _point_at(build_dir, final_dir)
+    if system_site_packages:
+        for command in ("pip", "pip3"):
+            launcher = build_dir / "bin" / command
+            launcher.write_bytes(pip_launcher())
+            launcher.chmod(0o755)
+
+
+def _point_at(build_dir: Path, final_dir: Path) -> None:
+    old, new = str(build_dir).encode(), str(final_dir).encode()
+    for name in _PATH_BEARING_FILES:
+        path = build_dir / name
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            if old in data:
+                path.write_bytes(data.replace(old, new))
