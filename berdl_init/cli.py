@@ -21,9 +21,7 @@ EXIT_PENDING, EXIT_USAGE, EXIT_FAILED = 1, 2, 3
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--home", type=click.Path(path_type=Path), help="The home to prepare [BERDL_HOME, default $HOME]."
-)
+@click.option("--home", metavar="PATH", help="The home to prepare [BERDL_HOME, default $HOME].")
 @click.option("--dry-run", is_flag=True, help="Show what would change (with diffs), change nothing, exit 0.")
 @click.option("--check", is_flag=True, help="Like --dry-run, but exit 1 when anything would change.")
 @click.option("--only", multiple=True, type=click.Choice(STEP_NAMES), help="Run only this step (repeatable).")
@@ -32,20 +30,18 @@ EXIT_PENDING, EXIT_USAGE, EXIT_FAILED = 1, 2, 3
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object on stdout.")
 @click.option("--strict", is_flag=True, help="Exit 3 when a step fails (default: report it and exit 0).")
-@click.option(
-    "--config", type=click.Path(path_type=Path), help="A TOML file with settings (lower-case keys)."
-)
+@click.option("--config", metavar="FILE", help="A TOML file with settings (lower-case keys).")
 @click.option("-v", "--verbose", is_flag=True, help="Also show each step's status and time.")
 @click.version_option(__version__, prog_name="berdl-init")
 def main(
-    home: Path | None,
+    home: str | None,
     dry_run: bool,
     check: bool,
     only: tuple[str, ...],
     skip: tuple[str, ...],
     as_json: bool,
     strict: bool,
-    config: Path | None,
+    config: str | None,
     verbose: bool,
 ) -> None:
     """Prepare a JupyterHub user's home: .jupyter folders, dotfiles, a base virtualenv, JupyterLab favorites.
@@ -67,7 +63,7 @@ def main(
         overrides["skip"] = list(skip)
 
     try:
-        settings = load_settings(overrides, config)
+        settings = load_settings(overrides, Path(config) if config else None)
         report = run(settings, dry_run=dry_run or check)
     except SettingsError as error:
         _fail(EXIT_USAGE, f"invalid settings: {error}", as_json)

@@ -20,12 +20,18 @@ def is_root() -> bool:
 
 
 def home_owner(settings: Settings, home_stat: os.stat_result | None) -> tuple[int, int]:
-    """The uid and gid everything should belong to: the settings, else the home's owner."""
-    uid = settings.uid if settings.uid is not None else (home_stat.st_uid if home_stat else None)
-    gid = settings.gid if settings.gid is not None else (home_stat.st_gid if home_stat else None)
-    if uid is None or gid is None or (uid == 0 and settings.uid is None):
+    """The uid and gid everything should belong to: the settings, else the home's owner.
+
+    A home that is missing or owned by root names no user, and then neither its owner nor its group (root's,
+    usually) is taken, unless BERDL_UID=0 asks for root.
+    """
+    named = home_stat is not None and (home_stat.st_uid != 0 or settings.uid == 0)
+    uid = settings.uid if settings.uid is not None else (home_stat.st_uid if named else None)
+    gid = settings.gid if settings.gid is not None else (home_stat.st_gid if named else None)
+    missing = [name for name, value in (("BERDL_UID", uid), ("BERDL_GID", gid)) if value is None]
+    if missing:
         raise SettingsError(
-            "BERDL_UID and BERDL_GID: not set, and the home does not name a user (missing or owned by root); "
+            f"{' and '.join(missing)}: not set, and the home does not name a user (missing or owned by root); "
             "set them to the user's ids when running as root"
         )
     return uid, gid

@@ -1,8 +1,9 @@
 """One run of berdl-init, in the order its guarantees need:
 
 1. the home folder itself is checked (a symlink or a file is refused);
-2. when the home folder must be created or given to the user, every template is rendered first, so a
-   template error changes nothing; then it is fixed (as root: created or chowned, never recursively);
+2. before the first change to a home (creating or chowning the folder, or creating the lock), every
+   template is rendered, so a template error changes nothing; the folder is then fixed (as root:
+   created or chowned, never recursively);
 3. as root, berdl-init becomes the user;
 4. under the home's lock, every step plans, then the plan is applied (or only shown).
 """
@@ -20,7 +21,7 @@ from berdl_init.plan import ApplyContext, Change, PlanContext, apply_plan, make_
 from berdl_init.report import Report, ReportedChange
 from berdl_init.safefs import SafeHome
 from berdl_init.settings import Settings
-from berdl_init.state import home_lock, load_ledger, save_ledger
+from berdl_init.state import LOCK, home_lock, load_ledger, save_ledger
 from berdl_init.steps import PLANNERS
 from berdl_init.steps.dotfiles import render_all
 
@@ -33,12 +34,12 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float = LOCK_TIMEOUT
     report = Report(home=str(settings.home), dry_run=dry_run)
     home_stat = _home_stat(settings)
 
+    templates_checked = False
     fix = _home_fix(settings, home_stat)
     if fix is not None:
         report.changes.append(ReportedChange("home", fix))
         if not dry_run:
-            if "dotfiles" in settings.steps:
-                render_all(settings)
+            templates_checked = _check_templates(settings)
             _fix_home_folder(settings, home_stat)
             home_stat = _home_stat(settings)
     if privileges.is_root():
@@ -53,6 +54,9 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float = LOCK_TIMEOUT
             raise HomeError(f"the home {settings.home} cannot be opened: {error}") from None
         if not dry_run and not os.access(settings.home, os.W_OK):
             raise HomeError(f"the home {settings.home} is not writable by uid {os.geteuid()}")
+
+    if not dry_run and not templates_checked and home.lstat(LOCK) is None:
+        _check_templates(settings)  # creating the lock is the first change to this home
 
     with home, contextlib.nullcontext() if dry_run else home_lock(home, lock_timeout):
         ledger, warning = load_ledger(home)
@@ -71,6 +75,13 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float = LOCK_TIMEOUT
     report.steps = outcomes
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _check_templates(settings: Settings) -> bool:
+    """Render every template once, so that a template error stops the run before its first change."""
+    if "dotfiles" in settings.steps:
+        render_all(settings)
+    return True
 
 
 def _home_stat(settings: Settings) -> os.stat_result | None:

@@ -8,11 +8,14 @@ whose one line names the setting, the value and what is expected.
 from __future__ import annotations
 
 import getpass
+import json
 import os
+import re
 import sys
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, ClassVar, Literal
 
+import pydantic_settings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -103,16 +106,19 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.config_file))
         return tuple(sources)
 
-    @field_validator("home", "templates_dir", "venv_dir", "venv_python")
+    @field_validator("home", "templates_dir", "venv_dir", "venv_python", mode="before")
     @classmethod
-    def _absolute_path(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        if not str(value):
+    def _absolute_path(cls, value: Any) -> Any:
+        # Converted here rather than by pydantic, which would keep a reference to the Path class it saw
+        # when the model was built (pyfakefs swaps that class during the unit tests).
+        if value is None or not isinstance(value, (str, os.PathLike)):
+            return value
+        text = os.fspath(value)
+        if not text:
             raise ValueError("is empty; an absolute path is expected")
-        if not value.is_absolute():
+        if not os.path.isabs(text):
             raise ValueError("is not absolute; an absolute path is expected")
-        return Path(os.path.normpath(value))
+        return Path(os.path.normpath(text))
 
     @field_validator("user")
     @classmethod
@@ -201,8 +207,10 @@ def load_settings(overrides: dict[str, Any], config_file: Path | None = None) ->
         return settings_cls(**overrides)
     except ValidationError as error:
         raise SettingsError(describe(error)) from None
-    except ValueError as error:  # a malformed TOML file or complex environment value
-        raise SettingsError(str(error).splitlines()[0]) from None
+    except pydantic_settings.SettingsError as error:  # a list or object setting that is not JSON
+        raise SettingsError(_describe_unparsable(str(error))) from None
+    except ValueError as error:  # a malformed TOML file
+        raise SettingsError(f"--config {config_file}: {str(error).splitlines()[0]}") from None
 
 
 def describe(error: ValidationError) -> str:
@@ -225,6 +233,17 @@ def describe(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def _describe_unparsable(message: str) -> str:
+    match = re.search(r'field "(\w+)"', message)
+    if match is None:
+        return message.splitlines()[0]
+    field = match.group(1)
+    name = f"BERDL_{field.upper()}"
+    if field in _REDACTED or name not in os.environ:
+        return f"{name}: not valid JSON"
+    return f"{name}={_shown(os.environ[name])}: not valid JSON"
+
+
 def _shown(value: Any) -> str:
-    text = str(value) if not isinstance(value, str) else value
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
     return repr(text if len(text) <= 200 else text[:200] + "...")

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 
 #: Files in which virtualenv writes the folder it builds in; they must name the final folder instead.
+#: Besides these, every script in bin/ (the seeded pip's console scripts name the venv's python in their
+#: shebang).
 _PATH_BEARING_FILES = ("pyvenv.cfg", "bin/activate", "bin/activate_this.py")
 
 
@@ -35,6 +37,9 @@ def build_venv(build_dir: Path, final_dir: Path, python: Path, system_site_packa
         str(build_dir),
         "--python",
         str(python),
+        # The venv's python must be a symlink to `python`: that is how a later run recognises the venv
+        # as built on it (a copy would be moved aside and rebuilt on every run).
+        "--symlinks",
         "--prompt",
         final_dir.name,
         "--activators",
@@ -52,7 +57,7 @@ def build_venv(build_dir: Path, final_dir: Path, python: Path, system_site_packa
     app_data = os.environ.get("VIRTUALENV_OVERRIDE_APP_DATA")
     scratch = None if app_data else tempfile.mkdtemp(prefix="berdl-init-virtualenv-")
     try:
-        cli_run([*options, "--app-data", app_data or str(scratch)], setup_logging=False)
+        cli_run([*options, "--app-data", app_data or str(scratch)], setup_logging=False, env=_isolated_env())
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -65,9 +70,18 @@ def build_venv(build_dir: Path, final_dir: Path, python: Path, system_site_packa
             launcher.chmod(0o755)
 
 
+def _isolated_env() -> dict[str, str]:
+    """The environment for virtualenv without its VIRTUALENV_* settings and its user config file
+    (~/.config/virtualenv/virtualenv.ini): the venv is what the options above say, whoever runs this."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("VIRTUALENV_")}
+    env["VIRTUALENV_CONFIG_FILE"] = os.devnull
+    return env
+
+
 def _point_at(build_dir: Path, final_dir: Path) -> None:
     old, new = str(build_dir).encode(), str(final_dir).encode()
-    for name in _PATH_BEARING_FILES:
+    scripts = sorted(f"bin/{entry.name}" for entry in (build_dir / "bin").iterdir())
+    for name in dict.fromkeys([*_PATH_BEARING_FILES, *scripts]):
         path = build_dir / name
         if path.is_file() and not path.is_symlink():
             data = path.read_bytes()

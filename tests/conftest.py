@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 
+import jinja2  # noqa: F401
+import json5  # noqa: F401
 import pytest
+
+# Imported before any pyfakefs test starts: a module first imported inside a fake file system keeps
+# references to pyfakefs's classes (pydantic's validators capture pathlib.Path when a model is built).
+import berdl_init.runner  # noqa: F401
 
 
 def require_tool(name: str) -> str:
@@ -21,3 +27,38 @@ def require_tool(name: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No BERDL_* or Jupyter user variable from the caller's environment leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("BERDL_") or name in {"JUPYTERHUB_USER", "NB_USER"}:
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+@pytest.fixture
+def fs(fs):
+    """pyfakefs, corrected where it differs from Linux in a way these tests would see.
+
+    pyfakefs 6 applies `os.open`'s mode argument to a file that already exists (Linux uses it only when
+    O_CREAT creates the file), so every read through `os.open` would look like a chmod.
+    """
+    from pyfakefs.fake_os import FakeOsModule
+
+    original = FakeOsModule.open
+
+    def open_like_linux(self, path, flags, mode=None, *, dir_fd=None):
+        full = self._path_with_dir_fd(path, self.open, dir_fd)
+        before = None
+        if self.filesystem.exists(full, check_link=True) and not self.filesystem.islink(full):
+            before = self.filesystem.stat(full).st_mode
+        fd = original(self, path, flags, mode, dir_fd=dir_fd)
+        if before is not None:
+            self.filesystem.chmod(full, before & 0o7777)
+        return fd
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FakeOsModule, "open", open_like_linux)
+        yield fs

@@ -1,0 +1,56 @@
+"""Helpers for tests that prepare homes on pyfakefs: a fake home, running the CLI, snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from berdl_init.cli import main
+
+HOME = Path("/home/alice")
+FAVORITES_FILE = HOME / ".jupyter/lab/user-settings/@jlab-enhanced/favorites/favorites.jupyterlab-settings"
+LEDGER_FILE = HOME / ".local/state/berdl-init/ledger.json"
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return json.loads(self.stdout)
+
+    @property
+    def changed_paths(self) -> list[str]:
+        return [change["path"] for change in self.report["changes"]]
+
+
+def berdl_init(*args: str) -> Result:
+    """Run the real command line in-process (CliRunner), as berdl-init's main() would run."""
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
+    """Every entry under `root`: type, mode, owner, mtime and, for files, a hash of the bytes."""
+    entries: dict[str, tuple[Any, ...]] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder, name)
+            st = path.lstat()
+            digest = ""
+            if stat.S_ISREG(st.st_mode):
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            elif stat.S_ISLNK(st.st_mode):
+                digest = os.readlink(path)
+            entries[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_mtime_ns, st.st_size, digest)
+    return entries
