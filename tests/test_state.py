@@ -1,0 +1,65 @@
+"""The ledger and the lock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import pytest
+
+from berdl_init import runner
+from berdl_init.errors import HomeError
+from berdl_init.safefs import SafeHome
+from berdl_init.settings import Settings
+from berdl_init.state import LEDGER, LOCK, Ledger, home_lock, load_ledger, save_ledger
+
+
+def test_ledger_round_trip_and_no_rewrite_when_equal(tmp_path: Path) -> None:
+    ledger = Ledger(files={".bashrc": "ab"}, renders={"bashrc.j2": {"inputs": "1", "output": "2"}})
+    with SafeHome.open(tmp_path) as home:
+        save_ledger(home, ledger)
+        mtime = (tmp_path / LEDGER).stat().st_mtime_ns
+        loaded, warning = load_ledger(home)
+        save_ledger(home, loaded)
+
+    assert warning is None
+    assert loaded == ledger
+    assert (tmp_path / LEDGER).stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("content", [b"{", b"[]", b'{"format": 99}', b'{"format": 1, "files": {"a": 1}}'])
+def test_an_unreadable_ledger_is_empty_with_a_warning(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / LEDGER).parent.mkdir(parents=True)
+    (tmp_path / LEDGER).write_bytes(content)
+    with SafeHome.open(tmp_path) as home:
+        ledger, warning = load_ledger(home)
+
+    assert ledger == Ledger()
+    assert "treated as the user's" in warning
+
+
+def test_the_lock_is_an_flock_held_inside_the_block(tmp_path: Path) -> None:
+    with SafeHome.open(tmp_path) as home, home_lock(home, timeout=1):
+        (tmp_path / LOCK).touch()
+        other = os.open(tmp_path / LOCK, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+
+
+def test_a_run_gives_up_when_another_holds_the_lock(tmp_path: Path, clean_env) -> None:
+    home = tmp_path / "alice"
+    home.mkdir()
+    settings = Settings(home=home, user="alice", uid=os.getuid(), gid=os.getgid(), steps=["dirs"])
+    runner.run(settings, dry_run=False)
+    holder = os.open(home / LOCK, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(HomeError, match=r"held the lock on .* for 0\.3 s"):
+            runner.run(settings, dry_run=False, lock_timeout=0.3)
+    finally:
+        os.close(holder)
+    assert runner.run(settings, dry_run=False, lock_timeout=0.3).ok
