@@ -8,6 +8,7 @@ nothing changed; 3 a step failed under --strict, or the home itself cannot be us
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,9 @@ def main(
         raise click.UsageError("--dry-run and --check cannot be combined")
     overrides: dict[str, Any] = {}
     if home is not None:
-        overrides["home"] = home
+        overrides["home"] = os.path.abspath(
+            home
+        )  # on the command line a path is relative to the shell's folder
     if only:
         overrides["steps"] = list(only)
     if skip:

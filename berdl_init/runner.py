@@ -55,7 +55,7 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float = LOCK_TIMEOUT
         if not dry_run and not os.access(settings.home, os.W_OK):
             raise HomeError(f"the home {settings.home} is not writable by uid {os.geteuid()}")
 
-    if not dry_run and not templates_checked and home.lstat(LOCK) is None:
+    if not dry_run and not templates_checked and not _exists(home, LOCK):
         _check_templates(settings)  # creating the lock is the first change to this home
 
     with home, contextlib.nullcontext() if dry_run else home_lock(home, lock_timeout):
@@ -67,7 +67,10 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float = LOCK_TIMEOUT
             outcomes = preview_plan(plans)
         else:
             outcomes = apply_plan(plans, ApplyContext(home, ledger))
-            save_ledger(home, ledger)
+            try:
+                save_ledger(home, ledger)
+            except OSError as error:  # the next run then treats unrecorded files as the user's: safe
+                report.warnings.append(f"the ledger could not be saved: {error}")
 
     for plan, outcome in zip(plans, outcomes, strict=True):
         report.changes.extend(ReportedChange(outcome.name, change) for change in outcome.applied)
@@ -75,6 +78,13 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float = LOCK_TIMEOUT
     report.steps = outcomes
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _exists(home: SafeHome, rel: str) -> bool:
+    try:
+        return home.lstat(rel) is not None
+    except OSError:
+        return False  # a symlink on the way: taking the lock reports it
 
 
 def _check_templates(settings: Settings) -> bool:
