@@ -47,7 +47,8 @@ def main(
 ) -> None:
     """Prepare a JupyterHub user's home: .jupyter folders, dotfiles, a base virtualenv, JupyterLab favorites.
 
-    Every option can also come from its BERDL_* setting; the command line wins.
+    Settings come from BERDL_* environment variables and --config; --home, --only and --skip
+    override BERDL_HOME and BERDL_STEPS.
     """
     from berdl_init.errors import HomeError, SettingsError
     from berdl_init.runner import run

@@ -6,6 +6,7 @@ one built on another interpreter (after an image upgrade) is moved aside, never 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -38,9 +39,18 @@ class BuildVenv(Change):
         if parent != ".":
             ctx.home.makedirs(parent)
         ctx.home.remove_tree(build)  # what a killed run left under the temporary name
-        build_venv(
-            ctx.home.absolute(build), ctx.home.absolute(self.path), self.python, self.system_site_packages
-        )
+        try:
+            build_venv(
+                ctx.home.absolute(build), ctx.home.absolute(self.path), self.python, self.system_site_packages
+            )
+        except Exception as error:
+            # virtualenv reports most failures as RuntimeError and the like: they fail this step (apply_plan
+            # handles OSError), not the whole run, and the half-built folder goes.
+            with contextlib.suppress(OSError):
+                ctx.home.remove_tree(build)
+            if isinstance(error, OSError):
+                raise
+            raise OSError(f"virtualenv failed: {error}") from error
         ctx.home.rename(build, self.path)
 
 
