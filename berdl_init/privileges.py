@@ -31,8 +31,8 @@ def home_owner(settings: Settings, home_stat: os.stat_result | None) -> tuple[in
     missing = [name for name, value in (("BERDL_UID", uid), ("BERDL_GID", gid)) if value is None]
     if missing:
         raise SettingsError(
-            f"{' and '.join(missing)}: not set, and the home does not name a user (missing or owned by root); "
-            "set them to the user's ids when running as root"
+            f"{' and '.join(missing)}: not set, and the home does not name a user "
+            "(missing or owned by root); set them to the user's ids when running as root"
         )
     return uid, gid
 

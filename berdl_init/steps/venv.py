@@ -75,8 +75,17 @@ def plan(ctx: PlanContext) -> StepPlan:
         step.changes.append(MoveAside("move-aside", rel, f"{problem}; kept as ~/{aside}", to=aside))
         step.changes.append(_build(rel, settings.venv_python, settings.venv_system_site_packages, "rebuilt"))
         step.warnings.append(f"the venv ~/{rel} {problem}: it was moved to ~/{aside} and rebuilt")
-    elif settings.venv_system_site_packages:
-        step.changes.extend(_missing_pip_launchers(ctx, rel))
+    else:
+        sees_image = _sees_system_site_packages(ctx, rel)
+        if sees_image != settings.venv_system_site_packages:
+            # Rebuilding would hide what the user installed in it: keep it, and say how to get a new one.
+            step.warnings.append(
+                f"the venv ~/{rel} {'sees' if sees_image else 'does not see'} the image's packages, unlike "
+                f"BERDL_VENV_SYSTEM_SITE_PACKAGES={str(settings.venv_system_site_packages).lower()}; "
+                "it is kept as it is (move it away to have it rebuilt)"
+            )
+        if sees_image:
+            step.changes.extend(_missing_pip_launchers(ctx, rel))
 
     kernel_changes, kernel_warnings = _plan_kernelspec(ctx, rel, venv_ready=not rebuild)
     step.changes.extend(kernel_changes)
@@ -121,6 +130,11 @@ def inspect(ctx: PlanContext, rel: str, python: Path) -> str | None:
     if built_for != runs_as:
         return f"was built for Python {built_for or '(unknown)'}, and the interpreter is now {runs_as}"
     return None
+
+
+def _sees_system_site_packages(ctx: PlanContext, rel: str) -> bool:
+    cfg = parse_pyvenv_cfg((ctx.home.read(f"{rel}/pyvenv.cfg") or b"").decode(errors="replace"))
+    return cfg.get("include-system-site-packages", "false").lower() == "true"
 
 
 def parse_pyvenv_cfg(text: str) -> dict[str, str]:
@@ -197,14 +211,15 @@ def kernelspec(venv_dir: Path) -> bytes:
 def _plan_kernelspec(ctx: PlanContext, rel: str, *, venv_ready: bool) -> tuple[list[Change], list[str]]:
     """kernel.json (managed like a dotfile) and ipykernel's logos (written only when absent).
 
-    The venv's python must find ipykernel; that is looked up only when something is missing.
+    The venv's python must find ipykernel. That is looked up only when something is missing or the venv
+    is (re)built: a rebuilt venv may lack the ipykernel the old one had, and the kernel would not start.
     """
     settings = ctx.settings
     assert settings.venv_dir is not None
     spec = kernelspec(settings.venv_dir)
     changes, warnings = plan_managed_file(ctx, f"{KERNEL_DIR}/kernel.json", sha256(spec), lambda: spec)
     missing_logos = [name for name in KERNEL_LOGOS if ctx.home.lstat(f"{KERNEL_DIR}/{name}") is None]
-    if not changes and not missing_logos:
+    if venv_ready and not changes and not missing_logos:
         return [], warnings
 
     if venv_ready:
@@ -216,8 +231,8 @@ def _plan_kernelspec(ctx: PlanContext, rel: str, *, venv_ready: bool) -> tuple[l
     if resources is None:
         return [], [
             *warnings,
-            f"ipykernel is not importable in the venv ~/{rel}: its kernelspec is not written "
-            "(pip install ipykernel in the venv, and the next start adds it)",
+            f"ipykernel is not importable in the venv ~/{rel}, so the python3 kernel cannot run in it: "
+            "pip install ipykernel in the venv (the next start then completes its kernelspec)",
         ]
     for name in missing_logos:
         source = resources / name
