@@ -14,7 +14,6 @@ import errno
 import os
 import shutil
 import stat
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from berdl_init.errors import UnsafePathError
@@ -52,6 +51,8 @@ class SafeHome:
     def __init__(self, root: Path, fd: int | None) -> None:
         self.root = root
         self.fd = fd
+        #: Folders below the home opened so far, by their components: each is walked once per run.
+        self._folders: dict[tuple[str, ...], int] = {}
 
     @classmethod
     def open(cls, root: Path) -> SafeHome:
@@ -65,9 +66,16 @@ class SafeHome:
         return cls(root, fd)
 
     def close(self) -> None:
+        self._forget_folders()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+    def _forget_folders(self) -> None:
+        """Close the cached folders; a rename or a removal may have moved any of them."""
+        for fd in self._folders.values():
+            os.close(fd)
+        self._folders.clear()
 
     def __enter__(self) -> SafeHome:
         return self
@@ -82,13 +90,13 @@ class SafeHome:
 
     def lstat(self, rel: str) -> os.stat_result | None:
         """The stat of `rel` itself (a symlink is not followed), or None when it does not exist."""
-        with self._parent(rel, create=False) as (dir_fd, name):
-            if dir_fd is None:
-                return None
-            try:
-                return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                return None
+        dir_fd, name = self._locate(rel, create=False)
+        if dir_fd is None:
+            return None
+        try:
+            return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
 
     def read(self, rel: str, limit: int = MAX_READ_BYTES) -> bytes | None:
         """The bytes of the regular file `rel`, or None when it does not exist.
@@ -96,26 +104,26 @@ class SafeHome:
         Raises UnsafePathError for a symlink, a folder, a FIFO or a device (none is opened: a FIFO would
         block and a device may act on open), and for a file over `limit` bytes.
         """
-        with self._parent(rel, create=False) as (dir_fd, name):
-            if dir_fd is None:
-                return None
-            try:
-                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                return None
+        dir_fd, name = self._locate(rel, create=False)
+        if dir_fd is None:
+            return None
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        _require_regular(rel, st)
+        fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+        try:
+            st = os.fstat(fd)
             _require_regular(rel, st)
-            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
-            try:
-                st = os.fstat(fd)
-                _require_regular(rel, st)
-                if st.st_size > limit:
-                    raise UnsafePathError(f"~/{rel} is {st.st_size} bytes, more than the {limit} allowed")
-                chunks = []
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
-                return b"".join(chunks)
-            finally:
-                os.close(fd)
+            if st.st_size > limit:
+                raise UnsafePathError(f"~/{rel} is {st.st_size} bytes, more than the {limit} allowed")
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
 
     # -- changing --------------------------------------------------------------------------------
 
@@ -124,127 +132,129 @@ class SafeHome:
 
         Only folders created here get `mode` (set explicitly, so the umask does not change it).
         """
-        fd = self._walk(split(rel), create=True, mode=mode)
-        os.close(fd)
+        self._walk(split(rel), create=True, mode=mode)
 
     def write(self, rel: str, data: bytes, mode: int = 0o644) -> None:
         """Replace the file `rel` with `data` atomically: temporary file, flush, fsync, rename."""
-        with self._parent(rel, create=True) as (dir_fd, name):
-            assert dir_fd is not None
-            temp = temp_name(name)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp, dir_fd=dir_fd)
-            fd = os.open(temp, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fchmod(fd, mode)
-                os.fsync(fd)
-            except BaseException:
-                os.close(fd)
-                with contextlib.suppress(OSError):
-                    os.unlink(temp, dir_fd=dir_fd)
-                raise
+        dir_fd, name = self._locate(rel, create=True)
+        assert dir_fd is not None
+        temp = temp_name(name)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=dir_fd)
+        fd = os.open(temp, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        except BaseException:
             os.close(fd)
-            os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            os.fsync(dir_fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=dir_fd)
+            raise
+        os.close(fd)
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.fsync(dir_fd)
 
     def chmod(self, rel: str, mode: int) -> None:
         """Set the mode of the file or folder `rel` itself, never of what a symlink points at."""
-        with self._parent(rel, create=False) as (dir_fd, name):
-            if dir_fd is None:
-                raise FileNotFoundError(errno.ENOENT, "no such file", rel)
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-                raise UnsafePathError(f"~/{rel} is not a regular file or folder")
-            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
-            try:
-                os.fchmod(fd, mode)
-            finally:
-                os.close(fd)
+        dir_fd, name = self._locate(rel, create=False)
+        if dir_fd is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", rel)
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            raise UnsafePathError(f"~/{rel} is not a regular file or folder")
+        fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
 
     def rename(self, src: str, dst: str) -> None:
         """Rename `src` to `dst`; both are looked up without following symlinks on the way."""
-        with (
-            self._parent(src, create=False) as (src_fd, src_name),
-            self._parent(dst, create=True) as (
-                dst_fd,
-                dst_name,
-            ),
-        ):
-            if src_fd is None:
-                raise FileNotFoundError(errno.ENOENT, "no such file", src)
-            os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+        src_fd, src_name = self._locate(src, create=False)
+        if src_fd is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", src)
+        dst_fd, dst_name = self._locate(dst, create=True)
+        os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+        self._forget_folders()
 
     def remove_tree(self, rel: str) -> None:
         """Remove the folder `rel` and everything in it, if it exists (symlinks inside are not followed)."""
-        with self._parent(rel, create=False) as (dir_fd, name):
-            if dir_fd is None:
-                return
-            with contextlib.suppress(FileNotFoundError):
-                shutil.rmtree(name, dir_fd=dir_fd)
+        dir_fd, name = self._locate(rel, create=False)
+        if dir_fd is None:
+            return
+        try:
+            shutil.rmtree(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        finally:
+            self._forget_folders()
 
     def open_lock_file(self, rel: str) -> int:
         """Open (creating if needed, never truncating) the regular file `rel` for an flock."""
-        with self._parent(rel, create=True) as (dir_fd, name):
-            assert dir_fd is not None
-            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                os.close(fd)
-                raise UnsafePathError(f"~/{rel} is not a regular file")
-            return fd
+        dir_fd, name = self._locate(rel, create=True)
+        assert dir_fd is not None
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UnsafePathError(f"~/{rel} is not a regular file")
+        return fd
 
     # -- walking ---------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _parent(self, rel: str, *, create: bool) -> Iterator[tuple[int | None, str]]:
-        """Yield an open descriptor of the folder holding `rel`, and the last component of `rel`.
-
-        The descriptor is None when that folder does not exist and `create` is false.
-        """
+    def _locate(self, rel: str, *, create: bool) -> tuple[int | None, str]:
+        """An open descriptor of the folder holding `rel` (None when it does not exist and `create` is
+        false), and the last component of `rel`. The descriptor belongs to the cache: never close it."""
         parts = split(rel)
         try:
-            dir_fd = self._walk(parts[:-1], create=create, mode=0o755)
+            return self._walk(parts[:-1], create=create, mode=0o755), parts[-1]
         except FileNotFoundError:
             if create:
                 raise
-            yield None, parts[-1]
-            return
-        try:
-            yield dir_fd, parts[-1]
-        finally:
-            os.close(dir_fd)
+            return None, parts[-1]
 
     def _walk(self, parts: tuple[str, ...], *, create: bool, mode: int) -> int:
-        """Open the folder `parts` below the home, component by component, never following a symlink."""
+        """Open the folder `parts` below the home, component by component, never following a symlink.
+
+        Folders that do not exist are created when `create` is true, with `mode` set explicitly (so the
+        umask does not change it); folders that exist keep theirs.
+        """
         if self.fd is None:
             raise FileNotFoundError(errno.ENOENT, "the home does not exist", str(self.root))
-        fd = os.dup(self.fd)
-        try:
-            for depth, part in enumerate(parts):
-                created = False
-                if create:
-                    try:
-                        os.mkdir(part, mode, dir_fd=fd)
-                        created = True
-                    except FileExistsError:
-                        pass
-                try:
-                    next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                except OSError as error:
-                    if error.errno in (errno.ELOOP, errno.ENOTDIR):
-                        where = "/".join(parts[: depth + 1])
-                        raise UnsafePathError(f"~/{where} is a symlink or not a folder") from error
-                    raise
-                if created:
-                    os.fchmod(next_fd, mode)
-                os.close(fd)
-                fd = next_fd
-        except BaseException:
-            os.close(fd)
-            raise
+        fd = self.fd
+        for depth, part in enumerate(parts):
+            key = parts[: depth + 1]
+            cached = self._folders.get(key)
+            if cached is not None:
+                fd = cached
+                continue
+            fd = self._open_folder(fd, part, key, create=create, mode=mode)
+            self._folders[key] = fd
         return fd
+
+    @staticmethod
+    def _open_folder(parent: int, part: str, key: tuple[str, ...], *, create: bool, mode: int) -> int:
+        try:
+            try:
+                return os.open(part, _DIR_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                if not create:
+                    raise
+            created = True
+            try:
+                os.mkdir(part, mode, dir_fd=parent)
+            except FileExistsError:  # made by someone else meanwhile: theirs, mode included
+                created = False
+            fd = os.open(part, _DIR_FLAGS, dir_fd=parent)
+            if created:
+                os.fchmod(fd, mode)
+            return fd
+        except OSError as error:
+            if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafePathError(f"~/{'/'.join(key)} is a symlink or not a folder") from error
+            raise
 
 
 def _require_regular(rel: str, st: os.stat_result) -> None:

@@ -36,9 +36,18 @@ class Ledger:
     files: dict[str, str] = field(default_factory=dict)
     #: template name -> {"inputs": sha256 of template and variables, "output": sha256 of the render}
     renders: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: interpreter's real path -> {"identity": its file's identity, "version": the X.Y.Z it runs as}
+    interpreters: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: The bytes this ledger was read from, so that an unchanged ledger is not written again.
+    stored: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_bytes(self) -> bytes:
-        document = {"format": LEDGER_FORMAT, "files": self.files, "renders": self.renders}
+        document = {
+            "format": LEDGER_FORMAT,
+            "files": self.files,
+            "renders": self.renders,
+            "interpreters": self.interpreters,
+        }
         return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -48,9 +57,15 @@ class Ledger:
             raise ValueError("unknown ledger format")
         files = document.get("files", {})
         renders = document.get("renders", {})
-        if not _is_str_map(files) or not isinstance(renders, dict):
+        interpreters = document.get("interpreters", {})
+        if not _is_str_map(files) or not isinstance(renders, dict) or not isinstance(interpreters, dict):
             raise ValueError("malformed ledger")
-        return cls(files=dict(files), renders={k: v for k, v in renders.items() if _is_str_map(v)})
+        return cls(
+            files=dict(files),
+            renders={k: v for k, v in renders.items() if _is_str_map(v)},
+            interpreters={k: v for k, v in interpreters.items() if _is_str_map(v)},
+            stored=data,
+        )
 
 
 def _is_str_map(value: object) -> bool:
@@ -84,12 +99,11 @@ def load_ledger(home: SafeHome) -> tuple[Ledger, str | None]:
 
 
 def save_ledger(home: SafeHome, ledger: Ledger) -> None:
-    """Write the ledger when it differs from what is on disk, so an idle run changes no mtime."""
+    """Write the ledger when it differs from what was read, so an idle run changes no mtime."""
     data = ledger.to_bytes()
-    with contextlib.suppress(OSError):
-        if home.read(LEDGER) == data:
-            return
-    home.write(LEDGER, data, mode=0o600)
+    if data != ledger.stored:
+        home.write(LEDGER, data, mode=0o600)
+        ledger.stored = data
 
 
 @contextlib.contextmanager

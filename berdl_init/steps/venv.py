@@ -52,6 +52,15 @@ class BuildVenv(Change):
                 raise
             raise OSError(f"virtualenv failed: {error}") from error
         ctx.home.rename(build, self.path)
+        # virtualenv ran the interpreter to learn its version: remember it, so the next run need not.
+        cfg = parse_pyvenv_cfg((ctx.home.read(f"{self.path}/pyvenv.cfg") or b"").decode(errors="replace"))
+        real = os.path.realpath(self.python)
+        identity = _identity(real)
+        if identity is not None and cfg.get("version_info"):
+            ctx.ledger.interpreters[real] = {
+                "identity": identity,
+                "version": _three_part(cfg["version_info"]),
+            }
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,8 @@ def plan(ctx: PlanContext) -> StepPlan:
     settings = ctx.settings
     step = StepPlan("venv")
     rel = settings.venv_rel
-    problem = inspect(ctx, rel, settings.venv_python)
+    found = inspect(ctx, rel, settings.venv_python)
+    problem = found.problem
     rebuild = problem is not None
     if problem == "absent":
         step.changes.append(_build(rel, settings.venv_python, settings.venv_system_site_packages, "new"))
@@ -76,7 +86,7 @@ def plan(ctx: PlanContext) -> StepPlan:
         step.changes.append(_build(rel, settings.venv_python, settings.venv_system_site_packages, "rebuilt"))
         step.warnings.append(f"the venv ~/{rel} {problem}: it was moved to ~/{aside} and rebuilt")
     else:
-        sees_image = _sees_system_site_packages(ctx, rel)
+        sees_image = found.sees_system_site_packages
         if sees_image != settings.venv_system_site_packages:
             # Rebuilding would hide what the user installed in it: keep it, and say how to get a new one.
             step.warnings.append(
@@ -104,37 +114,46 @@ def _build(rel: str, python: Path, system_site_packages: bool, detail: str) -> B
     )
 
 
-def inspect(ctx: PlanContext, rel: str, python: Path) -> str | None:
-    """None when the venv at `rel` is usable on `python`; "absent"; or why it is not usable."""
+@dataclass(frozen=True)
+class FoundVenv:
+    #: None when the venv is usable; "absent"; or why it is not usable.
+    problem: str | None
+    cfg: dict[str, str]
+
+    @property
+    def sees_system_site_packages(self) -> bool:
+        return self.cfg.get("include-system-site-packages", "false").lower() == "true"
+
+
+def inspect(ctx: PlanContext, rel: str, python: Path) -> FoundVenv:
+    """Whether the venv at `rel` is usable on `python`, and its pyvenv.cfg."""
     try:
         st = ctx.home.lstat(rel)
     except UnsafePathError as error:
         raise OSError(str(error)) from None
     if st is None:
-        return "absent"
+        return FoundVenv("absent", {})
     try:
         cfg_bytes = ctx.home.read(f"{rel}/pyvenv.cfg")
     except (UnsafePathError, NotADirectoryError):
         cfg_bytes = None
     if cfg_bytes is None:
-        return "is not a virtualenv (no pyvenv.cfg)"
+        return FoundVenv("is not a virtualenv (no pyvenv.cfg)", {})
     cfg = parse_pyvenv_cfg(cfg_bytes.decode(errors="replace"))
     built_for = _three_part(cfg.get("version_info") or cfg.get("version") or "")
 
     venv_python = ctx.home.absolute(f"{rel}/bin/python")
-    if os.path.realpath(venv_python) != os.path.realpath(python):
-        return f"was built on {os.path.realpath(venv_python)}, not on {python}"
-    runs_as = _python_version(venv_python)
+    real = os.path.realpath(venv_python)
+    if real != os.path.realpath(python):
+        return FoundVenv(f"was built on {real}, not on {python}", cfg)
+    runs_as = _python_version(ctx, venv_python, real)
     if runs_as is None:
-        return "has a python that does not run"
+        return FoundVenv("has a python that does not run", cfg)
     if built_for != runs_as:
-        return f"was built for Python {built_for or '(unknown)'}, and the interpreter is now {runs_as}"
-    return None
-
-
-def _sees_system_site_packages(ctx: PlanContext, rel: str) -> bool:
-    cfg = parse_pyvenv_cfg((ctx.home.read(f"{rel}/pyvenv.cfg") or b"").decode(errors="replace"))
-    return cfg.get("include-system-site-packages", "false").lower() == "true"
+        return FoundVenv(
+            f"was built for Python {built_for or '(unknown)'}, and the interpreter is now {runs_as}", cfg
+        )
+    return FoundVenv(None, cfg)
 
 
 def parse_pyvenv_cfg(text: str) -> dict[str, str]:
@@ -150,12 +169,20 @@ def _three_part(version: str) -> str:
     return ".".join(version.split(".")[:3])
 
 
-def _python_version(python: Path) -> str | None:
+def _python_version(ctx: PlanContext, python: Path, real: str) -> str | None:
     """The X.Y.Z version `python` runs as, or None when it does not run.
 
-    -I -S keeps the probe to the interpreter's own start-up: no site, no user settings.
+    The answer is remembered in the ledger with the identity of the interpreter's file `real`: while that
+    file is the same one, it runs as it did, and a run with nothing to do starts no process.
     """
+    identity = _identity(real)
+    if identity is None:
+        return None
+    known = ctx.ledger.interpreters.get(real)
+    if known is not None and known.get("identity") == identity and "version" in known:
+        return known["version"]
     try:
+        # -I -S keeps the probe to the interpreter's own start-up: no site, no user settings.
         result = subprocess.run(
             [str(python), "-I", "-S", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
             capture_output=True,
@@ -165,7 +192,20 @@ def _python_version(python: Path) -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return result.stdout.strip() if result.returncode == 0 else None
+    if result.returncode != 0:
+        return None
+    version = result.stdout.strip()
+    ctx.ledger.interpreters[real] = {"identity": identity, "version": version}
+    return version
+
+
+def _identity(real: str) -> str | None:
+    """What changes when the interpreter's file is replaced (an image upgrade), even at the same path."""
+    try:
+        st = os.stat(real)
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _aside_name(ctx: PlanContext, rel: str) -> str:
