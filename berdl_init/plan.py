@@ -6,7 +6,6 @@ same list that a real run applies, so the preview cannot differ from what happen
 
 from __future__ import annotations
 
-import difflib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +79,8 @@ class WriteFile(Change):
             ctx.ledger.files[self.path] = sha256(self.data)
 
     def preview(self) -> str:
+        import difflib  # only dry runs show diffs
+
         try:
             old = (self.old or b"").decode().splitlines(keepends=True)
             new = self.data.decode().splitlines(keepends=True)

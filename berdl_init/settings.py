@@ -7,7 +7,6 @@ whose one line names the setting, the value and what is expected.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import re
@@ -47,6 +46,8 @@ def _default_user() -> str:
     for variable in ("JUPYTERHUB_USER", "NB_USER"):
         if os.environ.get(variable):
             return os.environ[variable]
+    import getpass  # only here: it costs a run that is told the user more than the rest of its set-up
+
     return getpass.getuser()
 
 
