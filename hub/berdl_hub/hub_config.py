@@ -1,0 +1,258 @@
+"""The hub's settings, read from the environment (a Kubernetes Secret) and checked together.
+
+`load()` collects every problem before it reports any, so an operator fixes a broken Secret in one round;
+`apply()` turns good settings into JupyterHub configuration. No value of a secret is ever put in a
+message: problems name the variable and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_DB_URL = "sqlite:////srv/jupyterhub/data/jupyterhub.sqlite"
+# Set to 1 on a laptop only: allows a database that vanishes with the process and the dummy authenticator.
+DEV_SWITCH = "BERDL_HUB_DEV_MODE"
+SECRET_VARIABLES = ("JUPYTERHUB_COOKIE_SECRET", "JUPYTERHUB_CRYPT_KEY", "CONFIGPROXY_AUTH_TOKEN")
+IDLE_CULLER = "jupyterhub-idle-culler"
+# What jupyterhub-idle-culler needs to find idle servers and stop them, and nothing more
+# (no admin:users: it does not delete users).
+IDLE_CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+# Authenticators that let anyone in, refused outside development.
+OPEN_AUTHENTICATORS = frozenset({"dummy", "null", "jupyterhub.auth.DummyAuthenticator"})
+
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class HubConfigError(Exception):
+    """Everything wrong with the hub's environment, one problem per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"the hub cannot start, {len(problems)} problem(s) in its environment:\n{lines}")
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    cookie_secret: bytes
+    crypt_keys: tuple[bytes, ...]
+    db_url: str
+    proxy_api_url: str
+    proxy_auth_token: str
+    authenticator_class: str
+    hub_bind_url: str
+    hub_connect_url: str
+    idle_timeout: int
+    extra_config: str
+
+    def __repr__(self) -> str:  # the secrets stay out of any traceback or debug print
+        return f"HubSettings(db_url={self.db_url!r}, proxy_api_url={self.proxy_api_url!r}, ...)"
+
+
+def _crypt_key(text: str) -> bytes | None:
+    """One 32-byte key, hex (64 characters) or base64 (standard or URL-safe); None when malformed."""
+    text = text.strip()
+    if _HEX64.match(text):
+        return bytes.fromhex(text)
+    for decode in (base64.urlsafe_b64decode, base64.b64decode):
+        try:
+            key = decode(text.encode("ascii"))
+        except (binascii.Error, ValueError):
+            continue
+        if len(key) == 32:
+            return key
+    return None
+
+
+def _check_db(url: str, environ: Mapping[str, str], dev: bool, problems: list[str]) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        problems.append("JUPYTERHUB_DB_URL is not a database URL")
+        return
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        in_memory = database in ("", ":memory:") or "mode=memory" in url
+        if in_memory:
+            if not dev:
+                problems.append(
+                    "JUPYTERHUB_DB_URL is an in-memory SQLite database, lost at every restart "
+                    f"(set {DEV_SWITCH}=1 to allow it in development)"
+                )
+            return
+        folder = Path(database).parent
+        if not folder.is_dir():
+            problems.append(f"JUPYTERHUB_DB_URL: the folder of the SQLite file does not exist: {folder}")
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            problems.append(f"JUPYTERHUB_DB_URL: the folder of the SQLite file is not writable: {folder}")
+    elif backend == "postgresql":
+        if parsed.password is not None:
+            problems.append("JUPYTERHUB_DB_URL must not hold a password; put it in PGPASSWORD")
+        if not environ.get("PGPASSWORD"):
+            problems.append("PGPASSWORD is required with a PostgreSQL JUPYTERHUB_DB_URL")
+        if parsed.get_driver_name() != "psycopg":
+            problems.append("JUPYTERHUB_DB_URL: use postgresql:// or postgresql+psycopg:// (psycopg 3)")
+        elif importlib.util.find_spec("psycopg") is None:
+            problems.append("JUPYTERHUB_DB_URL is PostgreSQL but psycopg is not installed")
+    else:
+        problems.append(f"JUPYTERHUB_DB_URL: unsupported database {backend!r} (use sqlite or postgresql)")
+
+
+def _check_url(name: str, value: str, problems: list[str]) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append(f"{name} must be an http(s) URL with a host, got {value!r}")
+
+
+def load(environ: Mapping[str, str] | None = None) -> HubSettings:
+    """Read and check every setting; raise HubConfigError listing all problems."""
+    env = os.environ if environ is None else environ
+    dev = env.get(DEV_SWITCH, "") == "1"
+    problems: list[str] = []
+
+    cookie = env.get("JUPYTERHUB_COOKIE_SECRET", "").strip()
+    if not cookie:
+        problems.append("JUPYTERHUB_COOKIE_SECRET is required (64 hex characters: openssl rand -hex 32)")
+    elif not _HEX64.match(cookie):
+        problems.append(f"JUPYTERHUB_COOKIE_SECRET must be 64 hex characters, got {len(cookie)} characters")
+
+    crypt = env.get("JUPYTERHUB_CRYPT_KEY", "")
+    keys: list[bytes] = []
+    if not crypt.strip():
+        problems.append("JUPYTERHUB_CRYPT_KEY is required (32-byte keys, hex or base64, ';'-separated)")
+    else:
+        for position, part in enumerate((p for p in crypt.split(";") if p.strip()), start=1):
+            key = _crypt_key(part)
+            if key is None:
+                problems.append(f"JUPYTERHUB_CRYPT_KEY: key {position} is not 32 bytes in hex or base64")
+            else:
+                keys.append(key)
+
+    db_url = env.get("JUPYTERHUB_DB_URL", "").strip() or DEFAULT_DB_URL
+    _check_db(db_url, env, dev, problems)
+
+    proxy_api_url = env.get("CONFIGPROXY_API_URL", "").strip()
+    if not proxy_api_url:
+        problems.append("CONFIGPROXY_API_URL is required (the proxy runs in its own pod)")
+    else:
+        _check_url("CONFIGPROXY_API_URL", proxy_api_url, problems)
+    proxy_token = env.get("CONFIGPROXY_AUTH_TOKEN", "")
+    if not proxy_token:
+        problems.append("CONFIGPROXY_AUTH_TOKEN is required (the proxy's API token: openssl rand -hex 32)")
+    elif len(proxy_token) < 32 or any(c.isspace() for c in proxy_token):
+        problems.append("CONFIGPROXY_AUTH_TOKEN must be at least 32 characters without spaces")
+
+    authenticator = env.get("JUPYTERHUB_AUTHENTICATOR_CLASS", "").strip()
+    if not authenticator:
+        problems.append("JUPYTERHUB_AUTHENTICATOR_CLASS is required (an entry point name or a class path)")
+    elif authenticator in OPEN_AUTHENTICATORS and not dev:
+        problems.append(
+            f"JUPYTERHUB_AUTHENTICATOR_CLASS {authenticator!r} lets anyone in ({DEV_SWITCH}=1 allows it)"
+        )
+
+    hub_bind_url = env.get("BERDL_HUB_BIND_URL", "").strip() or "http://0.0.0.0:8081"
+    _check_url("BERDL_HUB_BIND_URL", hub_bind_url, problems)
+    hub_connect_url = env.get("BERDL_HUB_CONNECT_URL", "").strip()
+    if hub_connect_url:
+        _check_url("BERDL_HUB_CONNECT_URL", hub_connect_url, problems)
+
+    idle_text = env.get("BERDL_IDLE_TIMEOUT", "").strip() or "3600"
+    idle_timeout = int(idle_text) if idle_text.isdigit() else -1
+    if idle_timeout < 0:
+        problems.append(f"BERDL_IDLE_TIMEOUT must be whole seconds (0 turns culling off), got {idle_text!r}")
+
+    extra_config = env.get("BERDL_HUB_EXTRA_CONFIG", "").strip()
+    if extra_config and not Path(extra_config).is_file():
+        problems.append(f"BERDL_HUB_EXTRA_CONFIG names no file: {extra_config}")
+
+    if problems:
+        raise HubConfigError(problems)
+    return HubSettings(
+        cookie_secret=bytes.fromhex(cookie),
+        crypt_keys=tuple(keys),
+        db_url=db_url,
+        proxy_api_url=proxy_api_url,
+        proxy_auth_token=proxy_token,
+        authenticator_class=authenticator,
+        hub_bind_url=hub_bind_url,
+        hub_connect_url=hub_connect_url,
+        idle_timeout=idle_timeout,
+        extra_config=extra_config,
+    )
+
+
+def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = None) -> None:
+    """Configure JupyterHub (`c` is the config object of jupyterhub_config.py)."""
+    env = os.environ if environ is None else environ
+
+    # Set explicitly: JupyterHub reads JPY_COOKIE_SECRET, not our name, and without a secret it writes a
+    # random cookie_secret file into the pod, which logs everyone out when the pod is replaced.
+    c.JupyterHub.cookie_secret = settings.cookie_secret
+    c.CryptKeeper.keys = list(settings.crypt_keys)
+    c.Authenticator.enable_auth_state = True
+    c.JupyterHub.authenticator_class = settings.authenticator_class
+
+    c.JupyterHub.db_url = settings.db_url  # PostgreSQL's password comes from PGPASSWORD, read by libpq
+
+    # The proxy runs in its own pod and keeps routing while the hub restarts.
+    c.ConfigurableHTTPProxy.should_start = False
+    c.ConfigurableHTTPProxy.api_url = settings.proxy_api_url
+    c.ConfigurableHTTPProxy.auth_token = settings.proxy_auth_token
+    c.JupyterHub.cleanup_servers = False  # user pods survive a hub restart
+    c.JupyterHub.cleanup_proxy = False
+
+    c.JupyterHub.hub_bind_url = settings.hub_bind_url
+    if settings.hub_connect_url:
+        c.JupyterHub.hub_connect_url = settings.hub_connect_url
+
+    c.JupyterHub.spawner_class = "berdl"
+    spawner_settings = {
+        "BERDL_NOTEBOOK_IMAGE": "image",
+        "BERDL_INIT_IMAGE": "init_image",
+        "SPARK_CLUSTER_MANAGER_API_URL": "spark_cluster_manager_url",
+        "GOVERNANCE_API_URL": "governance_api_url",
+    }
+    for variable, trait in spawner_settings.items():
+        if env.get(variable):
+            setattr(c.BERDLSpawner, trait, env[variable])
+
+    if settings.idle_timeout > 0:
+        # Plain lists, set first: the operator's extra config can .append() its own.
+        c.JupyterHub.services = [
+            {
+                "name": IDLE_CULLER,
+                "command": [
+                    sys.executable,
+                    "-m",
+                    "jupyterhub_idle_culler",
+                    f"--timeout={settings.idle_timeout}",
+                    f"--cull-every={max(60, min(600, settings.idle_timeout // 4))}",
+                ],
+            },
+        ]
+        c.JupyterHub.load_roles = [
+            {"name": IDLE_CULLER, "scopes": list(IDLE_CULLER_SCOPES), "services": [IDLE_CULLER]},
+        ]
+
+
+def forget_secrets(environ: Any = None) -> None:
+    """Drop the hub's secrets from its own environment once configured, so no process the hub starts
+    (services, spawners that copy the environment) can inherit them. PGPASSWORD stays: libpq reads it
+    at every new database connection."""
+    env = os.environ if environ is None else environ
+    for name in SECRET_VARIABLES:
+        env.pop(name, None)

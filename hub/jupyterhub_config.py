@@ -1,0 +1,32 @@
+"""BERDL's JupyterHub configuration: `jupyterhub -f hub/jupyterhub_config.py`.
+
+Everything comes from the environment (a Kubernetes Secret and the hub Deployment), checked together
+before the hub binds a port: every problem is printed in one message and the hub exits with status 2.
+The checks and the mapping live in `berdl_hub.hub_config`, where they are tested without a hub.
+
+Operator settings beyond these go in a Python file named by BERDL_HUB_EXTRA_CONFIG, run last with the
+same `c` (`c.BERDLSpawner.shared_mounts = [...]`, the authenticator's own settings, profiles, ...).
+"""
+
+import sys
+
+from berdl_hub import hub_config
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821  (provided by JupyterHub when it loads this file)
+
+try:
+    settings = hub_config.load()
+except hub_config.HubConfigError as error:
+    print(f"[berdl-hub] {error}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+hub_config.apply(c, settings)
+hub_config.forget_secrets()
+
+if settings.extra_config:
+    # Run in this namespace rather than with load_subconfig: the operator's file then sees (and can
+    # .append to) the lists set above; a subconfig would replace them, dropping the idle culler.
+    with open(settings.extra_config) as extra:
+        exec(
+            compile(extra.read(), settings.extra_config, "exec"), {"c": c, "__file__": settings.extra_config}
+        )

@@ -1,0 +1,83 @@
+"""Fixtures of the hub tests: a throwaway kube config, spawners, fake services, log capture."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from berdl_hub.spawner import BERDLSpawner
+from hubtest_support import NAMESPACE, FakeUser, reset_kubespawner
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: throwaway
+  cluster: {server: "http://127.0.0.1:9"}
+contexts:
+- name: throwaway
+  context: {cluster: throwaway, user: nobody, namespace: berdl}
+current-context: throwaway
+users:
+- name: nobody
+  user: {token: throwaway-kube-token}
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def throwaway_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """KubeSpawner loads a kube config in __init__; give it one that points nowhere.
+
+    kubernetes_asyncio reads $KUBECONFIG once at import, so the module's default is patched instead.
+    """
+    from kubernetes_asyncio.config import kube_config
+
+    path = tmp_path_factory.mktemp("kube") / "config"
+    path.write_text(KUBECONFIG)
+    saved = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
+    yield path
+    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved
+
+
+@pytest_asyncio.fixture
+async def kube_reset() -> AsyncIterator[None]:
+    """KubeSpawner shares reflectors and API clients per process: end each test clean."""
+    yield
+    await reset_kubespawner()
+
+
+@pytest.fixture
+def make_spawner() -> Callable[..., BERDLSpawner]:
+    """Build an offline-capable spawner for a user; keyword arguments set traits."""
+
+    def make(
+        name: str = "alice",
+        *,
+        admin: bool = False,
+        token: str | None = "kbase-token-alice-0123456789",
+        **traits: Any,
+    ) -> BERDLSpawner:
+        auth_state = {"kbase_token": token} if token else {}
+        user = FakeUser(name=name, admin=admin, auth_state=auth_state)
+        defaults: dict[str, Any] = {
+            "init_image": "ghcr.io/kbase/berdl-init:1.0",
+            "image": "ghcr.io/kbase/berdl-notebook:1.0",
+            "namespace": NAMESPACE,
+            "api_token": "hub-api-token-for-alice-0123456789",
+        }
+        defaults.update(traits)
+        return BERDLSpawner(_mock=True, user=user, **defaults)
+
+    return make
+
+
+@pytest.fixture
+def all_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Capture every log record, at every level, of every logger."""
+    caplog.set_level(logging.DEBUG)
+    return caplog

@@ -1,0 +1,157 @@
+"""Real processes for the hub tests: PostgreSQL, configurable-http-proxy, JupyterHub.
+
+Every process starts in its own session and is stopped with its whole process group (the hub's idle
+culler service included), also when a test fails half-way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from hubtest_support import require_tool
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float, process: Process | None = None) -> None:
+    """Until `url` answers below 500; fails early when the process behind it died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.popen.poll() is not None:
+            raise RuntimeError(f"{process.name} exited ({process.popen.returncode}):\n{process.log()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer in {timeout} s")
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15) -> int:
+        """SIGTERM to the whole group, SIGKILL after `timeout`; returns the exit status."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        # Members of the group that outlived their leader (a service the hub started) go too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        return self.popen.returncode
+
+
+def start(name: str, cmd: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> Process:
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return Process(name, popen, log_path)
+
+
+def base_env() -> dict[str, str]:
+    """A small environment for child processes: nothing of the test runner's secrets."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+    return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+def proxy_command(port: int, api_port: int, hub_url: str) -> list[str]:
+    require_tool("node")
+    chp = require_tool(str(REPO / "node_modules" / ".bin" / "configurable-http-proxy"))
+    return [
+        chp,
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--api-ip=127.0.0.1",
+        f"--api-port={api_port}",
+        f"--default-target={hub_url}",
+        f"--error-target={hub_url}/hub/error",
+        "--log-level=debug",
+    ]
+
+
+def postgres_tool(name: str) -> str:
+    """A PostgreSQL server program: on PATH, else where Debian's postgresql package puts it."""
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[::-1]), None
+    )
+    return require_tool(found or name)
+
+
+@dataclass
+class Postgres:
+    url: str  # without a password, as the hub gets it
+    password: str
+    log_path: Path
+
+
+@contextlib.contextmanager
+def postgres_server(password: str) -> Iterator[Postgres]:
+    """A throwaway PostgreSQL on 127.0.0.1 with password (SCRAM) authentication.
+
+    initdb refuses to run as root: as root, the server runs as the `postgres` user (runuser), in a
+    folder it owns.
+    """
+    initdb, pg_ctl = postgres_tool("initdb"), postgres_tool("pg_ctl")
+    as_postgres: list[str] = []
+    base = Path(tempfile.mkdtemp(prefix="berdl-hub-pg-"))
+    if os.geteuid() == 0:
+        as_postgres = [require_tool("runuser"), "-u", "postgres", "--"]
+        owner = pwd.getpwnam("postgres")
+        os.chown(base, owner.pw_uid, owner.pw_gid)
+    data, log_path, port = base / "data", base / "server.log", free_port()
+    run = {"check": True, "capture_output": True}
+    options = f"-p {port} -h 127.0.0.1 -k {base} -c fsync=off -c full_page_writes=off"
+    try:
+        pwfile = base / "pwfile"
+        pwfile.write_text(password + "\n")
+        if as_postgres:
+            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+        init = [initdb, "-D", str(data), "-U", "postgres", "--auth=scram-sha-256", f"--pwfile={pwfile}"]
+        subprocess.run([*as_postgres, *init, "--no-sync", "-E", "UTF8"], **run)
+        pwfile.unlink()
+        subprocess.run(
+            [*as_postgres, pg_ctl, "-D", str(data), "-l", str(log_path), "-o", options, "-w", "start"], **run
+        )
+        import psycopg
+
+        admin = f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE jupyterhub LOGIN PASSWORD '{password}'")
+            conn.execute("CREATE DATABASE jupyterhub OWNER jupyterhub")
+        yield Postgres(f"postgresql://jupyterhub@127.0.0.1:{port}/jupyterhub", password, log_path)
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run(
+                [*as_postgres, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True
+            )
+        shutil.rmtree(base, ignore_errors=True)

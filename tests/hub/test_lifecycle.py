@@ -1,0 +1,303 @@
+"""start() and stop() of a real BERDLSpawner (a real KubeSpawner underneath) against HTTP servers on
+127.0.0.1: the kmock Kubernetes API emulator, a Spark Cluster Manager and a governance API that follow
+their specs. Every test also scans all captured logs for the tokens and keys it used."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import kmock
+import pytest
+import pytest_asyncio
+from berdl_hub.spawner import BERDLSpawner, SpawnRefused
+from hubtest_support import (
+    NAMESPACE,
+    ApiServer,
+    GovernanceApp,
+    Kubelet,
+    SparkClusterManagerApp,
+    assert_no_secret_in,
+    closed_port_url,
+    reset_kubespawner,
+    serve,
+)
+
+pytestmark = pytest.mark.asyncio
+
+TOKEN = "kbase-token-alice-0123456789"
+API_TOKEN = "hub-api-token-for-alice-0123456789"
+ACCESS_KEY = "minio-access-alice-0123"
+SECRET_KEY = "minio-secret-alice-0123456789abcdef"
+SECRETS = [TOKEN, API_TOKEN, ACCESS_KEY, SECRET_KEY]
+
+
+@dataclass
+class Stack:
+    """The servers of one test and a way to make spawners that use them."""
+
+    k8s: Any
+    k8s_url: str
+    spark: SparkClusterManagerApp
+    spark_url: str
+    governance: GovernanceApp
+    governance_url: str
+    make: Callable[..., BERDLSpawner]
+    kubelet: Kubelet
+
+    def spawner(self, name: str = "alice", token: str = TOKEN, **traits: Any) -> BERDLSpawner:
+        settings: dict[str, Any] = {
+            "k8s_api_host": self.k8s_url,
+            "spark_cluster_manager_url": self.spark_url,
+            "governance_api_url": self.governance_url,
+            "start_timeout": 20,
+            "k8s_api_request_retry_timeout": 10,
+            "spark_create_timeout": 2.0,
+            "spark_request_timeout": 2.0,
+            "governance_request_timeout": 2.0,
+            "events_enabled": False,
+        }
+        settings.update(traits)
+        return self.make(name, token=token, api_token=API_TOKEN, **settings)
+
+    def pods(self) -> list[str]:
+        return [key[2] for key, obj in self.k8s.objects.items() if not obj.deleted]
+
+
+@pytest_asyncio.fixture
+async def stack(make_spawner: Callable[..., BERDLSpawner]) -> AsyncIterator[Stack]:
+    spark = SparkClusterManagerApp(tokens={TOKEN})
+    governance = GovernanceApp(
+        credentials={TOKEN: {"username": "alice", "access_key": ACCESS_KEY, "secret_key": SECRET_KEY}}
+    )
+    async with (
+        ApiServer() as k8s,
+        kmock.Server(k8s) as k8s_server,
+        serve(spark.app()) as spark_url,
+        serve(governance.app()) as governance_url,
+    ):
+        k8s.resources["v1/pods"] = {}
+        k8s_url = str(k8s_server.url).rstrip("/")
+        try:
+            async with Kubelet(k8s_url, NAMESPACE) as kubelet:
+                yield Stack(k8s, k8s_url, spark, spark_url, governance, governance_url, make_spawner, kubelet)
+        finally:
+            await reset_kubespawner()
+
+
+def pod_env(stack: Stack, spawner: BERDLSpawner) -> dict[str, Any]:
+    pod = stack.k8s.objects[kmock.resource("v1/pods"), NAMESPACE, spawner.pod_name].raw
+    container = next(c for c in pod["spec"]["containers"] if c["name"] == "notebook")
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+async def test_spawn_gets_spark_and_minio_then_stop_deletes_the_cluster(
+    stack: Stack, all_logs: pytest.LogCaptureFixture
+) -> None:
+    spawner = stack.spawner()
+    url = await spawner.start()
+    assert url == "http://127.0.0.1:8888"
+
+    env = pod_env(stack, spawner)
+    assert env["SPARK_MASTER_URL"].startswith("spark://spark-master-cluster-")
+    assert env["MINIO_ACCESS_KEY"] == ACCESS_KEY
+    assert env["MINIO_SECRET_KEY"] == SECRET_KEY
+    assert env["KBASE_AUTH_TOKEN"] == TOKEN
+    assert env["SPARK_DRIVER_HOST"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert stack.spark.bodies == [spawner.spark_cluster_config]
+    assert len(stack.spark.clusters) == 1
+
+    await spawner.stop()
+    assert stack.spark.clusters == {}
+    assert stack.spark.deleted == 1
+    assert spawner.pod_name not in stack.pods()
+    assert_no_secret_in(all_logs.text, SECRETS)
+
+
+async def test_admin_gets_the_admin_cluster_size(stack: Stack) -> None:
+    spawner = stack.spawner(admin_spark_cluster_config={"worker_count": 8})
+    spawner.user.admin = True
+    await spawner.start()
+    assert stack.spark.bodies[0]["worker_count"] == 8
+    await spawner.stop()
+
+
+SPARK_FAILURES = ["500", "401", "timeout", "refused"]
+
+
+def break_spark(stack: Stack, failure: str) -> dict[str, Any]:
+    """Make the Spark API fail one way; returns the spawner settings that go with it."""
+    if failure == "refused":
+        return {"spark_cluster_manager_url": closed_port_url()}
+    stack.spark.mode = failure
+    return {}
+
+
+@pytest.mark.parametrize("failure", SPARK_FAILURES)
+async def test_spark_failure_fails_the_spawn_with_a_readable_message_and_no_orphan(
+    failure: str, stack: Stack, all_logs: pytest.LogCaptureFixture
+) -> None:
+    spawner = stack.spawner(spark_failure_policy="fail", **break_spark(stack, failure))
+    with pytest.raises(SpawnRefused) as raised:
+        await spawner.start()
+    message = raised.value.jupyterhub_message
+    assert message.startswith("Your Spark cluster could not be created: Spark Cluster Manager")
+    expected = {
+        "500": "answered 500 (ClusterCreationError: Failed to create the Spark master service)",
+        "401": "answered 401 (AuthenticationError: Invalid or expired token)",
+        "timeout": "no answer within 2 s",
+        "refused": "cannot be reached",
+    }[failure]
+    assert expected in message
+    assert stack.pods() == []  # the pod was never created
+    assert stack.spark.clusters == {}  # what a 500 or a late answer built was deleted
+    assert_no_secret_in(all_logs.text, SECRETS)
+
+
+@pytest.mark.parametrize("failure", SPARK_FAILURES)
+async def test_spark_failure_under_continue_starts_without_spark(
+    failure: str, stack: Stack, all_logs: pytest.LogCaptureFixture
+) -> None:
+    spawner = stack.spawner(spark_failure_policy="continue", **break_spark(stack, failure))
+    await spawner.start()
+    env = pod_env(stack, spawner)
+    assert "SPARK_MASTER_URL" not in env
+    assert env["MINIO_SECRET_KEY"] == SECRET_KEY
+    assert stack.spark.clusters == {}
+    assert "Starting alice without a Spark cluster: Spark Cluster Manager" in all_logs.text
+    await spawner.stop()
+    assert spawner.pod_name not in stack.pods()
+    assert_no_secret_in(all_logs.text, SECRETS)
+
+
+async def test_pod_creation_failing_after_the_cluster_exists_deletes_the_cluster(
+    stack: Stack, all_logs: pytest.LogCaptureFixture
+) -> None:
+    stack.k8s["post /api/v1/namespaces/berdl/pods"] << kmock.KubernetesError(
+        status=403, reason="Forbidden", message='pods "jupyter-alice" is forbidden: exceeded quota'
+    )
+    spawner = stack.spawner()
+    with pytest.raises(Exception, match="Forbidden"):
+        await spawner.start()
+    assert stack.spark.created == 1
+    assert stack.spark.clusters == {}
+    assert stack.spark.deleted == 1
+    # What the hub does next after a failed spawn (user.stop): nothing is left to delete, nothing fails.
+    await spawner.run_post_stop_hook()
+    assert stack.spark.calls.count(("DELETE", "/clusters")) == 1
+    assert_no_secret_in(all_logs.text, SECRETS)
+
+
+@pytest.mark.parametrize(
+    ("code", "meaning"), [(2, "settings are invalid"), (3, "home folder cannot be used")]
+)
+async def test_a_failing_berdl_init_ends_the_spawn_at_once_and_deletes_the_cluster(
+    code: int, meaning: str, stack: Stack, all_logs: pytest.LogCaptureFixture
+) -> None:
+    stack.kubelet.init_exit_code = code
+    spawner = stack.spawner(start_timeout=60)
+    began = time.monotonic()
+    with pytest.raises(SpawnRefused) as raised:
+        await spawner.start()
+    assert time.monotonic() - began < 30  # not the 60 s start_timeout
+    assert f"berdl-init exited with status {code}" in raised.value.jupyterhub_message
+    assert meaning in raised.value.jupyterhub_message
+    assert stack.spark.clusters == {}
+    await spawner.stop()  # what the hub does next: the pod goes too
+    assert stack.pods() == []
+    assert_no_secret_in(all_logs.text, SECRETS)
+
+
+async def test_stop_when_the_cluster_is_already_gone(
+    stack: Stack, all_logs: pytest.LogCaptureFixture
+) -> None:
+    spawner = stack.spawner()
+    await spawner.start()
+    stack.spark.clusters.clear()  # deleted behind the hub's back
+    await spawner.stop()
+    assert ("DELETE", "/clusters") in stack.spark.calls
+    assert (
+        "Deleted the Spark cluster of alice (the server stopped): No Spark cluster to delete" in all_logs.text
+    )
+    assert "Could not delete" not in all_logs.text
+
+
+async def test_lost_pod_teardown_runs_from_the_post_stop_hook_also_after_a_hub_restart(
+    stack: Stack, all_logs: pytest.LogCaptureFixture
+) -> None:
+    spawner = stack.spawner()
+    await spawner.start()
+    state = spawner.get_state()
+    # The hub restarts: a new spawner object gets the stored state; the pod is lost meanwhile.
+    async with stack.k8s.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/{spawner.pod_name}") as deleted:
+        assert deleted.status == 200
+    revived = stack.spawner()
+    revived.load_state(state)
+    for _ in range(100):
+        if await revived.poll() is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert await revived.poll() is not None
+    # JupyterHub's user.stop() skips spawner.stop() for a server that is gone, but always runs this:
+    await revived.run_post_stop_hook()
+    assert stack.spark.clusters == {}
+    assert stack.spark.deleted == 1
+    assert_no_secret_in(all_logs.text, SECRETS)
+
+
+async def test_spark_delete_is_retried_and_never_raises(
+    stack: Stack, all_logs: pytest.LogCaptureFixture
+) -> None:
+    spawner = stack.spawner(service_request_attempts=2)
+    await spawner.start()
+    spawner.spark_cluster_manager_url = closed_port_url()
+    await spawner.stop()  # completes although the Spark API is unreachable
+    assert "attempt 1 of 2; retrying" in all_logs.text
+    assert "Could not delete the Spark cluster of alice" in all_logs.text
+    # The duty to delete is kept in the state for the next stop.
+    assert spawner.get_state()["berdl_spark_cluster"] is True
+
+
+async def test_missing_credentials_fail_the_spawn_before_any_cluster(stack: Stack) -> None:
+    stack.governance.mode = "500"
+    spawner = stack.spawner(service_request_attempts=2)
+    with pytest.raises(SpawnRefused, match="MinIO"):
+        await spawner.start()
+    assert stack.governance.calls == 2  # GET is idempotent: retried
+    assert stack.spark.created == 0
+    assert stack.pods() == []
+
+
+async def test_a_user_without_a_token_is_told_so(stack: Stack) -> None:
+    spawner = stack.spawner(token="", governance_api_url="")
+    with pytest.raises(SpawnRefused, match="no KBase token"):
+        await spawner.start()
+    assert stack.spark.calls == []
+
+
+async def test_fifty_spawns_at_once_do_not_wait_for_each_other(
+    stack: Stack, all_logs: pytest.LogCaptureFixture
+) -> None:
+    """Each Spark answer takes 1 s; run one after the other, 50 spawns would take 50 s or more."""
+    stack.spark.delay = 1.0
+    tokens = [f"kbase-token-user{i:02d}-0123456789" for i in range(50)]
+    stack.spark.tokens.update(tokens)
+    stack.governance.credentials.update(
+        {t: {"username": t, "access_key": f"ak-{t}", "secret_key": f"sk-{t}"} for t in tokens}
+    )
+    spawners = [stack.spawner(f"user{i:02d}", token=t, spark_create_timeout=30) for i, t in enumerate(tokens)]
+
+    began = time.monotonic()
+    urls = await asyncio.gather(*(s.start() for s in spawners))
+    elapsed = time.monotonic() - began
+
+    assert len(urls) == 50
+    assert len(stack.spark.clusters) == 50
+    assert elapsed < 15, f"50 spawns took {elapsed:.1f} s"
+    assert stack.spark.max_in_flight >= 40  # the slow POSTs overlapped instead of queueing
+    await asyncio.gather(*(s.stop() for s in spawners))
+    assert stack.spark.clusters == {}
+    assert_no_secret_in(all_logs.text, tokens)
