@@ -53,11 +53,17 @@ def build_venv(build_dir: Path, final_dir: Path, python: Path, system_site_packa
     else:
         options += ["--no-download", "--no-setuptools"]
 
-    # virtualenv caches interpreter facts and wheels in an app-data folder; keep it out of the home.
+    # virtualenv caches interpreter facts and wheels in an app-data folder; keep it out of the home. An
+    # image can prepare one when it is built (VIRTUALENV_OVERRIDE_APP_DATA): it is then only read, which
+    # spares running the interpreter to learn about it, and suits a read-only root filesystem.
     app_data = os.environ.get("VIRTUALENV_OVERRIDE_APP_DATA")
     scratch = None if app_data else tempfile.mkdtemp(prefix="berdl-init-virtualenv-")
+    if app_data:
+        options += ["--app-data", app_data, "--read-only-app-data"]
+    else:
+        options += ["--app-data", str(scratch)]
     try:
-        cli_run([*options, "--app-data", app_data or str(scratch)], setup_logging=False, env=_isolated_env())
+        cli_run(options, setup_logging=False, env=_isolated_env())
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -575,3 +575,19 @@ def test_a_rebuild_that_loses_ipykernel_says_so(tmp_path: Path) -> None:
 
     assert [change["action"] for change in report["changes"]] == ["move-aside", "build-venv"]
     assert any("so the python3 kernel cannot run in it" in warning for warning in report["warnings"])
+
+
+def test_an_app_data_folder_prepared_by_the_image_is_only_read(tmp_path: Path) -> None:
+    """The init image prepares virtualenv's app data when it is built; at spawn time it is read-only."""
+    app_data = tmp_path / "image-app-data"
+    prepared = tmp_path / "prepared-venv"
+    command = [sys.executable, "-m", "virtualenv", "-q", "--app-data", app_data, "--python", BASE]
+    run(tmp_path, *command, "--system-site-packages", "--no-seed", prepared)
+    before = snapshot(app_data)
+    home = tmp_path / "home"
+
+    report = berdl(home, tmp_path, "--only", "venv", VIRTUALENV_OVERRIDE_APP_DATA=str(app_data))
+
+    assert changes(report, "venv") == [("venv", "build-venv", VENV_REL)]
+    assert_working_venv(tmp_path, venv_of(home))
+    assert snapshot(app_data) == before
