@@ -591,3 +591,38 @@ def test_an_app_data_folder_prepared_by_the_image_is_only_read(tmp_path: Path) -
     assert changes(report, "venv") == [("venv", "build-venv", VENV_REL)]
     assert_working_venv(tmp_path, venv_of(home))
     assert snapshot(app_data) == before
+
+
+def test_a_venv_with_a_copied_python_on_the_same_interpreter_is_kept(tmp_path: Path) -> None:
+    """venv.create() in Python code copies the interpreter (symlinks=False), as the replaced spawner did."""
+    home = tmp_path / "home"
+    venv = venv_of(home)
+    venv.parent.mkdir(parents=True)
+    code = f"import venv; venv.create({str(venv)!r}, system_site_packages=True, with_pip=False)"
+    run(tmp_path, BASE, "-c", code)
+    assert not (venv / "bin" / "python").is_symlink()
+    (venv / "marker.txt").write_text("the user's\n")
+
+    report = berdl(home, tmp_path, "--only", "venv")
+
+    assert [action for _, action, _ in changes(report)] == ["write", "write"]  # the two pip launchers
+    assert (venv / "marker.txt").exists()
+    assert list(venv.parent.glob("*berdl-old*")) == []
+    assert berdl(home, tmp_path, "--only", "venv")["changes"] == []
+
+
+def test_a_copied_python_that_does_not_run_is_moved_aside(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    venv = venv_of(home)
+    venv.parent.mkdir(parents=True)
+    run(tmp_path, BASE, "-c", f"import venv; venv.create({str(venv)!r}, system_site_packages=True)")
+    python = venv / "bin" / "python"
+    real = Path(os.path.realpath(python))
+    real.unlink()
+    real.write_text("#!/bin/sh\nexit 1\n")
+    real.chmod(0o755)
+
+    report = berdl(home, tmp_path, "--only", "venv")
+
+    assert [action for _, action, _ in changes(report)][:2] == ["move-aside", "build-venv"]
+    assert any("does not run as the interpreter does" in warning for warning in report["warnings"])

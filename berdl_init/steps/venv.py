@@ -43,13 +43,16 @@ class BuildVenv(Change):
             build_venv(
                 ctx.home.absolute(build), ctx.home.absolute(self.path), self.python, self.system_site_packages
             )
-        except Exception as error:
-            # virtualenv reports most failures as RuntimeError and the like: they fail this step (apply_plan
-            # handles OSError), not the whole run, and the half-built folder goes.
+        except (Exception, SystemExit) as error:
+            # virtualenv reports most failures as RuntimeError and the like, and a destination it finds
+            # unusable (a folder swapped meanwhile) through argparse, as SystemExit: they fail this step
+            # (apply_plan handles OSError), not the whole run, and the half-built folder goes.
             with contextlib.suppress(OSError):
                 ctx.home.remove_tree(build)
             if isinstance(error, OSError):
                 raise
+            if isinstance(error, SystemExit):
+                raise OSError(f"virtualenv refused its arguments (exit status {error.code})") from None
             raise OSError(f"virtualenv failed: {error}") from error
         ctx.home.rename(build, self.path)
         # virtualenv ran the interpreter to learn its version: remember it, so the next run need not.
@@ -140,20 +143,47 @@ def inspect(ctx: PlanContext, rel: str, python: Path) -> FoundVenv:
     if cfg_bytes is None:
         return FoundVenv("is not a virtualenv (no pyvenv.cfg)", {})
     cfg = parse_pyvenv_cfg(cfg_bytes.decode(errors="replace"))
-    built_for = _three_part(cfg.get("version_info") or cfg.get("version") or "")
 
+    built_on = _named_interpreter(cfg)
+    wanted = os.path.realpath(python)
+    if built_on != wanted:
+        return FoundVenv(f"was built on {built_on or '(unknown)'}, not on {python}", cfg)
+    built_for = _three_part(cfg.get("version_info") or cfg.get("version") or "")
+    interpreter_version = _python_version(ctx, python, wanted)
+    if interpreter_version is None:
+        raise OSError(f"the interpreter {python} does not run")
+    if built_for != interpreter_version:
+        return FoundVenv(
+            f"was built for Python {built_for or '(unknown)'}, and the interpreter is now "
+            f"{interpreter_version}",
+            cfg,
+        )
+    # The venv's own python: a symlink to the interpreter (virtualenv, python -m venv), or a copy of it
+    # (venv.create() from Python code, which the replaced spawner used); a copy must run too.
     venv_python = ctx.home.absolute(f"{rel}/bin/python")
     real = os.path.realpath(venv_python)
-    if real != os.path.realpath(python):
-        return FoundVenv(f"was built on {real}, not on {python}", cfg)
-    runs_as = _python_version(ctx, venv_python, real)
-    if runs_as is None:
-        return FoundVenv("has a python that does not run", cfg)
-    if built_for != runs_as:
-        return FoundVenv(
-            f"was built for Python {built_for or '(unknown)'}, and the interpreter is now {runs_as}", cfg
-        )
+    if real != wanted and _python_version(ctx, venv_python, real) != interpreter_version:
+        return FoundVenv("has a python that does not run as the interpreter does", cfg)
     return FoundVenv(None, cfg)
+
+
+def _named_interpreter(cfg: dict[str, str]) -> str | None:
+    """The real path of the interpreter a pyvenv.cfg says its venv was built on.
+
+    virtualenv writes base-executable; Python's venv writes executable (3.11 and later); older ones only
+    home, the interpreter's folder, where the usual names are tried.
+    """
+    for key in ("base-executable", "executable"):
+        if cfg.get(key):
+            return os.path.realpath(cfg[key])
+    home = cfg.get("home")
+    if not home:
+        return None
+    for name in ("python3", "python"):
+        candidate = os.path.join(home, name)
+        if os.path.exists(candidate):
+            return os.path.realpath(candidate)
+    return None
 
 
 def parse_pyvenv_cfg(text: str) -> dict[str, str]:
@@ -181,20 +211,10 @@ def _python_version(ctx: PlanContext, python: Path, real: str) -> str | None:
     known = ctx.ledger.interpreters.get(real)
     if known is not None and known.get("identity") == identity and "version" in known:
         return known["version"]
-    try:
-        # -I -S keeps the probe to the interpreter's own start-up: no site, no user settings.
-        result = subprocess.run(
-            [str(python), "-I", "-S", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+    # -S keeps the probe to the interpreter's own start-up, without site.
+    version = _ask(python, "import sys; print('%d.%d.%d' % sys.version_info[:3])", site=False)
+    if not version:
         return None
-    if result.returncode != 0:
-        return None
-    version = result.stdout.strip()
     ctx.ledger.interpreters[real] = {"identity": identity, "version": version}
     return version
 
@@ -257,6 +277,10 @@ def _plan_kernelspec(ctx: PlanContext, rel: str, *, venv_ready: bool) -> tuple[l
     settings = ctx.settings
     assert settings.venv_dir is not None
     spec = kernelspec(settings.venv_dir)
+    try:
+        ctx.home.lstat(f"{KERNEL_DIR}/kernel.json")
+    except UnsafePathError as error:  # a symlink on the way: the venv itself is still built
+        return [], [f"{error}; the python3 kernelspec is left as it is"]
     changes, warnings = plan_managed_file(ctx, f"{KERNEL_DIR}/kernel.json", sha256(spec), lambda: spec)
     missing_logos = [name for name in KERNEL_LOGOS if ctx.home.lstat(f"{KERNEL_DIR}/{name}") is None]
     if venv_ready and not changes and not missing_logos:
@@ -298,9 +322,17 @@ def _ipykernel_resources(python: Path) -> Path | None:
         "import importlib.util, os; s = importlib.util.find_spec('ipykernel'); "
         "print(os.path.join(s.submodule_search_locations[0], 'resources') if s else '')"
     )
+    found = _ask(python, code)
+    return Path(found) if found else None
+
+
+def _ask(python: Path, code: str, *, site: bool = True) -> str | None:
+    """What `python -I -c CODE` prints (isolated: no user site, no PYTHON* settings), or None when it does
+    not run or fails."""
+    flags = ["-I"] if site else ["-I", "-S"]
     try:
         result = subprocess.run(
-            [str(python), "-I", "-c", code],
+            [str(python), *flags, "-c", code],
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT,
@@ -308,5 +340,4 @@ def _ipykernel_resources(python: Path) -> Path | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    found = result.stdout.strip()
-    return Path(found) if result.returncode == 0 and found else None
+    return result.stdout.strip() if result.returncode == 0 else None

@@ -1,0 +1,153 @@
+"""The pod manifest BERDLSpawner builds for a user, offline, made runnable by `podman kube play`.
+
+The spawner is built as tests/hub/test_manifest.py builds it (`_mock=True`, a kube config that points
+nowhere); its manifest is changed only where a local podman must differ from a Kubernetes cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.images.podman import INIT_IMAGE, NOTEBOOK_IMAGE
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: throwaway
+  cluster: {server: "http://127.0.0.1:9"}
+contexts:
+- name: throwaway
+  context: {cluster: throwaway, user: nobody, namespace: berdl}
+current-context: throwaway
+users:
+- name: nobody
+  user: {token: throwaway-kube-token}
+"""
+
+#: podman keeps an initContainer of this type after it ran (the default, "once", removes it and its
+#: logs): the test reads berdl-init's JSON report from its logs.
+KEEP_INIT_CONTAINERS = {"io.podman.annotations.init.container.type": "always"}
+
+
+@dataclass
+class FakeUser:
+    """The parts of jupyterhub.user.User the spawner uses."""
+
+    name: str
+    admin: bool = False
+    id: int = 1
+
+    @property
+    def url(self) -> str:
+        return f"/user/{self.name}/"
+
+    async def get_auth_state(self) -> dict[str, Any]:
+        return {"kbase_token": f"kbase-token-{self.name}-0123456789"}
+
+
+@contextlib.contextmanager
+def _throwaway_kubeconfig(folder: Path) -> Iterator[None]:
+    """KubeSpawner loads a kube config in __init__; kubernetes_asyncio read $KUBECONFIG at import, so
+    its module default is patched, and put back."""
+    from kubernetes_asyncio.config import kube_config
+
+    path = folder / "kubeconfig"
+    path.write_text(KUBECONFIG)
+    saved = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
+    try:
+        yield
+    finally:
+        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved
+
+
+async def _reset_kubespawner() -> None:
+    """KubeSpawner shares API clients per process, bound to this event loop: leave none behind."""
+    from berdl_hub.services import close_shared_client
+    from kubespawner import KubeSpawner, clients
+
+    await close_shared_client()
+    await KubeSpawner._stop_all_reflectors()
+    KubeSpawner.reflectors.clear()
+    for client in list(clients._client_cache.values()):
+        await client.api_client.close()
+    clients._client_cache.clear()
+    clients.load_config.cache_clear()
+
+
+async def _pod_dict(user: str, traits: dict[str, Any]) -> dict[str, Any]:
+    from berdl_hub.spawner import BERDLSpawner
+    from kubernetes_asyncio.client import ApiClient
+
+    try:
+        spawner = BERDLSpawner(
+            _mock=True,
+            user=FakeUser(user),
+            namespace="berdl",
+            api_token=f"hub-api-token-for-{user}-0123456789",
+            **traits,
+        )
+        pod = await spawner.get_pod_manifest()
+        async with ApiClient() as client:
+            return client.sanitize_for_serialization(pod)
+    finally:
+        await _reset_kubespawner()
+
+
+def spawner_pod(user: str, scratch: Path, **traits: Any) -> dict[str, Any]:
+    """The manifest BERDLSpawner.get_pod_manifest() returns for `user`, as Kubernetes JSON."""
+    traits = {
+        "init_image": "ghcr.io/kbase/berdl-init:1.0",
+        "image": "ghcr.io/kbase/berdl-notebook:1.0",
+    } | traits
+    with _throwaway_kubeconfig(scratch):
+        return asyncio.run(_pod_dict(user, traits))
+
+
+def for_podman(pod: dict[str, Any], *, home: Path) -> dict[str, Any]:
+    """The spawner's pod, changed only where a local podman run must differ from a cluster:
+
+    - the images are the locally built ones;
+    - the home volume (a hostPath) is a folder of the test;
+    - the notebook container keeps the image's entrypoint (start.sh, with its hooks) but runs
+      `sleep infinity` instead of the image's command, whose jupyterhub-singleuser would need a hub: the
+      test runs its checks in the container with `podman exec`;
+    - `status.podIP` (SPARK_DRIVER_HOST), a field podman 4.3 cannot fill in, becomes a literal;
+    - the container ports go: podman 4.3 publishes each containerPort on the host (a cluster does not),
+      so two pods, or anything listening on the host, would clash;
+    - podman keeps the initContainer after it ran, for its logs (KEEP_INIT_CONTAINERS).
+    """
+    pod = copy.deepcopy(pod)
+    spec = pod["spec"]
+    pod["metadata"].setdefault("annotations", {}).update(KEEP_INIT_CONTAINERS)
+    for init in spec["initContainers"]:
+        init["image"] = INIT_IMAGE
+    for container in spec["containers"]:
+        container["image"] = NOTEBOOK_IMAGE
+        container["args"] = ["sleep", "infinity"]
+        container.pop("ports", None)
+        for variable in container.get("env", []):
+            if variable.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP":
+                del variable["valueFrom"]
+                variable["value"] = "127.0.0.1"
+    homes = [v for v in spec["volumes"] if v["name"] == "berdl-home"]
+    assert len(homes) == 1, "the spawner's pod has one home volume"
+    homes[0]["hostPath"]["path"] = str(home)
+    return pod
+
+
+def container_named(pod: dict[str, Any], name: str, *, init: bool = False) -> dict[str, Any]:
+    containers = pod["spec"]["initContainers" if init else "containers"]
+    return next(c for c in containers if c["name"] == name)
+
+
+def podman_name(pod: dict[str, Any], container: str) -> str:
+    """`podman kube play` names each container POD-CONTAINER."""
+    return f"{pod['metadata']['name']}-{container}"
