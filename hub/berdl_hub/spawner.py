@@ -13,15 +13,16 @@ Everything static (packages, Jupyter settings, dotfile templates) lives in the i
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from jupyterhub.utils import maybe_future
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.client.models import V1Container, V1Volume, V1VolumeMount
 from kubespawner import KubeSpawner
-from kubespawner.utils import get_k8s_model
 from tornado import web
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default, validate
 
@@ -51,6 +52,20 @@ class _NoBodies(logging.Filter):
 logging.getLogger("kubernetes_asyncio.client.rest").addFilter(_NoBodies())
 
 _ADMIN_RESOURCE_KEYS = frozenset({"cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee"})
+
+
+@functools.cache
+def _attribute_names(model_type: type) -> dict[str, str]:
+    """Kubernetes-JSON field name -> attribute name of a kubernetes model, computed once per type."""
+    return {field: attribute for attribute, field in model_type.attribute_map.items()}
+
+
+def _k8s_model(model_type: type, data: Mapping[str, Any]) -> Any:
+    """kubespawner's get_k8s_model (top-level keys mapped, nested values left as dicts) without its deep
+    copy of the whole dict, for dicts built afresh for each pod: that copy was most of the time BERDL
+    added to get_pod_manifest()."""
+    names = _attribute_names(model_type)
+    return model_type(**{names.get(key, key): value for key, value in data.items()})
 
 
 class SpawnRefused(web.HTTPError):
@@ -284,19 +299,33 @@ class BERDLSpawner(KubeSpawner):
     def _is_admin(self) -> bool:
         return bool(getattr(self.user, "admin", False))
 
+    _expanded: dict[tuple[Any, ...], str] | None = None
+
+    def _expand(self, template: str) -> str:
+        """`_expand_user_properties`, remembered for the values it reads: each pod build expands the home
+        templates three times, and one expansion costs a tenth of KubeSpawner's whole pod build."""
+        key = (template, self.slug_scheme, self.name, self.user.name, self.user.id)
+        key += (self.pod_name, self.pvc_name, self.namespace)
+        if self._expanded is None:
+            self._expanded = {}
+        value = self._expanded.get(key)
+        if value is None:
+            value = self._expanded[key] = self._expand_user_properties(template)
+        return value
+
     def _home_mount_path(self) -> str:
-        return self._expand_user_properties(self.home_mount_path)
+        return self._expand(self.home_mount_path)
 
     def _home_mount(self) -> dict[str, Any]:
-        sub_path = self._expand_user_properties(self.home_sub_path) if self.home_sub_path else ""
+        sub_path = self._expand(self.home_sub_path) if self.home_sub_path else ""
         return manifest.home_mount(self._home_mount_path(), sub_path)
 
     def _home_volume(self) -> dict[str, Any]:
         return manifest.home_volume(
             self.home_volume_type,
-            host_path=self._expand_user_properties(self.home_host_path),
+            host_path=self._expand(self.home_host_path),
             host_path_type=self.home_host_path_type,
-            claim_name=self._expand_user_properties(self.home_claim_name) if self.home_claim_name else "",
+            claim_name=self._expand(self.home_claim_name) if self.home_claim_name else "",
         )
 
     def _init_as_root(self) -> bool:
@@ -322,12 +351,12 @@ class BERDLSpawner(KubeSpawner):
     async def _resolve(self, value: Any) -> Any:
         return await maybe_future(value(self)) if callable(value) else value
 
-    async def _init_container(self) -> dict[str, Any]:
+    async def _init_container(self, home_mount: dict[str, Any]) -> dict[str, Any]:
         if not self.init_image:
             raise ValueError("BERDLSpawner.init_image is not set")
         uid = await self._resolve(self.uid)
         gid = await self._resolve(self.gid)
-        home = self._home_mount_path()
+        home = home_mount["mountPath"]
         favorites = [
             {**fav, "path": self._expand_user_properties(str(fav.get("path", "")))}
             for fav in self.init_favorites
@@ -345,10 +374,11 @@ class BERDLSpawner(KubeSpawner):
         return manifest.init_container(
             image=self.init_image,
             pull_policy=self.init_image_pull_policy,
-            home_mount=self._home_mount(),
+            home_mount=home_mount,
             env=env,
             security_context=manifest.init_security_context(int(uid), int(gid), self._init_as_root()),
-            resources=self.init_resources,
+            # the pod's own dicts, not the setting's: a modify_pod_hook may change them
+            resources={k: dict(v) if isinstance(v, Mapping) else v for k, v in self.init_resources.items()},
             args=self.init_args,
         )
 
@@ -364,8 +394,9 @@ class BERDLSpawner(KubeSpawner):
         pod = await super().get_pod_manifest()
         spec = pod.spec
 
+        home_mount = self._home_mount()
         volumes = [self._home_volume()]
-        mounts = [self._home_mount()]
+        mounts = [home_mount]
         for specs in (self.shared_mounts, self.admin_mounts if self._is_admin else []):
             extra_volumes, extra_mounts = manifest.extra_mounts(specs)
             volumes += extra_volumes
@@ -376,11 +407,11 @@ class BERDLSpawner(KubeSpawner):
         clash = taken & {v["name"] for v in volumes}
         if clash:
             raise ValueError(f"volume names already used by KubeSpawner.volumes: {sorted(clash)}")
-        spec.volumes = list(spec.volumes or []) + [get_k8s_model(V1Volume, v) for v in volumes]
+        spec.volumes = list(spec.volumes or []) + [_k8s_model(V1Volume, v) for v in volumes]
 
         notebook = next(c for c in spec.containers if c.name == "notebook")
         notebook.volume_mounts = list(notebook.volume_mounts or []) + [
-            get_k8s_model(V1VolumeMount, m) for m in mounts
+            _k8s_model(V1VolumeMount, m) for m in mounts
         ]
 
         # berdl-init first: other initContainers may expect a prepared home.
@@ -389,7 +420,7 @@ class BERDLSpawner(KubeSpawner):
             for c in spec.init_containers or []
             if (c.name if isinstance(c, V1Container) else c.get("name")) != manifest.INIT_CONTAINER_NAME
         ]
-        spec.init_containers = [get_k8s_model(V1Container, await self._init_container()), *others]
+        spec.init_containers = [_k8s_model(V1Container, await self._init_container(home_mount)), *others]
         return pod
 
     # --- environment ---------------------------------------------------------------------------------
@@ -400,7 +431,13 @@ class BERDLSpawner(KubeSpawner):
             if name in os.environ:
                 env[name] = os.environ[name]
         env["JUPYTERHUB_USER"] = self.user.name
-        env["HOME"] = self._home_mount_path()
+        home = self._home_mount_path()
+        env["HOME"] = home
+        # The folders berdl-init prepares; per user, so they cannot be the image's static ENV (also right in
+        # a `kubectl exec` shell, which no start-up hook of the image runs for).
+        env["JUPYTER_CONFIG_DIR"] = f"{home}/.jupyter"
+        env["JUPYTER_DATA_DIR"] = f"{home}/.jupyter/data"
+        env["JUPYTER_RUNTIME_DIR"] = f"{home}/.jupyter/runtime"
         # The executors connect back to the driver in the notebook pod, by the pod's own address.
         env["SPARK_DRIVER_HOST"] = {"valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
         if self._token:

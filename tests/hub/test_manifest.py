@@ -116,7 +116,12 @@ async def test_init_container_shares_the_notebook_home_and_carries_the_user_sett
     assert (env["BERDL_UID"], env["BERDL_GID"]) == ("1000", "100")
     # The server's root is the home (no notebook_dir): favorites are relative to the home's path.
     assert env["BERDL_FAVORITES_ROOT"] == mount_path
-    assert env_of(notebook)["HOME"] == mount_path
+    notebook_env = env_of(notebook)
+    assert notebook_env["HOME"] == mount_path
+    # The folders berdl-init's dirs step prepares, per user.
+    assert notebook_env["JUPYTER_CONFIG_DIR"] == f"{mount_path}/.jupyter"
+    assert notebook_env["JUPYTER_DATA_DIR"] == f"{mount_path}/.jupyter/data"
+    assert notebook_env["JUPYTER_RUNTIME_DIR"] == f"{mount_path}/.jupyter/runtime"
 
     # One hostPath folder per user, under the base, named by the same safe slug as the mount.
     volume = by_name(pod["spec"]["volumes"], manifest.HOME_VOLUME)[0]
