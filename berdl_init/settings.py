@@ -69,6 +69,8 @@ class Favorite(BaseModel):
     def _absolute(cls, value: str) -> str:
         if not PurePosixPath(value).is_absolute():
             raise ValueError("the favorite's path must be absolute")
+        if "\0" in value:
+            raise ValueError("the favorite's path holds a NUL character, which no path can")
         return value
 
 
@@ -119,6 +121,8 @@ class Settings(BaseSettings):
             raise ValueError("is empty; an absolute path is expected")
         if not os.path.isabs(text):
             raise ValueError("is not absolute; an absolute path is expected")
+        if "\0" in text:
+            raise ValueError("holds a NUL character, which no path can")
         return Path(os.path.normpath(text))
 
     @field_validator("user")
@@ -212,6 +216,20 @@ def load_settings(overrides: dict[str, Any], config_file: Path | None = None) ->
         raise SettingsError(_describe_unparsable(str(error))) from None
     except ValueError as error:  # a malformed TOML file
         raise SettingsError(f"--config {config_file}: {str(error).splitlines()[0]}") from None
+    except RecursionError:  # a JSON value nested thousands deep
+        raise SettingsError(f"{_too_deep()}: nested too deeply to be read") from None
+
+
+def _too_deep() -> str:
+    """The environment variable whose JSON cannot be read without running out of stack, else --config."""
+    for name in ("BERDL_FAVORITES", "BERDL_TEMPLATE_VARS"):
+        try:
+            json.loads(os.environ.get(name, "0"))
+        except RecursionError:
+            return name
+        except ValueError:
+            pass
+    return "--config"
 
 
 def describe(error: ValidationError) -> str:
@@ -227,6 +245,8 @@ def describe(error: ValidationError) -> str:
         where = "".join(f"[{part}]" for part in loc[1:])
         if loc[0] in _REDACTED:
             problems.append(f"{name}{where}: {message}")
+        elif item["type"] == "extra_forbidden" and len(loc) > 1:  # a key inside a setting's value
+            problems.append(f"{name}{where}: not a known key")
         elif item["type"] == "extra_forbidden":
             problems.append(f"{loc[0]}: unknown setting")
         else:

@@ -52,7 +52,10 @@ class Ledger:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Ledger:
-        document = json.loads(data)
+        try:
+            document = json.loads(data)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
         if not isinstance(document, dict) or document.get("format") != LEDGER_FORMAT:
             raise ValueError("unknown ledger format")
         files = document.get("files", {})

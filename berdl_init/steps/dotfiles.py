@@ -69,6 +69,8 @@ def render(template: Template, context: dict[str, Any]) -> bytes:
         raise SettingsError(f"template {template.name}, line {error.lineno}: {error.message}") from None
     except jinja2.TemplateError as error:
         raise SettingsError(f"template {template.name}: {error.message}") from None
+    except Exception as error:  # what the template's own expressions raise: {{ 1 // 0 }}, {{ "%d" % "x" }}
+        raise SettingsError(f"template {template.name}: {type(error).__name__}: {error}") from None
 
 
 def render_all(settings: Settings) -> None:

@@ -20,6 +20,9 @@ from berdl_init.plan import PlanContext, StepPlan, WriteFile
 
 SETTINGS_FILE = ".jupyter/lab/user-settings/@jlab-enhanced/favorites/favorites.jupyterlab-settings"
 
+#: JSON5 is parsed in pure Python (about 5 s per MiB): a bigger file that is not strict JSON is left alone.
+MAX_JSON5_BYTES = 512 * 1024
+
 #: The top-level keys the extension's settings schema allows (additionalProperties is false).
 SCHEMA_KEYS = frozenset({"favorites", "showWidget", "showStarsOnCells", "sortOrder", "groupByType"})
 
@@ -139,11 +142,17 @@ def parse_settings(data: bytes) -> dict[str, Any]:
         raise ValueError("not UTF-8 text") from None
     try:
         document = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     except ValueError:
+        if len(data) > MAX_JSON5_BYTES:
+            raise ValueError(f"{len(data)} bytes of JSON5, more than the {MAX_JSON5_BYTES} read") from None
         import json5
 
         try:
             document = json5.loads(text)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
         except ValueError as error:
             raise ValueError(f"not JSON5: {error}") from None
     if not isinstance(document, dict):
@@ -154,5 +163,12 @@ def parse_settings(data: bytes) -> dict[str, Any]:
 
 
 def dump_settings(document: dict[str, Any]) -> bytes:
-    """Strict JSON in JupyterLab's own layout: 4-space indent, no final newline."""
-    return json.dumps(document, indent=4, ensure_ascii=False).encode()
+    """Strict JSON in JupyterLab's own layout: 4-space indent, no final newline.
+
+    A lone surrogate (a "\\ud800" escape in the user's file) has no UTF-8 form: then every non-ASCII
+    character is written as an escape, which reads back the same.
+    """
+    try:
+        return json.dumps(document, indent=4, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return json.dumps(document, indent=4).encode()

@@ -1,0 +1,219 @@
+"""Helpers for the reliability suites: real processes on a real disk, as root.
+
+Every run is `python -m berdl_init --json` in a child process with a clean environment; the home and
+everything around it are compared as trees of (type, mode, owner, bytes or link target).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+import berdl_init
+
+USER = "alice"
+UID = GID = 1000
+VENV_REL = f".virtualenvs/envs/{USER}_default_env"
+FAVORITES_REL = ".jupyter/lab/user-settings/@jlab-enhanced/favorites/favorites.jupyterlab-settings"
+LEDGER_REL = ".local/state/berdl-init/ledger.json"
+#: A bound against a hung child; no test asserts on time.
+TIMEOUT = 300
+HERE = Path(__file__).parent
+KILLER = HERE / "killer.py"
+
+
+def skip_or_fail(message: str) -> NoReturn:
+    """Skip on a laptop; under CI=true a test that cannot run is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def as_root() -> None:
+    """For the suites that start berdl-init as root (pytestmark = pytest.mark.usefixtures("as_root"))."""
+    if os.geteuid() != 0:
+        skip_or_fail("the reliability suites run berdl-init as root (os.geteuid() != 0 here)")
+
+
+def clean_env(scratch: Path, **extra: str) -> dict[str, str]:
+    """A child's environment: no BERDL_, VIRTUALENV_, PIP_ or PYTHON settings from outside."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("BERDL_", "VIRTUALENV_", "PIP_", "PYTHON", "KILLER_"))
+        and key not in {"VIRTUAL_ENV", "JUPYTERHUB_USER", "NB_USER"}
+    }
+    scratch.mkdir(exist_ok=True)
+    env.update(TMPDIR=str(scratch), BERDL_USER=USER)
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Path:
+    path = tmp_path / "scratch"
+    path.mkdir()
+    return path
+
+
+def berdl(
+    home: Path | None,
+    scratch: Path,
+    *args: str,
+    status: int | None = 0,
+    python: Path | str = sys.executable,
+    launcher: list[str] | None = None,
+    user: int | None = None,
+    **settings: str,
+) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    """Run berdl-init --json on `home`; check the exit status (unless None); its JSON and the run.
+
+    Runs as root with BERDL_UID=BERDL_GID=0 unless settings say otherwise (a setting of None: unset).
+    Without a home, no --home is given.
+    """
+    settings = {"BERDL_UID": "0", "BERDL_GID": "0", **settings}
+    settings = {key: value for key, value in settings.items() if value is not None}
+    env = clean_env(scratch, **settings)
+    if python != sys.executable:
+        env["PYTHONPATH"] = pythonpath()
+    where = [] if home is None else ["--home", str(home)]
+    command = [str(python), *(launcher or ["-m", "berdl_init"]), *where, "--json", *args]
+    extra: dict[str, Any] = {}
+    if user is not None:
+        extra = {"user": user, "group": user, "extra_groups": []}
+    result = subprocess.run(
+        command, env=env, cwd="/", capture_output=True, text=True, timeout=TIMEOUT, check=False, **extra
+    )
+    if status is not None:
+        assert result.returncode == status, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    try:
+        out = json.loads(result.stdout) if result.stdout.strip() else {}
+    except ValueError:
+        out = {}
+    return out, result
+
+
+def pythonpath() -> str:
+    """Where this berdl_init and its dependencies are, for an interpreter other than the one running."""
+    repo = Path(berdl_init.__file__).resolve().parent.parent
+    return os.pathsep.join([str(repo), sysconfig.get_paths()["purelib"]])
+
+
+@pytest.fixture(scope="session")
+def user_python() -> Path:
+    """An interpreter of this Python version that uid 1000 can run berdl_init with (see test_root.py)."""
+    version = "%d.%d" % sys.version_info[:2]  # noqa: UP031 - compiled dependencies need the same version
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    candidates = [sys.executable, base, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
+    probe = "import jinja2, json5, virtualenv, berdl_init.cli, sys; print('%d.%d' % sys.version_info[:2])"
+    for candidate in dict.fromkeys(candidates):
+        if not Path(candidate).is_file():
+            continue
+        try:
+            result = subprocess.run(
+                [candidate, "-c", probe],
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": pythonpath()},
+                cwd="/",
+                user=UID,
+                group=GID,
+                extra_groups=[],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        except OSError:
+            continue
+        if result.returncode == 0 and result.stdout.strip() == version:
+            return Path(candidate)
+    skip_or_fail(f"no Python {version} interpreter that uid {UID} can read (tried {candidates})")
+
+
+@pytest.fixture
+def shared_base() -> Iterator[Path]:
+    """A root-owned 0755 folder under /var/tmp that every user can traverse, removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="berdl-rel-", dir="/var/tmp"))
+    try:
+        path.chmod(0o755)
+        for parent in path.parents:
+            if not parent.stat().st_mode & stat.S_IXOTH:
+                skip_or_fail(f"{parent} cannot be traversed by other users")
+        scratch = path / "tmp"
+        scratch.mkdir()
+        scratch.chmod(0o1777)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- trees -------------------------------------------------------------------------------------------
+
+_ASIDE = re.compile(r"\.berdl-old-\d{8}T\d{6}(-\d+)?")
+
+
+def tree(root: Path, *, home: Path | None = None, times: bool = False) -> dict[str, tuple[Any, ...]]:
+    """Everything under `root` (root included, as "."), symlinks not followed.
+
+    Each entry: (type, mode, uid, gid, sha256 of the bytes or the link target[, mtime_ns, ctime_ns]).
+    With `home`, that path is replaced by "<HOME>" in bytes and link targets, and the time stamps of
+    moved-aside venvs by "*", so homes at different paths or made at different times compare equal.
+    """
+    entries: dict[str, tuple[Any, ...]] = {}
+    if not os.path.lexists(root):
+        return entries
+    paths = [root]
+    if root.is_dir() and not root.is_symlink():
+        paths += sorted(root.rglob("*"))
+    for path in paths:
+        st = path.lstat()
+        rel = path.relative_to(root).as_posix()
+        content: str = ""
+        if stat.S_ISREG(st.st_mode):
+            data = path.read_bytes()
+            if home is not None:
+                data = data.replace(str(home).encode(), b"<HOME>")
+            content = hashlib.sha256(data).hexdigest()
+        elif stat.S_ISLNK(st.st_mode):
+            content = os.readlink(path)
+            if home is not None:
+                content = content.replace(str(home), "<HOME>")
+        if home is not None:
+            rel = _ASIDE.sub(".berdl-old-*", rel)
+        entry: tuple[Any, ...] = (
+            stat.S_IFMT(st.st_mode),
+            stat.S_IMODE(st.st_mode),
+            st.st_uid,
+            st.st_gid,
+            content,
+        )
+        if times:
+            entry += (st.st_mtime_ns, st.st_ctime_ns)
+        entries[rel] = entry
+    return entries
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What differs between two trees, one line per path (empty when equal)."""
+    lines = []
+    for key in sorted(before.keys() | after.keys()):
+        if before.get(key) != after.get(key):
+            lines.append(f"{key}: {before.get(key)} -> {after.get(key)}")
+    return lines
+
+
+def step_status(report: dict[str, Any], name: str) -> str:
+    return next(step["status"] for step in report["steps"] if step["name"] == name)
