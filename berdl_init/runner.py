@@ -21,9 +21,14 @@ from berdl_init.plan import ApplyContext, Change, PlanContext, apply_plan, make_
 from berdl_init.report import Report, ReportedChange
 from berdl_init.safefs import SafeHome
 from berdl_init.settings import Settings
-from berdl_init.state import LOCK, home_lock, load_ledger, save_ledger
+from berdl_init.state import LOCK, STATE_DIR, Ledger, home_lock, load_ledger, save_ledger
 from berdl_init.steps import PLANNERS
 from berdl_init.steps.dotfiles import render_all
+
+STATELESS = (
+    f"~/{STATE_DIR} cannot be used safely (a symlink on the way, or a lock that is not a file): this run "
+    "goes on without the lock and the ledger, and every existing dotfile counts as the user's"
+)
 
 #: How long a run waits for another run on the same home (two named servers starting together).
 LOCK_TIMEOUT = 120.0
@@ -58,8 +63,8 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float = LOCK_TIMEOUT
     if not dry_run and not templates_checked and not _exists(home, LOCK):
         _check_templates(settings)  # creating the lock is the first change to this home
 
-    with home, contextlib.nullcontext() if dry_run else home_lock(home, lock_timeout):
-        ledger, warning = load_ledger(home)
+    with home, contextlib.nullcontext(True) if dry_run else home_lock(home, lock_timeout) as has_state:
+        ledger, warning = load_ledger(home) if has_state else (Ledger(), STATELESS)
         if warning:
             report.warnings.append(warning)
         plans = make_plan(PlanContext(settings, home, ledger), PLANNERS)
@@ -68,7 +73,8 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float = LOCK_TIMEOUT
         else:
             outcomes = apply_plan(plans, ApplyContext(home, ledger))
             try:
-                save_ledger(home, ledger)
+                if has_state:
+                    save_ledger(home, ledger)
             except OSError as error:  # the next run then treats unrecorded files as the user's: safe
                 report.warnings.append(f"the ledger could not be saved: {error}")
 

@@ -134,8 +134,11 @@ class SafeHome:
         """
         self._walk(split(rel), create=True, mode=mode)
 
-    def write(self, rel: str, data: bytes, mode: int = 0o644) -> None:
-        """Replace the file `rel` with `data` atomically: temporary file, flush, fsync, rename."""
+    def write(self, rel: str, data: bytes, mode: int = 0o644, *, sync: bool = True) -> None:
+        """Replace the file `rel` with `data` atomically: temporary file, flush, fsync, rename.
+
+        `sync=False` leaves out the fsyncs, for files that a later rename publishes all at once.
+        """
         dir_fd, name = self._locate(rel, create=True)
         assert dir_fd is not None
         temp = temp_name(name)
@@ -147,7 +150,8 @@ class SafeHome:
             while view:
                 view = view[os.write(fd, view) :]
             os.fchmod(fd, mode)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -155,7 +159,31 @@ class SafeHome:
             raise
         os.close(fd)
         os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        os.fsync(dir_fd)
+        if sync:
+            os.fsync(dir_fd)
+
+    def symlink(self, rel: str, target: str) -> None:
+        """Create the symlink `rel` pointing at `target` (which is not looked at)."""
+        dir_fd, name = self._locate(rel, create=True)
+        os.symlink(target, name, dir_fd=dir_fd)
+
+    def copy_in(self, source: Path, rel: str) -> None:
+        """Copy the folder `source`, which is outside the home and private to this run, to `rel`.
+
+        Every entry goes through the same descriptor walk as any other write: a folder of the home swapped
+        for a symlink while the copy runs cannot send it elsewhere. Symlinks are copied as symlinks.
+        """
+        self.makedirs(rel, mode=stat.S_IMODE(os.lstat(source).st_mode))
+        with os.scandir(source) as entries:
+            for entry in sorted(entries, key=lambda entry: entry.name):
+                path = f"{rel}/{entry.name}"
+                if entry.is_symlink():
+                    self.symlink(path, os.readlink(entry.path))
+                elif entry.is_dir(follow_symlinks=False):
+                    self.copy_in(Path(entry.path), path)
+                elif entry.is_file(follow_symlinks=False):
+                    mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
+                    self.write(path, Path(entry.path).read_bytes(), mode, sync=False)
 
     def chmod(self, rel: str, mode: int) -> None:
         """Set the mode of the file or folder `rel` itself, never of what a symlink points at."""
@@ -196,7 +224,12 @@ class SafeHome:
         """Open (creating if needed, never truncating) the regular file `rel` for an flock."""
         dir_fd, name = self._locate(rel, create=True)
         assert dir_fd is not None
-        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise UnsafePathError(f"~/{rel} is a symlink") from error
+            raise
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise UnsafePathError(f"~/{rel} is not a regular file")

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from berdl_init.errors import HomeError
+from berdl_init.errors import HomeError, UnsafePathError
 from berdl_init.safefs import SafeHome
 
 STATE_DIR = ".local/state/berdl-init"
@@ -110,15 +110,21 @@ def save_ledger(home: SafeHome, ledger: Ledger) -> None:
 
 
 @contextlib.contextmanager
-def home_lock(home: SafeHome, timeout: float) -> Iterator[None]:
+def home_lock(home: SafeHome, timeout: float) -> Iterator[bool]:
     """Hold the home's lock, waiting at most `timeout` seconds for another run to release it.
 
+    Yields True while the lock is held. Yields False, without a lock, when the state folder cannot be
+    used safely (a symlink on the way to it, or a lock that is not a regular file): the run goes on
+    without lock and ledger rather than keep the user from their notebook.
     The lock file stays in place between runs (an flock, not a lock file's existence), so taking it
     changes nothing on disk once it exists.
     """
     try:
         home.makedirs(STATE_DIR, mode=0o700)
         fd = home.open_lock_file(LOCK)
+    except UnsafePathError:
+        yield False
+        return
     except OSError as error:
         raise HomeError(f"cannot open the lock ~/{LOCK}: {error}") from error
     try:
@@ -133,6 +139,6 @@ def home_lock(home: SafeHome, timeout: float) -> Iterator[None]:
                         f"another berdl-init has held the lock on {home.root} for {timeout:g} s; giving up"
                     ) from None
                 time.sleep(0.05)
-        yield
+        yield True
     finally:
         os.close(fd)

@@ -329,3 +329,15 @@ def test_human_output_has_one_line_per_change_and_a_summary(home: Path) -> None:
     assert len(lines) == 7
     assert lines[-1].startswith("berdl-init 0.1.0: /home/alice: 6 changes made, 0 warnings, all steps ok, ")
     assert lines[-1].endswith(" s")
+
+
+def test_a_symlinked_state_folder_is_not_followed_and_the_run_goes_on(home: Path, fs) -> None:
+    fs.create_dir("/srv/bigdisk/local")
+    (home / ".local").symlink_to("/srv/bigdisk/local")
+
+    result = berdl_init("--json")
+
+    assert result.exit_code == 0
+    assert (home / ".bashrc").is_file()
+    assert os.listdir("/srv/bigdisk/local") == []
+    assert any("without the lock and the ledger" in warning for warning in result.report["warnings"])

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -40,9 +41,12 @@ class BuildVenv(Change):
             ctx.home.makedirs(parent)
         ctx.home.remove_tree(build)  # what a killed run left under the temporary name
         try:
-            build_venv(
-                ctx.home.absolute(build), ctx.home.absolute(self.path), self.python, self.system_site_packages
-            )
+            # virtualenv writes by path: it builds in a folder private to this run, outside the home, and
+            # the result is copied in through safefs, so no folder swapped meanwhile can redirect a write.
+            with tempfile.TemporaryDirectory(prefix="berdl-init-venv-") as scratch:
+                private = Path(scratch) / name
+                build_venv(private, ctx.home.absolute(self.path), self.python, self.system_site_packages)
+                ctx.home.copy_in(private, build)
         except (Exception, SystemExit) as error:
             # virtualenv reports most failures as RuntimeError and the like, and a destination it finds
             # unusable (a folder swapped meanwhile) through argparse, as SystemExit: they fail this step
@@ -329,7 +333,8 @@ def _ipykernel_resources(python: Path) -> Path | None:
 def _ask(python: Path, code: str, *, site: bool = True) -> str | None:
     """What `python -I -c CODE` prints (isolated: no user site, no PYTHON* settings), or None when it does
     not run or fails."""
-    flags = ["-I"] if site else ["-I", "-S"]
+    # -B: the probe must not write bytecode into the venv (by path, and the venv is the user's).
+    flags = ["-I", "-B"] if site else ["-I", "-B", "-S"]
     try:
         result = subprocess.run(
             [str(python), *flags, "-c", code],
