@@ -1,8 +1,12 @@
 """Async clients of the Spark Cluster Manager API and the data-governance API.
 
-Every call is bounded: one overall deadline per attempt (`asyncio.wait_for`, because httpx's own
-timeouts are per phase, not per request), and retries only for idempotent calls (DELETE, GET), so a slow
-or dead service costs a spawn a known number of seconds and never blocks the hub's event loop.
+Every call is bounded: one overall deadline per attempt (`asyncio.wait_for`, covering the connection, the
+request and the whole body), and retries only for idempotent calls (DELETE, GET), so a slow or dead
+service costs a spawn a known number of seconds and never blocks the hub's event loop.
+
+The HTTP client is aiohttp's (already in the hub for kubernetes_asyncio): with hundreds of spawns at once,
+httpx/httpcore spent most of the hub's CPU on its connection pool (work growing with the square of the
+open connections) and on a failed `import sniffio` per connection, enough to stall the event loop.
 
 The user's token is sent only in the `Authorization` header and never appears in a message or a log line.
 """
@@ -10,13 +14,14 @@ The user's token is sent only in the `Authorization` header and never appears in
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +33,7 @@ class ServiceError(Exception):
     """A call to a BERDL service failed; `str()` is safe to show the user and to log.
 
     kind: "http" (an error answer), "timeout", "connect" (refused or unreachable), "protocol" (an
-    answer that does not follow the API).
+    answer that does not follow the API, or a connection lost before the answer was complete).
     """
 
     def __init__(self, service: str, kind: str, detail: str, status: int | None = None) -> None:
@@ -53,19 +58,31 @@ class Bounds:
     backoff: float = 0.5
 
 
-# One client per event loop, shared by every spawner: building an httpx client loads the CA bundle,
-# which takes milliseconds of CPU on the event loop; fifty spawns at once would wait on each other.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+@dataclass(frozen=True)
+class Answer:
+    """A complete HTTP answer: status, reason and the whole body, read within the deadline."""
+
+    status_code: int
+    reason_phrase: str
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+# One client per event loop, shared by every spawner: its connection pool keeps connections alive
+# between calls, so spawns do not each pay a new connection (and, with https, a TLS handshake).
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def shared_client() -> httpx.AsyncClient:
+def shared_client() -> aiohttp.ClientSession:
     """The HTTP client of the running loop (created on first use, reused by all spawners)."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(limits=httpx.Limits(max_connections=500, max_keepalive_connections=50))
+    if client is None or client.closed:
+        client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=500))
         _clients[loop] = client
     return client
 
@@ -74,10 +91,16 @@ async def close_shared_client() -> None:
     """Close the running loop's client (at shutdown, and between tests)."""
     client = _clients.pop(asyncio.get_running_loop(), None)
     if client is not None:
-        await client.aclose()
+        await client.close()
 
 
-def _error_detail(response: httpx.Response) -> str:
+async def _exchange(method: str, url: str, headers: Mapping[str, str], json_body: Any = None) -> Answer:
+    """One request on the shared client; returns once the whole body is in."""
+    async with shared_client().request(method, url, headers=dict(headers), json=json_body) as response:
+        return Answer(response.status, response.reason or "", await response.read())
+
+
+def _error_detail(response: Answer) -> str:
     """`error_type: message` from the APIs' shared error body, else the status line."""
     try:
         body = response.json()
@@ -94,22 +117,22 @@ def _error_detail(response: httpx.Response) -> str:
 
 async def _send(
     service: str,
-    request: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
+    request: Callable[[], Awaitable[Answer]],
     bounds: Bounds,
     *,
     idempotent: bool,
-) -> httpx.Response:
-    """Run `request` on the shared client, under the deadline, retrying when it is safe to."""
+) -> Answer:
+    """Run `request` under the deadline, retrying when it is safe to."""
     attempts = bounds.attempts if idempotent else 1
     last: ServiceError | None = None
     for attempt in range(1, max(attempts, 1) + 1):
         try:
-            response = await asyncio.wait_for(request(shared_client()), bounds.timeout)
-        except (asyncio.TimeoutError, httpx.TimeoutException):
+            response = await asyncio.wait_for(request(), bounds.timeout)
+        except asyncio.TimeoutError:  # aiohttp's own time-outs are asyncio.TimeoutError too
             last = ServiceError(service, "timeout", f"no answer within {bounds.timeout:g} s")
-        except httpx.ConnectError:
+        except aiohttp.ClientConnectorError:
             last = ServiceError(service, "connect", "cannot be reached (connection refused or no route)")
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             last = ServiceError(service, "protocol", f"broken exchange ({type(exc).__name__})")
         else:
             if response.status_code < 400:
@@ -152,9 +175,7 @@ class SparkClusterManager:
         url = f"{self.base_url}/clusters"
         response = await _send(
             self.service,
-            lambda client: client.post(
-                url, json=dict(config), headers=_bearer(token), timeout=self.create_bounds.timeout
-            ),
+            lambda: _exchange("POST", url, _bearer(token), dict(config)),
             self.create_bounds,
             idempotent=False,
         )
@@ -175,7 +196,7 @@ class SparkClusterManager:
         url = f"{self.base_url}/clusters"
         response = await _send(
             self.service,
-            lambda client: client.delete(url, headers=_bearer(token), timeout=self.delete_bounds.timeout),
+            lambda: _exchange("DELETE", url, _bearer(token)),
             self.delete_bounds,
             idempotent=True,
         )
@@ -209,7 +230,7 @@ class GovernanceClient:
         url = f"{self.base_url}/credentials/"
         response = await _send(
             self.service,
-            lambda client: client.get(url, headers=_bearer(token), timeout=self.bounds.timeout),
+            lambda: _exchange("GET", url, _bearer(token)),
             self.bounds,
             idempotent=True,
         )
