@@ -1,12 +1,13 @@
 """Measuring commands: wall time, peak memory and file-system calls, subject and baseline interleaved.
 
+Both are run through GNU time (`/usr/bin/time -f %M`), whose own start-up is the same for both.
+
 Absolute times on a shared machine drift from minute to minute; a ratio of medians taken from runs that
 alternate between the subject and its baseline holds.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
 import subprocess
@@ -25,18 +26,26 @@ class Sample:
     max_rss_kib: int
 
 
-def run_once(command: Command, env: dict[str, str] | None = None, before: Callable[[], None] | None = None) -> Sample:
-    """Run `command` once; its wall time and the peak resident memory of the process (wait4's rusage)."""
+def run_once(
+    command: Command, env: dict[str, str] | None = None, before: Callable[[], None] | None = None
+) -> Sample:
+    """Run `command` once: its wall time, and its peak resident memory as GNU time reports it.
+
+    (wait4's own figure would not do: a child forked from this big Python process starts with its size.)
+    """
     if before is not None:
         before()
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {process.returncode}")
-    return Sample(seconds, usage.ru_maxrss)
+    with tempfile.NamedTemporaryFile(prefix="berdl-bench-time-", suffix=".txt") as report:
+        timed = ["/usr/bin/time", "-f", "%M", "-o", report.name, *command]
+        started = time.perf_counter()
+        result = subprocess.run(
+            timed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+        )
+        seconds = time.perf_counter() - started
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} exited {result.returncode}")
+        max_rss_kib = int(Path(report.name).read_text().split()[-1])
+    return Sample(seconds, max_rss_kib)
 
 
 @dataclass

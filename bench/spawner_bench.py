@@ -33,13 +33,8 @@ if str(ROOT) not in sys.path:
 from berdl_hub.spawner import BERDLSpawner  # noqa: E402
 from kubespawner import KubeSpawner  # noqa: E402
 
-from tests.hub.hubtest_support import NAMESPACE, FakeUser, reset_kubespawner  # noqa: E402
-from tests.reliability.spawner_faults_support import (  # noqa: E402
-    FaultServers,
-    hub_stop,
-    make_spawner,
-    throwaway_kube_config,
-)
+from tests.hub.hubtest_support import NAMESPACE, FakeUser, reset_kubespawner, throwaway_kube_config  # noqa: E402
+from tests.reliability.spawner_faults_support import FaultServers, hub_stop, make_spawner  # noqa: E402
 
 SPARK_DELAY = 1.0
 NO_FAULTS: dict[str, dict[str, float]] = {

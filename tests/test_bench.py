@@ -31,7 +31,7 @@ def test_the_benchmark_runs_in_quick_mode_and_writes_every_figure(tmp_path: Path
     document = json.loads(output.read_text())
     assert document["quick"] is True
     names = [figure["name"] for figure in document["figures"]]
-    assert len(names) == 7, names
+    assert len(names) == 9, names
     assert any(name.startswith("warm run, wall median") for name in names)
     assert any(name.startswith("file-system calls under the home") for name in names)
     for figure in document["figures"]:

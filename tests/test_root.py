@@ -12,29 +12,18 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
-import sysconfig
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
-import berdl_init
+from tests.rootrun import GID, UID, find_user_python, pythonpath, skip_or_fail
 
 pytestmark = pytest.mark.slow
 
-UID = GID = 1000
 USER = "alice"
 TIMEOUT = 300
-
-
-def skip_or_fail(message: str) -> NoReturn:
-    """Skip on a laptop; under CI=true a test that cannot run is a failure."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(autouse=True)
@@ -43,42 +32,9 @@ def _as_root() -> None:
         skip_or_fail("these tests start berdl-init as root (os.geteuid() != 0 here)")
 
 
-def _pythonpath() -> str:
-    """Where this berdl_init and its dependencies are, for an interpreter other than the one running."""
-    repo = Path(berdl_init.__file__).resolve().parent.parent
-    return os.pathsep.join([str(repo), sysconfig.get_paths()["purelib"]])
-
-
 @pytest.fixture(scope="module")
 def user_python() -> Path:
-    """An interpreter of this Python version that uid 1000 can run berdl_init with."""
-    version = "%d.%d" % sys.version_info[:2]  # noqa: UP031 - a compiled dependency needs the same version
-    base = getattr(sys, "_base_executable", None) or sys.executable
-    candidates = [sys.executable, base, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
-    probe = (
-        "import pickle, jinja2, json5, virtualenv, berdl_init.cli, sys; print('%d.%d' % sys.version_info[:2])"
-    )
-    for candidate in dict.fromkeys(candidates):
-        if not Path(candidate).is_file():
-            continue
-        try:
-            result = subprocess.run(
-                [candidate, "-c", probe],
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": _pythonpath()},
-                cwd="/",
-                user=UID,
-                group=GID,
-                extra_groups=[],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-        except OSError:  # uid 1000 cannot even execute it
-            continue
-        if result.returncode == 0 and result.stdout.strip() == version:
-            return Path(candidate)
-    skip_or_fail(f"no Python {version} interpreter that uid {UID} can read (tried {candidates})")
+    return find_user_python()
 
 
 @pytest.fixture
@@ -109,7 +65,7 @@ def berdl(
         and key not in {"VIRTUAL_ENV", "JUPYTERHUB_USER", "NB_USER"}
     }
     env.update(
-        PYTHONPATH=_pythonpath(),
+        PYTHONPATH=pythonpath(),
         HOME=str(home),
         TMPDIR=str(home.parent / "tmp"),
         BERDL_USER=USER,

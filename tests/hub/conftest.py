@@ -10,38 +10,14 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from berdl_hub.spawner import BERDLSpawner
-from hubtest_support import NAMESPACE, FakeUser, reset_kubespawner
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: throwaway
-  cluster: {server: "http://127.0.0.1:9"}
-contexts:
-- name: throwaway
-  context: {cluster: throwaway, user: nobody, namespace: berdl}
-current-context: throwaway
-users:
-- name: nobody
-  user: {token: throwaway-kube-token}
-"""
+from hubtest_support import NAMESPACE, FakeUser, reset_kubespawner, throwaway_kube_config
 
 
 @pytest.fixture(scope="session", autouse=True)
-def throwaway_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """KubeSpawner loads a kube config in __init__; give it one that points nowhere.
-
-    kubernetes_asyncio reads $KUBECONFIG once at import, so the module's default is patched instead.
-    """
-    from kubernetes_asyncio.config import kube_config
-
-    path = tmp_path_factory.mktemp("kube") / "config"
-    path.write_text(KUBECONFIG)
-    saved = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
-    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
-    yield path
-    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved
+def throwaway_kubeconfig() -> Iterator[Path]:
+    """KubeSpawner loads a kube config in __init__; give it one that points nowhere."""
+    with throwaway_kube_config() as path:
+        yield path
 
 
 @pytest_asyncio.fixture

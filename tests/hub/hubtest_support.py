@@ -17,9 +17,10 @@ import itertools
 import secrets
 import socket
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,41 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 NAMESPACE = "berdl"  # the namespace of user pods in the tests
+
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: throwaway
+  cluster: {server: "http://127.0.0.1:9"}
+contexts:
+- name: throwaway
+  context: {cluster: throwaway, user: nobody, namespace: berdl}
+current-context: throwaway
+users:
+- name: nobody
+  user: {token: throwaway-kube-token}
+"""
+
+
+@contextlib.contextmanager
+def throwaway_kube_config() -> Iterator[Path]:
+    """KubeSpawner loads a kube config when it is built; give it one that points nowhere.
+
+    kubernetes_asyncio reads $KUBECONFIG once, at import, so its module default is patched, and put back.
+    """
+    from kubernetes_asyncio.config import kube_config
+
+    with tempfile.TemporaryDirectory(prefix="berdl-kube-") as folder:
+        path = Path(folder) / "config"
+        path.write_text(KUBECONFIG)
+        saved = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
+        try:
+            yield path
+        finally:
+            kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved
 
 
 @dataclass

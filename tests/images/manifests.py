@@ -7,29 +7,13 @@ nowhere); its manifest is changed only where a local podman must differ from a K
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.hub.hubtest_support import throwaway_kube_config
 from tests.images.podman import INIT_IMAGE, NOTEBOOK_IMAGE
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: throwaway
-  cluster: {server: "http://127.0.0.1:9"}
-contexts:
-- name: throwaway
-  context: {cluster: throwaway, user: nobody, namespace: berdl}
-current-context: throwaway
-users:
-- name: nobody
-  user: {token: throwaway-kube-token}
-"""
 
 #: podman keeps an initContainer of this type after it ran (the default, "once", removes it and its
 #: logs): the test reads berdl-init's JSON report from its logs.
@@ -50,22 +34,6 @@ class FakeUser:
 
     async def get_auth_state(self) -> dict[str, Any]:
         return {"kbase_token": f"kbase-token-{self.name}-0123456789"}
-
-
-@contextlib.contextmanager
-def _throwaway_kubeconfig(folder: Path) -> Iterator[None]:
-    """KubeSpawner loads a kube config in __init__; kubernetes_asyncio read $KUBECONFIG at import, so
-    its module default is patched, and put back."""
-    from kubernetes_asyncio.config import kube_config
-
-    path = folder / "kubeconfig"
-    path.write_text(KUBECONFIG)
-    saved = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
-    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
-    try:
-        yield
-    finally:
-        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved
 
 
 async def _reset_kubespawner() -> None:
@@ -101,13 +69,13 @@ async def _pod_dict(user: str, traits: dict[str, Any]) -> dict[str, Any]:
         await _reset_kubespawner()
 
 
-def spawner_pod(user: str, scratch: Path, **traits: Any) -> dict[str, Any]:
+def spawner_pod(user: str, **traits: Any) -> dict[str, Any]:
     """The manifest BERDLSpawner.get_pod_manifest() returns for `user`, as Kubernetes JSON."""
     traits = {
         "init_image": "ghcr.io/kbase/berdl-init:1.0",
         "image": "ghcr.io/kbase/berdl-notebook:1.0",
     } | traits
-    with _throwaway_kubeconfig(scratch):
+    with throwaway_kube_config():
         return asyncio.run(_pod_dict(user, traits))
 
 

@@ -95,7 +95,7 @@ class PodRun:
 
 
 def _start(podman: Podman, user: str, folder: Path, home: Path) -> PodRun:
-    pod = for_podman(spawner_pod(user, folder), home=home)
+    pod = for_podman(spawner_pod(user), home=home)
     manifest = folder / "pod.json"
     manifest.write_text(json.dumps(pod, indent=1))
     podman.remove_pod(pod["metadata"]["name"])  # what a killed earlier run may have left

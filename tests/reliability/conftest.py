@@ -14,18 +14,16 @@ import shutil
 import stat
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
-import berdl_init
+from tests.rootrun import GID, UID, find_user_python, pythonpath, skip_or_fail  # noqa: F401
 
 USER = "alice"
-UID = GID = 1000
 VENV_REL = f".virtualenvs/envs/{USER}_default_env"
 FAVORITES_REL = ".jupyter/lab/user-settings/@jlab-enhanced/favorites/favorites.jupyterlab-settings"
 LEDGER_REL = ".local/state/berdl-init/ledger.json"
@@ -33,13 +31,6 @@ LEDGER_REL = ".local/state/berdl-init/ledger.json"
 TIMEOUT = 300
 HERE = Path(__file__).parent
 KILLER = HERE / "killer.py"
-
-
-def skip_or_fail(message: str) -> NoReturn:
-    """Skip on a laptop; under CI=true a test that cannot run is a failure."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture
@@ -107,40 +98,9 @@ def berdl(
     return out, result
 
 
-def pythonpath() -> str:
-    """Where this berdl_init and its dependencies are, for an interpreter other than the one running."""
-    repo = Path(berdl_init.__file__).resolve().parent.parent
-    return os.pathsep.join([str(repo), sysconfig.get_paths()["purelib"]])
-
-
 @pytest.fixture(scope="session")
 def user_python() -> Path:
-    """An interpreter of this Python version that uid 1000 can run berdl_init with (see test_root.py)."""
-    version = "%d.%d" % sys.version_info[:2]  # noqa: UP031 - compiled dependencies need the same version
-    base = getattr(sys, "_base_executable", None) or sys.executable
-    candidates = [sys.executable, base, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
-    probe = "import jinja2, json5, virtualenv, berdl_init.cli, sys; print('%d.%d' % sys.version_info[:2])"
-    for candidate in dict.fromkeys(candidates):
-        if not Path(candidate).is_file():
-            continue
-        try:
-            result = subprocess.run(
-                [candidate, "-c", probe],
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": pythonpath()},
-                cwd="/",
-                user=UID,
-                group=GID,
-                extra_groups=[],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-        except OSError:
-            continue
-        if result.returncode == 0 and result.stdout.strip() == version:
-            return Path(candidate)
-    skip_or_fail(f"no Python {version} interpreter that uid {UID} can read (tried {candidates})")
+    return find_user_python()
 
 
 @pytest.fixture

@@ -26,9 +26,7 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,41 +40,6 @@ from tests.hub.hubtest_support import NAMESPACE, ApiServer, FakeUser, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_PREFIX = "kbase-token-"
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: throwaway
-  cluster: {server: "http://127.0.0.1:9"}
-contexts:
-- name: throwaway
-  context: {cluster: throwaway, user: nobody, namespace: berdl}
-current-context: throwaway
-users:
-- name: nobody
-  user: {token: throwaway-kube-token}
-"""
-
-
-@contextlib.contextmanager
-def throwaway_kube_config() -> Iterator[Path]:
-    """KubeSpawner loads a kube config when it is built; give it one that points nowhere.
-
-    (tests/hub/conftest.py does the same as a session fixture; this one also serves the bench.)
-    """
-    from kubernetes_asyncio.config import kube_config
-
-    with tempfile.TemporaryDirectory(prefix="berdl-kube-") as folder:
-        path = Path(folder) / "config"
-        path.write_text(KUBECONFIG)
-        saved = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
-        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
-        try:
-            yield path
-        finally:
-            kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved
-
 
 # --- faults ----------------------------------------------------------------------------------------------
 # Rates per request; what is left over answers normally. "_after": the work was done before the fault.

@@ -25,14 +25,13 @@ import pytest
 from berdl_hub.services import ServiceError
 from berdl_hub.spawner import BERDLSpawner
 
-from tests.hub.hubtest_support import reset_kubespawner
+from tests.hub.hubtest_support import reset_kubespawner, throwaway_kube_config
 
 from .spawner_faults_support import (
     FaultServers,
     LoopLateness,
     hub_stop,
     make_spawner,
-    throwaway_kube_config,
     token_of,
 )
 
