@@ -58,21 +58,24 @@ def main(
         raise click.UsageError("--dry-run and --check cannot be combined")
     overrides: dict[str, Any] = {}
     if home is not None:
-        overrides["home"] = os.path.abspath(
-            home
-        )  # on the command line a path is relative to the shell's folder
+        # On the command line a path is relative to the shell's folder; an empty one is left to the check.
+        overrides["home"] = os.path.abspath(home) if home else home
     if only:
         overrides["steps"] = list(only)
     if skip:
         overrides["skip"] = list(skip)
 
+    secrets: list[str] = []
     try:
         settings = load_settings(overrides, Path(config) if config else None)
+        secrets = template_values(settings.template_vars)
         report = run(settings, dry_run=dry_run or check)
     except SettingsError as error:
-        _fail(EXIT_USAGE, f"invalid settings: {error}", as_json)
+        _fail(EXIT_USAGE, redact(f"invalid settings: {error}", secrets), as_json)
     except HomeError as error:
-        _fail(EXIT_FAILED, str(error), as_json)
+        _fail(EXIT_FAILED, redact(str(error), secrets), as_json)
+    except Exception as error:  # a bug: still one line, the home's status, never a traceback in the pod log
+        _fail(EXIT_FAILED, redact(f"internal error: {type(error).__name__}: {error}", secrets), as_json)
 
     if as_json:
         click.echo(report.to_json())
@@ -80,12 +83,27 @@ def main(
             click.echo(line, err=True)
     else:
         for line in report.human_lines(previews=dry_run or check, verbose=verbose):
-            click.echo(line)
+            click.echo(redact(line, secrets))
 
     if strict and not report.ok:
         sys.exit(EXIT_FAILED)
     if check and report.changes:
         sys.exit(EXIT_PENDING)
+
+
+def template_values(value: Any) -> list[str]:
+    """The strings in BERDL_TEMPLATE_VARS, longest first: they may be secrets, so no output shows them
+    (a dry run's diffs and template errors would otherwise print them)."""
+    if isinstance(value, str):
+        return [value] if len(value) >= 4 else []
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return sorted({text for item in items for text in template_values(item)}, key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 def _fail(status: int, message: str, as_json: bool) -> None:

@@ -133,7 +133,8 @@ class StepOutcome:
     status: str  # ok | changed | failed
     seconds: float
     message: str
-    applied: list[Change]
+    #: The changes made (in a dry run: the changes planned).
+    changes: list[Change]
 
 
 def apply_plan(plans: list[StepPlan], ctx: ApplyContext) -> list[StepOutcome]:
@@ -170,6 +171,6 @@ def _outcome(plan: StepPlan, changes: list[Change], error: str | None, seconds: 
 
 
 def _reason(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror and not isinstance(error, StepFailed):
+    if isinstance(error, OSError) and error.strerror:
         return error.strerror if not error.filename else f"{error.strerror}: {error.filename}"
     return str(error)

@@ -56,6 +56,8 @@ def fix_home(home: Path, uid: int, gid: int) -> None:
             raise HomeError(f"the home {home} is not a folder")
         if (st.st_uid, st.st_gid) != (uid, gid):
             os.fchown(fd, uid, gid)
+    except OSError as error:  # a root-squashed NFS home, a container without CAP_CHOWN
+        raise HomeError(f"the home {home} cannot be given to {uid}:{gid}: {error.strerror}") from None
     finally:
         os.close(fd)
 
@@ -64,6 +66,9 @@ def drop_privileges(uid: int, gid: int) -> None:
     """Become uid:gid for good, with gid as the only group."""
     if uid == 0:
         return
-    os.setgroups([gid])
-    os.setgid(gid)
-    os.setuid(uid)
+    try:
+        os.setgroups([gid])
+        os.setgid(gid)
+        os.setuid(uid)
+    except OSError as error:  # a container without CAP_SETUID or CAP_SETGID
+        raise HomeError(f"cannot become uid {uid}, gid {gid}: {error.strerror}") from None

@@ -26,8 +26,9 @@ from berdl_init.steps import PLANNERS
 from berdl_init.steps.dotfiles import render_all
 
 STATELESS = (
-    f"~/{STATE_DIR} cannot be used safely (a symlink on the way, or a lock that is not a file): this run "
-    "goes on without the lock and the ledger, and every existing dotfile counts as the user's"
+    f"~/{STATE_DIR} cannot be used (a symlink on the way, a lock that is not a file, no permission, or no "
+    "flock on this file system): this run goes on without the lock and the ledger, and every existing "
+    "dotfile counts as the user's"
 )
 
 #: How long a run waits for another run on the same home (two named servers starting together).
@@ -44,46 +45,51 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float = LOCK_TIMEOUT
     if fix is not None:
         report.changes.append(ReportedChange("home", fix))
         if not dry_run:
-            templates_checked = _check_templates(settings)
+            _check_templates(settings)
+            templates_checked = True
             _fix_home_folder(settings, home_stat)
             home_stat = _home_stat(settings)
     if privileges.is_root():
         privileges.drop_privileges(*privileges.home_owner(settings, home_stat))
 
-    if home_stat is None:  # a dry run of a home that does not exist yet: plan against an empty one
-        home = SafeHome(settings.home, None)
-    else:
-        try:
-            home = SafeHome.open(settings.home)
-        except OSError as error:
-            raise HomeError(f"the home {settings.home} cannot be opened: {error}") from None
-        if not dry_run and not os.access(settings.home, os.W_OK):
-            raise HomeError(f"the home {settings.home} is not writable by uid {os.geteuid()}")
-
-    if not dry_run and not templates_checked and not _exists(home, LOCK):
-        _check_templates(settings)  # creating the lock is the first change to this home
-
-    with home, contextlib.nullcontext(True) if dry_run else home_lock(home, lock_timeout) as has_state:
-        ledger, warning = load_ledger(home) if has_state else (Ledger(), STATELESS)
-        if warning:
-            report.warnings.append(warning)
-        plans = make_plan(PlanContext(settings, home, ledger), PLANNERS)
-        if dry_run:
-            outcomes = preview_plan(plans)
-        else:
-            outcomes = apply_plan(plans, ApplyContext(home, ledger))
-            try:
-                if has_state:
-                    save_ledger(home, ledger)
-            except OSError as error:  # the next run then treats unrecorded files as the user's: safe
-                report.warnings.append(f"the ledger could not be saved: {error}")
+    with _open_home(settings, home_stat, dry_run) as home:
+        if not dry_run and not templates_checked and not _exists(home, LOCK):
+            _check_templates(settings)  # creating the lock is the first change to this home
+        with contextlib.nullcontext(True) if dry_run else home_lock(home, lock_timeout) as has_state:
+            ledger, warning = load_ledger(home) if has_state else (Ledger(), STATELESS)
+            if warning:
+                report.warnings.append(warning)
+            plans = make_plan(PlanContext(settings, home, ledger), PLANNERS)
+            if dry_run:
+                outcomes = preview_plan(plans)
+            else:
+                outcomes = apply_plan(plans, ApplyContext(home, ledger))
+                try:
+                    if has_state:
+                        save_ledger(home, ledger)
+                except OSError as error:  # the next run then treats unrecorded files as the user's: safe
+                    report.warnings.append(f"the ledger could not be saved: {error}")
 
     for plan, outcome in zip(plans, outcomes, strict=True):
-        report.changes.extend(ReportedChange(outcome.name, change) for change in outcome.applied)
+        report.changes.extend(ReportedChange(outcome.name, change) for change in outcome.changes)
         report.warnings.extend(f"{plan.name}: {warning}" for warning in plan.warnings)
     report.steps = outcomes
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _open_home(settings: Settings, home_stat: os.stat_result | None, dry_run: bool) -> SafeHome:
+    """The home, opened without following a symlink; an empty view of a home a dry run would create."""
+    if home_stat is None:
+        return SafeHome(settings.home, None)
+    try:
+        home = SafeHome.open(settings.home)
+    except OSError as error:
+        raise HomeError(f"the home {settings.home} cannot be opened: {error}") from None
+    if not dry_run and not os.access(settings.home, os.W_OK):
+        home.close()
+        raise HomeError(f"the home {settings.home} is not writable by uid {os.geteuid()}")
+    return home
 
 
 def _exists(home: SafeHome, rel: str) -> bool:
@@ -93,11 +99,10 @@ def _exists(home: SafeHome, rel: str) -> bool:
         return False  # a symlink on the way: taking the lock reports it
 
 
-def _check_templates(settings: Settings) -> bool:
+def _check_templates(settings: Settings) -> None:
     """Render every template once, so that a template error stops the run before its first change."""
     if "dotfiles" in settings.steps:
         render_all(settings)
-    return True
 
 
 def _home_stat(settings: Settings) -> os.stat_result | None:

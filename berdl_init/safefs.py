@@ -134,11 +134,8 @@ class SafeHome:
         """
         self._walk(split(rel), create=True, mode=mode)
 
-    def write(self, rel: str, data: bytes, mode: int = 0o644, *, sync: bool = True) -> None:
-        """Replace the file `rel` with `data` atomically: temporary file, flush, fsync, rename.
-
-        `sync=False` leaves out the fsyncs, for files that a later rename publishes all at once.
-        """
+    def write(self, rel: str, data: bytes, mode: int = 0o644) -> None:
+        """Replace the file `rel` with `data` atomically: temporary file, flush, fsync, rename."""
         dir_fd, name = self._locate(rel, create=True)
         assert dir_fd is not None
         temp = temp_name(name)
@@ -150,17 +147,20 @@ class SafeHome:
             while view:
                 view = view[os.write(fd, view) :]
             os.fchmod(fd, mode)
-            if sync:
-                os.fsync(fd)
+            os.fsync(fd)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=dir_fd)
             raise
         os.close(fd)
-        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        if sync:
-            os.fsync(dir_fd)
+        try:
+            os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=dir_fd)
+            raise
+        os.fsync(dir_fd)
 
     def symlink(self, rel: str, target: str) -> None:
         """Create the symlink `rel` pointing at `target` (which is not looked at)."""
@@ -171,7 +171,8 @@ class SafeHome:
         """Copy the folder `source`, which is outside the home and private to this run, to `rel`.
 
         Every entry goes through the same descriptor walk as any other write: a folder of the home swapped
-        for a symlink while the copy runs cannot send it elsewhere. Symlinks are copied as symlinks.
+        for a symlink while the copy runs cannot send it elsewhere. Symlinks are copied as symlinks; files
+        are synced, so that the rename publishing the copy never publishes empty files after a crash.
         """
         self.makedirs(rel, mode=stat.S_IMODE(os.lstat(source).st_mode))
         with os.scandir(source) as entries:
@@ -183,7 +184,7 @@ class SafeHome:
                     self.copy_in(Path(entry.path), path)
                 elif entry.is_file(follow_symlinks=False):
                     mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
-                    self.write(path, Path(entry.path).read_bytes(), mode, sync=False)
+                    self.write(path, Path(entry.path).read_bytes(), mode)
 
     def chmod(self, rel: str, mode: int) -> None:
         """Set the mode of the file or folder `rel` itself, never of what a symlink points at."""
@@ -282,7 +283,11 @@ class SafeHome:
                 created = False
             fd = os.open(part, _DIR_FLAGS, dir_fd=parent)
             if created:
-                os.fchmod(fd, mode)
+                try:
+                    os.fchmod(fd, mode)
+                except BaseException:
+                    os.close(fd)
+                    raise
             return fd
         except OSError as error:
             if error.errno in (errno.ELOOP, errno.ENOTDIR):

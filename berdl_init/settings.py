@@ -46,9 +46,12 @@ def _default_user() -> str:
     for variable in ("JUPYTERHUB_USER", "NB_USER"):
         if os.environ.get(variable):
             return os.environ[variable]
-    import getpass  # only here: it costs a run that is told the user more than the rest of its set-up
+    import getpass  # imported here: only needed when no variable names the user, and slow to import
 
-    return getpass.getuser()
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # an arbitrary uid with no passwd entry and no $USER
+        return ""  # refused by the user-name check, which names BERDL_USER
 
 
 def base_interpreter() -> Path:

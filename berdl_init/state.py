@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from berdl_init.errors import HomeError, UnsafePathError
 from berdl_init.safefs import SafeHome
 
-STATE_DIR = ".local/state/berdl-init"
+STATE_PARENT = ".local/state"
+STATE_DIR = f"{STATE_PARENT}/berdl-init"
 LEDGER = f"{STATE_DIR}/ledger.json"
 LOCK = f"{STATE_DIR}/lock"
 LEDGER_FORMAT = 1
@@ -114,31 +115,39 @@ def home_lock(home: SafeHome, timeout: float) -> Iterator[bool]:
     """Hold the home's lock, waiting at most `timeout` seconds for another run to release it.
 
     Yields True while the lock is held. Yields False, without a lock, when the state folder cannot be
-    used safely (a symlink on the way to it, or a lock that is not a regular file): the run goes on
-    without lock and ledger rather than keep the user from their notebook.
+    used (a symlink on the way to it, a lock that is not a regular file, a folder the user cannot write,
+    a file system without flock, as some NFS mounts are): the run goes on without lock and ledger rather
+    than keep the user from their notebook.
     The lock file stays in place between runs (an flock, not a lock file's existence), so taking it
     changes nothing on disk once it exists.
     """
     try:
+        home.makedirs(STATE_PARENT)  # shared XDG folders: the usual mode, only berdl-init's own is private
         home.makedirs(STATE_DIR, mode=0o700)
         fd = home.open_lock_file(LOCK)
-    except UnsafePathError:
+    except (UnsafePathError, PermissionError):
         yield False
         return
     except OSError as error:
         raise HomeError(f"cannot open the lock ~/{LOCK}: {error}") from error
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise HomeError(
-                        f"another berdl-init has held the lock on {home.root} for {timeout:g} s; giving up"
-                    ) from None
-                time.sleep(0.05)
-        yield True
+        yield _wait_for_lock(fd, timeout, home)
     finally:
         os.close(fd)
+
+
+def _wait_for_lock(fd: int, timeout: float, home: SafeHome) -> bool:
+    """Take the flock on `fd`; False when the file system has none (ENOLCK, as on some NFS mounts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise HomeError(
+                    f"another berdl-init has held the lock on {home.root} for {timeout:g} s; giving up"
+                ) from None
+            time.sleep(0.05)
+        except OSError:
+            return False

@@ -13,6 +13,10 @@ from pathlib import Path
 _PATH_BEARING_FILES = ("pyvenv.cfg", "bin/activate", "bin/activate_this.py")
 
 
+#: The commands a venv with system site packages gets as launchers of the image's pip.
+PIP_COMMANDS = ("pip", "pip3")
+
+
 def pip_launcher() -> bytes:
     """`pip` for a venv with system site packages: the image's pip, run by the venv's python.
 
@@ -70,7 +74,7 @@ def build_venv(build_dir: Path, final_dir: Path, python: Path, system_site_packa
 
     _point_at(build_dir, final_dir)
     if system_site_packages:
-        for command in ("pip", "pip3"):
+        for command in PIP_COMMANDS:
             launcher = build_dir / "bin" / command
             launcher.write_bytes(pip_launcher())
             launcher.chmod(0o755)

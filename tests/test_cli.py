@@ -10,6 +10,7 @@ import pytest
 
 from berdl_init import __version__
 from berdl_init.settings import PACKAGED_TEMPLATES
+from berdl_init.steps import PLANNERS
 from tests.homes import HOME, berdl_init, snapshot
 
 
@@ -250,3 +251,71 @@ def test_strict_turns_a_failed_step_into_exit_3(home: Path, fs) -> None:
     failed = [step for step in result.report["steps"] if step["status"] == "failed"]
     assert [step["name"] for step in failed] == ["dirs"]
     assert "~/.jupyter is not a folder" in failed[0]["message"]
+
+
+def test_template_variables_never_show_in_a_dry_run_diff(home: Path, fs, clean_env) -> None:
+    fs.create_file("/srv/templates/netrc.j2", contents="machine minio password {{ minio_password }}\n")
+    clean_env.setenv("BERDL_TEMPLATES_DIR", "/srv/templates")
+    clean_env.setenv("BERDL_TEMPLATE_VARS", '{"minio_password": "hunter2-s3cr3t"}')
+
+    result = berdl_init("--dry-run")
+
+    assert result.exit_code == 0
+    assert "+machine minio password ***" in result.stdout
+    assert "hunter2-s3cr3t" not in result.stdout + result.stderr
+
+
+def test_template_variables_never_show_in_a_template_error(home: Path, fs, clean_env) -> None:
+    fs.create_file("/srv/templates/netrc.j2", contents="{{ creds[token] }}\n")
+    clean_env.setenv("BERDL_TEMPLATES_DIR", "/srv/templates")
+    clean_env.setenv("BERDL_TEMPLATE_VARS", '{"creds": {}, "token": "hunter2-s3cr3t"}')
+
+    result = berdl_init()
+
+    assert result.exit_code == 2
+    assert "hunter2-s3cr3t" not in result.stdout + result.stderr
+    assert "***" in result.stderr
+
+
+def test_an_unknown_login_name_is_a_settings_error(home: Path, clean_env, monkeypatch) -> None:
+    clean_env.delenv("BERDL_USER")
+
+    def no_passwd_entry() -> str:
+        raise KeyError("getpwuid(): uid not found: 12345")
+
+    monkeypatch.setattr("getpass.getuser", no_passwd_entry)
+    result = berdl_init()
+
+    assert result.exit_code == 2
+    assert "BERDL_USER='': is not a usable user name" in result.stderr
+
+
+def test_an_unexpected_error_is_one_line_and_exit_3(home: Path, monkeypatch) -> None:
+    def broken(ctx):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(PLANNERS, "dirs", broken)
+    result = berdl_init()
+
+    assert result.exit_code == 3
+    assert result.stderr.strip() == "berdl-init: internal error: RuntimeError: a bug"
+    assert not (home / ".bashrc").exists()
+
+
+def test_no_flock_on_the_file_system_runs_without_lock_and_ledger(home: Path, monkeypatch) -> None:
+    def no_locks(fd, operation):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr("fcntl.flock", no_locks)
+    result = berdl_init("--json")
+
+    assert result.exit_code == 0
+    assert (home / ".bashrc").is_file()
+    assert any("without the lock and the ledger" in warning for warning in result.report["warnings"])
+
+
+def test_an_empty_home_option_is_refused(home: Path) -> None:
+    result = berdl_init("--home", "")
+
+    assert result.exit_code == 2
+    assert "BERDL_HOME='': is empty" in result.stderr

@@ -116,13 +116,14 @@ def test_a_file_of_the_wrong_shape_is_left_as_it_is(home: Path, content: bytes, 
     assert any(reason in warning for warning in result.report["warnings"])
 
 
-def test_a_stray_top_level_key_is_kept_and_reported(home: Path) -> None:
+def test_a_file_with_a_stray_top_level_key_is_left_as_it_is_and_reported(home: Path) -> None:
     FAVORITES_FILE.parent.mkdir(parents=True)
     FAVORITES_FILE.write_text('{"favorites": [], "theme": "dark"}')
 
     result = berdl_init("--json")
 
-    assert favorites_file()["theme"] == "dark"
+    assert FAVORITES_FILE.read_text() == '{"favorites": [], "theme": "dark"}'
+    assert result.report["changes"] == []
     assert any("does not allow (theme)" in warning for warning in result.report["warnings"])
 
 

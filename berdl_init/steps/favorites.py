@@ -45,10 +45,12 @@ def plan(ctx: PlanContext) -> StepPlan:
             return step
     stray = sorted(set(document) - SCHEMA_KEYS)
     if stray:
+        # Writing it would give JupyterLab a file it ignores still; dropping the keys would lose the user's.
         step.warnings.append(
             f"~/{SETTINGS_FILE} has keys the favorites extension does not allow ({', '.join(stray)}), "
-            "so JupyterLab ignores the file"
+            "so JupyterLab ignores the file; it is left as it is"
         )
+        return step
 
     merged, added = merge(document, wanted)
     if added:

@@ -20,11 +20,10 @@ from berdl_init.managed import plan_managed_file
 from berdl_init.plan import ApplyContext, Change, PlanContext, StepPlan, WriteFile
 from berdl_init.safefs import temp_name
 from berdl_init.state import sha256
-from berdl_init.venvbuild import build_venv, pip_launcher
+from berdl_init.venvbuild import PIP_COMMANDS, build_venv, pip_launcher
 
 KERNEL_DIR = ".jupyter/data/kernels/python3"
 KERNEL_LOGOS = ("logo-32x32.png", "logo-64x64.png", "logo-svg.svg")
-PIP_COMMANDS = ("pip", "pip3")
 PROBE_TIMEOUT = 30.0
 
 
@@ -134,11 +133,7 @@ class FoundVenv:
 
 def inspect(ctx: PlanContext, rel: str, python: Path) -> FoundVenv:
     """Whether the venv at `rel` is usable on `python`, and its pyvenv.cfg."""
-    try:
-        st = ctx.home.lstat(rel)
-    except UnsafePathError as error:
-        raise OSError(str(error)) from None
-    if st is None:
+    if ctx.home.lstat(rel) is None:
         return FoundVenv("absent", {})
     try:
         cfg_bytes = ctx.home.read(f"{rel}/pyvenv.cfg")
