@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import jinja2  # noqa: F401
 import json5  # noqa: F401
@@ -12,6 +13,13 @@ import pytest
 # Imported before any pyfakefs test starts: a module first imported inside a fake file system keeps
 # references to pyfakefs's classes (pydantic's validators capture pathlib.Path when a model is built).
 import berdl_init.runner  # noqa: F401
+
+
+def skip_or_fail(message: str) -> NoReturn:
+    """Skip on a laptop; under CI=true a test that cannot run is a failure (.ci/run installs everything)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def require_tool(name: str) -> str:
@@ -23,10 +31,7 @@ def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path:
         return path
-    message = f"{name} is not installed (scripts/setup installs it)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    skip_or_fail(f"{name} is not installed (scripts/setup installs it)")
 
 
 @pytest.fixture

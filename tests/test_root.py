@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.rootrun import GID, UID, find_user_python, pythonpath, skip_or_fail
+from tests.rootrun import GID, UID, find_user_python, pythonpath, run_as_user, skip_or_fail, traversable_base
 
 pytestmark = pytest.mark.slow
 
@@ -39,19 +37,8 @@ def user_python() -> Path:
 
 @pytest.fixture
 def base() -> Iterator[Path]:
-    """A root-owned 0755 folder every user can traverse, removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix="berdl-init-root-", dir="/var/tmp"))
-    try:
-        path.chmod(0o755)
-        for parent in path.parents:
-            if not parent.stat().st_mode & stat.S_IXOTH:
-                skip_or_fail(f"{parent} cannot be traversed by other users")
-        scratch = path / "tmp"  # TMPDIR of the runs, so virtualenv's scratch files are cleaned up too
-        scratch.mkdir(mode=0o1777)
-        scratch.chmod(0o1777)
+    with traversable_base("berdl-init-root-") as path:
         yield path
-    finally:
-        shutil.rmtree(path)
 
 
 def berdl(
@@ -179,18 +166,7 @@ def test_the_venv_is_built_by_the_user(user_python: Path, base: Path) -> None:
     assert stat.S_IMODE((home / ".jupyter" / "runtime").stat().st_mode) == 0o700
     assert [p.name for p in home.rglob("*berdl-tmp*")] == []
 
-    prefix = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
-        env={"PATH": "/usr/bin:/bin"},
-        cwd="/",
-        user=UID,
-        group=GID,
-        extra_groups=[],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    prefix = run_as_user([str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix)"], {})
     assert prefix.stdout.strip() == str(venv)
 
     before = listing(home)

@@ -18,11 +18,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
 from berdl_init.venvbuild import pip_launcher
+from tests.conftest import skip_or_fail
 from tests.wheels import FAKE_LOGOS, fake_ipykernel_wheel, module_wheel
 
 pytestmark = pytest.mark.slow
@@ -200,13 +200,6 @@ def other_base_interpreter() -> Path | None:
         if probe.returncode == 0 and probe.stdout.strip() == "True":
             return path
     return None
-
-
-def skip_or_fail(message: str) -> NoReturn:
-    """Skip on a laptop; under CI=true a test that cannot run is a failure."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 # -- the tests -----------------------------------------------------------------------------------

@@ -50,8 +50,22 @@ def template_context(settings: Settings) -> dict[str, Any]:
     }
 
 
+def canonical(context: dict[str, Any]) -> str:
+    """The template variables as one string: what a render depends on besides the template."""
+    return json.dumps(context, sort_keys=True, default=str)
+
+
 def render(template: Template, context: dict[str, Any]) -> bytes:
-    """Render with StrictUndefined: an undefined variable is a settings error, not an empty string."""
+    """Render with StrictUndefined: an undefined variable is a settings error, not an empty string.
+
+    A template renders once per run with the same variables: the check made before a home's first
+    change and the dotfiles step share the result.
+    """
+    return _render(template, canonical(context))
+
+
+@functools.lru_cache(maxsize=32)
+def _render(template: Template, context_json: str) -> bytes:
     import shlex
 
     import jinja2
@@ -62,7 +76,7 @@ def render(template: Template, context: dict[str, Any]) -> bytes:
     environment.filters["shquote"] = shlex.quote
     try:
         text = template.source.decode()
-        return environment.from_string(text).render(context).encode()
+        return environment.from_string(text).render(json.loads(context_json)).encode()
     except UnicodeDecodeError:
         raise SettingsError(f"template {template.name}: not UTF-8 text") from None
     except jinja2.TemplateSyntaxError as error:
@@ -108,7 +122,7 @@ class _CachedRenderer:
     def __init__(self, ctx: PlanContext, context: dict[str, Any]) -> None:
         self._ledger = ctx.ledger
         self._context = context
-        self._context_hash = sha256(json.dumps(context, sort_keys=True, default=str).encode())
+        self._context_hash = sha256(canonical(context).encode())
         self._outputs: dict[str, bytes] = {}
 
     def _inputs_hash(self, template: Template) -> str:

@@ -29,6 +29,7 @@ import aiohttp
 import kmock
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from typing_extensions import Self
 
 NAMESPACE = "berdl"  # the namespace of user pods in the tests
 
@@ -232,17 +233,15 @@ class ApiServer(kmock.KubernetesEmulator):
         return await super()._handle(request)
 
 
-class Kubelet:
-    """Marks every pod in a namespace as running and ready, the way a node reports it."""
+class Background:
+    """An object whose `_run()` coroutine runs as a task for as long as `async with` lasts."""
 
-    def __init__(self, api_url: str, namespace: str) -> None:
-        self.api_url = api_url.rstrip("/")
-        self.namespace = namespace
-        self.started: set[str] = set()
-        self.init_exit_code = 0  # non-zero: berdl-init fails and is retried, as with restartPolicy OnFailure
-        self._task: asyncio.Task[None] | None = None
+    _task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Kubelet:
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run())
         return self
 
@@ -251,6 +250,16 @@ class Kubelet:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+
+class Kubelet(Background):
+    """Marks every pod in a namespace as running and ready, the way a node reports it."""
+
+    def __init__(self, api_url: str, namespace: str) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.namespace = namespace
+        self.started: set[str] = set()
+        self.init_exit_code = 0  # non-zero: berdl-init fails and is retried, as with restartPolicy OnFailure
 
     async def _fail_init(self, session: aiohttp.ClientSession, url: str, pod: dict[str, Any]) -> None:
         init = pod["spec"]["initContainers"][0]

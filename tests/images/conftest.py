@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.conftest import require_tool
+from tests.conftest import require_tool, skip_or_fail
 from tests.images.podman import Podman, is_root
 
 _TIMINGS: dict[str, float] = {}
@@ -16,10 +14,7 @@ def require_root() -> None:
     """Rootful podman with overlay storage (see images/podman) needs root; CI runs as root."""
     if is_root():
         return
-    message = "the image tests run podman as root (overlay storage, hostPath volumes)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    skip_or_fail("the image tests run podman as root (overlay storage, hostPath volumes)")
 
 
 @pytest.fixture(scope="session")

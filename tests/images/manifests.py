@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.hub.hubtest_support import throwaway_kube_config
+from tests.hub.hubtest_support import reset_kubespawner, throwaway_kube_config
 from tests.images.podman import INIT_IMAGE, NOTEBOOK_IMAGE
 
 #: podman keeps an initContainer of this type after it ran (the default, "once", removes it and its
@@ -36,20 +36,6 @@ class FakeUser:
         return {"kbase_token": f"kbase-token-{self.name}-0123456789"}
 
 
-async def _reset_kubespawner() -> None:
-    """KubeSpawner shares API clients per process, bound to this event loop: leave none behind."""
-    from berdl_hub.services import close_shared_client
-    from kubespawner import KubeSpawner, clients
-
-    await close_shared_client()
-    await KubeSpawner._stop_all_reflectors()
-    KubeSpawner.reflectors.clear()
-    for client in list(clients._client_cache.values()):
-        await client.api_client.close()
-    clients._client_cache.clear()
-    clients.load_config.cache_clear()
-
-
 async def _pod_dict(user: str, traits: dict[str, Any]) -> dict[str, Any]:
     from berdl_hub.spawner import BERDLSpawner
     from kubernetes_asyncio.client import ApiClient
@@ -66,7 +52,7 @@ async def _pod_dict(user: str, traits: dict[str, Any]) -> dict[str, Any]:
         async with ApiClient() as client:
             return client.sanitize_for_serialization(pod)
     finally:
-        await _reset_kubespawner()
+        await reset_kubespawner()
 
 
 def spawner_pod(user: str, **traits: Any) -> dict[str, Any]:

@@ -10,18 +10,16 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.rootrun import GID, UID, find_user_python, pythonpath, skip_or_fail  # noqa: F401
+from tests.rootrun import GID, UID, find_user_python, pythonpath, skip_or_fail, traversable_base  # noqa: F401
 
 USER = "alice"
 VENV_REL = f".virtualenvs/envs/{USER}_default_env"
@@ -105,19 +103,8 @@ def user_python() -> Path:
 
 @pytest.fixture
 def shared_base() -> Iterator[Path]:
-    """A root-owned 0755 folder under /var/tmp that every user can traverse, removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix="berdl-rel-", dir="/var/tmp"))
-    try:
-        path.chmod(0o755)
-        for parent in path.parents:
-            if not parent.stat().st_mode & stat.S_IXOTH:
-                skip_or_fail(f"{parent} cannot be traversed by other users")
-        scratch = path / "tmp"
-        scratch.mkdir()
-        scratch.chmod(0o1777)
+    with traversable_base("berdl-rel-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 # -- trees -------------------------------------------------------------------------------------------

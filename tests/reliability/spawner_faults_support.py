@@ -36,7 +36,7 @@ import kmock
 from aiohttp import web
 from berdl_hub.spawner import BERDLSpawner
 
-from tests.hub.hubtest_support import NAMESPACE, ApiServer, FakeUser, serve
+from tests.hub.hubtest_support import NAMESPACE, ApiServer, Background, FakeUser, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_PREFIX = "kbase-token-"
@@ -377,7 +377,7 @@ class LeanApiServer(ApiServer):
                     break
 
 
-class WatchingKubelet:
+class WatchingKubelet(Background):
     """Plays the node: a pod created Pending is reported running right after, by a PATCH of its status
     (so the hub sees it added, then modified, as from a real node).
 
@@ -387,17 +387,6 @@ class WatchingKubelet:
 
     def __init__(self, api_url: str, namespace: str) -> None:
         self.pods_url = f"{api_url.rstrip('/')}/api/v1/namespaces/{namespace}/pods"
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> WatchingKubelet:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
     async def _start(self, session: aiohttp.ClientSession, pod: dict[str, Any]) -> None:
         url = f"{self.pods_url}/{pod['metadata']['name']}"
