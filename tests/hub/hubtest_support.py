@@ -233,6 +233,26 @@ class ApiServer(kmock.KubernetesEmulator):
         return await super()._handle(request)
 
 
+def running_status(pod: dict[str, Any]) -> dict[str, Any]:
+    """What a kubelet reports once the pod's containers run."""
+    return {
+        "phase": "Running",
+        "podIP": "127.0.0.1",
+        "containerStatuses": [
+            {
+                "name": c["name"],
+                "image": c["image"],
+                "imageID": "sha256:" + "0" * 64,
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            }
+            for c in pod.get("spec", {}).get("containers", [])
+        ],
+    }
+
+
 class Background:
     """An object whose `_run()` coroutine runs as a task for as long as `async with` lasts."""
 
@@ -293,23 +313,7 @@ class Kubelet(Background):
                     if self.init_exit_code:
                         await self._fail_init(session, f"{pods}/{name}", pod)
                         continue
-                    status = {
-                        "phase": "Running",
-                        "podIP": "127.0.0.1",
-                        "containerStatuses": [
-                            {
-                                "name": c["name"],
-                                "image": c["image"],
-                                "imageID": "sha256:" + "0" * 64,
-                                "ready": True,
-                                "started": True,
-                                "restartCount": 0,
-                                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
-                            }
-                            for c in pod["spec"]["containers"]
-                        ],
-                    }
-                    patch = {"status": status}
+                    patch = {"status": running_status(pod)}
                     async with session.patch(f"{pods}/{name}", json=patch) as response:
                         if response.status == 200:
                             self.started.add(name)

@@ -36,7 +36,7 @@ import kmock
 from aiohttp import web
 from berdl_hub.spawner import BERDLSpawner
 
-from tests.hub.hubtest_support import NAMESPACE, ApiServer, Background, FakeUser, serve
+from tests.hub.hubtest_support import NAMESPACE, ApiServer, Background, FakeUser, running_status, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_PREFIX = "kbase-token-"
@@ -329,26 +329,6 @@ class FaultyGovernance(_Faulty):
 
     def state(self) -> dict[str, Any]:
         return {"faults": dict(self.plan.counts)}
-
-
-def running_status(pod: dict[str, Any]) -> dict[str, Any]:
-    """What a kubelet reports once the pod's containers run."""
-    return {
-        "phase": "Running",
-        "podIP": "127.0.0.1",
-        "containerStatuses": [
-            {
-                "name": c["name"],
-                "image": c["image"],
-                "imageID": "sha256:" + "0" * 64,
-                "ready": True,
-                "started": True,
-                "restartCount": 0,
-                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
-            }
-            for c in pod.get("spec", {}).get("containers", [])
-        ],
-    }
 
 
 class LeanApiServer(ApiServer):
