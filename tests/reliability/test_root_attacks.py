@@ -18,6 +18,7 @@ import json
 import os
 import stat
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -383,7 +384,6 @@ class Swapper:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        spare = 0
         while not self.stop.is_set():
             try:
                 os.rename(self.path, self.aside)
@@ -395,9 +395,8 @@ class Swapper:
                 os.unlink(self.path)
             try:
                 os.rename(self.aside, self.path)
-            except OSError:  # berdl-init made a new folder there meanwhile: keep both
-                spare += 1
-                os.rename(self.aside, self.aside.with_name(f"{self.aside.name}.{spare}"))
+            except OSError:  # berdl-init made a new folder there meanwhile: keep both, under a fresh name
+                os.rename(self.aside, self.aside.with_name(f"{self.aside.name}.{uuid.uuid4().hex[:12]}"))
 
     def __enter__(self) -> Swapper:
         self.thread.start()
