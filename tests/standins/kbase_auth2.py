@@ -19,7 +19,7 @@ Login page, at the server's root (KBase's is at `https://kbase.us/login`, beside
 - `GET|POST /logout?redirect=URL` revokes the cookie's token and clears the cookie.
 
 In a test: build `KBaseAuth2()`, add users (`add_user` returns the token), serve `app()` with aiohttp
-(or `serve_in_thread()` for synchronous tests), and change it while it runs: `revoke()`, `set_roles()`,
+(or `serve_in_thread(auth2.app())` for synchronous tests), and change it while it runs: `revoke()`, `set_roles()`,
 `issue_token()`, and `fault` ("ok", "down": the connection is dropped unanswered, "slow": answers after
 `slow_seconds`, "500", "non-json": a 200 whose body is an HTML page).
 
@@ -299,14 +299,15 @@ class KBaseAuth2:
 
 
 @contextlib.contextmanager
-def serve_in_thread(auth2: KBaseAuth2, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve the stand-in from its own thread and event loop; yields its base URL (no trailing slash).
+def serve_in_thread(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve an aiohttp app (`KBaseAuth2().app()`) from its own thread and event loop; yields its base
+    URL (no trailing slash).
 
-    For synchronous tests that drive other processes (a real hub). Change `auth2` from the test's
-    thread only between requests: its methods are plain assignments.
+    For synchronous tests that drive other processes (a real hub). Change the stand-in's state from the
+    test's thread only between requests: its methods are plain assignments.
     """
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(auth2.app())
+    runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())
     site = web.TCPSite(runner, host, port)
     loop.run_until_complete(site.start())

@@ -93,7 +93,7 @@ def test_login_page_sets_the_cookie_and_comes_back(tmp_path: Path) -> None:
     auth2 = KBaseAuth2()
     token = auth2.add_user("alice")
     auth2.add_user("bob")
-    with serve_in_thread(auth2) as base, httpx.Client(follow_redirects=False) as browser:
+    with serve_in_thread(auth2.app()) as base, httpx.Client(follow_redirects=False) as browser:
         back = "http://127.0.0.1:1/hub/login?next=%2Fhub%2Fhome"
         page = browser.get(f"{base}/login", params={"redirect": back})
         assert page.status_code == 200
