@@ -151,4 +151,6 @@ def test_hub_settings_are_variables_the_hub_reads() -> None:
     source = (REPO / "hub" / "berdl_hub" / "hub_config.py").read_text()
     settings = load("hub-settings.yaml")["data"]
     assert [key for key in settings if f'"{key}"' not in source] == []
-    assert settings["JUPYTERHUB_AUTHENTICATOR_CLASS"] == ""  # chosen by the operator, never a default
+    # KBase login, whose service and roles the operator names: the hub starts with none of them set.
+    assert settings["JUPYTERHUB_AUTHENTICATOR_CLASS"] == "kbase"
+    assert settings["KBASE_AUTH_URL"] == settings["KBASE_APPROVED_ROLES"] == ""

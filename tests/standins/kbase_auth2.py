@@ -19,9 +19,9 @@ Login page, at the server's root (KBase's is at `https://kbase.us/login`, beside
 - `GET|POST /logout?redirect=URL` revokes the cookie's token and clears the cookie.
 
 In a test: build `KBaseAuth2()`, add users (`add_user` returns the token), serve `app()` with aiohttp
-(or `serve_in_thread(auth2.app())` for synchronous tests), and change it while it runs: `revoke()`, `set_roles()`,
-`issue_token()`, and `fault` ("ok", "down": the connection is dropped unanswered, "slow": answers after
-`slow_seconds`, "500", "non-json": a 200 whose body is an HTML page).
+(or `serve_in_thread(auth2.app())` for synchronous tests), and change it while it runs: `revoke()`,
+`set_roles()`, `issue_token()`, and `fault` ("ok", "down": the connection is dropped unanswered, "slow":
+answers after `slow_seconds`, "500", "non-json": a 200 whose body is an HTML page).
 
 As a process (for the end-to-end stack and for a person)::
 
