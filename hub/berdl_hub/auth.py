@@ -60,10 +60,6 @@ class KBaseLoginHandler(BaseHandler):
                 login_service=authenticator.login_service,
                 authenticator_login_url=authenticator.kbase_login_link(self),
                 announcement="You are not logged in to KBase. Log in on KBase's page, then come back.",
-                next=self.get_argument("next", default=""),
-                login_error=None,
-                custom_html="",
-                xsrf=self.xsrf_token.decode("ascii"),
             )
             self.finish(html)
             return

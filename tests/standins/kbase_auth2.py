@@ -31,7 +31,9 @@ users.json maps user names to their account: `{"alice": {"customroles": ["BERDL_
 "mfa": "Used", "token": "optional-fixed-token", "display": "Alice", "email": "a@example.org"}}`
 (every field optional; `mfa` is "Used", "NotUsed" or "Unknown"). The process prints one line,
 `kbase-auth2 stand-in: http://127.0.0.1:PORT/services/auth/`, once it accepts connections, and stops
-on SIGTERM or SIGINT.
+on SIGTERM or SIGINT. A hub uses it with `JUPYTERHUB_AUTHENTICATOR_CLASS=kbase`,
+`KBASE_AUTH_URL=http://127.0.0.1:PORT/services/auth/` and
+`KBASE_LOGIN_URL=http://127.0.0.1:PORT/login?redirect={next}` (tests/hub/test_hub.py does).
 """
 
 from __future__ import annotations
