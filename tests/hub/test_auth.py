@@ -18,7 +18,9 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 import pytest_asyncio
+from aiohttp import web as web_aiohttp
 from berdl_hub.auth import KBaseAuthenticator
+from berdl_hub.kbase_auth2 import Auth2Client, Auth2Unavailable
 from berdl_hub.services import close_shared_client
 from hubtest_support import FakeUser, assert_no_secret_in, closed_port_url, serve
 from tornado import httpserver, netutil, web
@@ -254,3 +256,28 @@ async def test_a_user_with_no_stored_token_must_log_in(rig: Rig) -> None:
     rig.add_user("alice", customroles=[APPROVED])
     rig.users["alice"] = FakeUser("alice", auth_state=None)
     assert await rig.get("/refresh?user=alice") == (200, {"result": False})
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (401, "<html>401 from a gateway</html>"),  # not Auth2's JSON: says nothing about the token
+        (401, json.dumps({"error": {"httpcode": 401, "appcode": 99999}})),  # not an appcode about the token
+        (200, json.dumps({"user": "alice"})),  # Auth2's 200 without what the hub needs
+    ],
+)
+async def test_answers_that_do_not_follow_the_api_are_not_blamed_on_the_user(
+    scanned_logs: list[str], status: int, body: str
+) -> None:
+    async def answer(request: web_aiohttp.Request) -> web_aiohttp.Response:
+        return web_aiohttp.Response(status=status, text=body, content_type="application/json")
+
+    app = web_aiohttp.Application()
+    app.router.add_get("/api/V2/{call}", answer)
+    token = "not-checked-" + "x" * 20
+    scanned_logs.append(token)
+    async with serve(app) as base:
+        client = Auth2Client(base, timeout=2.0)
+        with pytest.raises(Auth2Unavailable):
+            await client.check(token)
+    await close_shared_client()
