@@ -61,11 +61,11 @@ class HubSettings:
     proxy_api_url: str
     proxy_auth_token: str
     authenticator_class: str
+    kbase: KBaseLoginSettings | None  # set when the `kbase` authenticator is selected
     hub_bind_url: str
     hub_connect_url: str
     idle_timeout: int
     extra_config: str
-    kbase: KBaseLoginSettings | None = None  # set when the `kbase` authenticator is selected
 
     def __repr__(self) -> str:  # the secrets stay out of any traceback or debug print
         return f"HubSettings(db_url={self.db_url!r}, proxy_api_url={self.proxy_api_url!r}, ...)"
@@ -225,11 +225,11 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
         proxy_api_url=proxy_api_url,
         proxy_auth_token=proxy_token,
         authenticator_class=authenticator,
+        kbase=kbase,
         hub_bind_url=hub_bind_url,
         hub_connect_url=hub_connect_url,
         idle_timeout=idle_timeout,
         extra_config=extra_config,
-        kbase=kbase,
     )
 
 
