@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from berdl_hub.spawner import BERDLSpawner
+from hubtest_kbase import AUTH2
 from hubtest_support import NAMESPACE, FakeUser, reset_kubespawner, throwaway_kube_config
+
+from tests.standins.kbase_auth2 import serve_in_thread
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -18,6 +21,13 @@ def throwaway_kubeconfig() -> Iterator[Path]:
     """KubeSpawner loads a kube config in __init__; give it one that points nowhere."""
     with throwaway_kube_config() as path:
         yield path
+
+
+@pytest.fixture(scope="session")
+def auth2_url() -> Iterator[str]:
+    """The KBase Auth2 stand-in of the real-hub tests (hubtest_kbase.AUTH2), served for the session."""
+    with serve_in_thread(AUTH2.app()) as url:
+        yield url
 
 
 @pytest_asyncio.fixture

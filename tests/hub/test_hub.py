@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from berdl_hub import hub_config
+from hubtest_kbase import ADA_KBASE_TOKEN, ALICE_KBASE_TOKEN, APPROVED_ROLE, kbase_env
 from hubtest_procs import (
     REPO,
     Postgres,
@@ -31,8 +32,6 @@ from hubtest_procs import (
 )
 from hubtest_support import assert_no_secret_in
 
-from tests.standins.kbase_auth2 import KBaseAuth2, serve_in_thread
-
 pytestmark = pytest.mark.slow
 CONFIG = REPO / "hub" / "jupyterhub_config.py"
 
@@ -41,15 +40,7 @@ CRYPT_KEY = secrets.token_hex(32)
 PROXY_TOKEN = secrets.token_hex(32)
 PG_PASSWORD = "pg-" + secrets.token_hex(12)
 ADMIN_TOKEN = "admin-" + secrets.token_hex(16)
-# KBase users of these tests, in the Auth2 stand-in: alice may log in, ada is also an admin.
-APPROVED_ROLE, ADMIN_ROLE = "BERDL_USER", "CDM_JUPYTERHUB_ADMIN"
-AUTH2 = KBaseAuth2()
-ALICE_KBASE_TOKEN = AUTH2.add_user(
-    "alice", customroles=[APPROVED_ROLE], token="kbase-" + secrets.token_hex(16)
-)
-ADA_KBASE_TOKEN = AUTH2.add_user(
-    "ada", customroles=[APPROVED_ROLE, ADMIN_ROLE], token="kb-" + secrets.token_hex(16)
-)
+# The KBase users (alice, and ada an admin) are in hubtest_kbase's Auth2 stand-in.
 SECRETS = [
     COOKIE_SECRET,
     CRYPT_KEY,
@@ -84,12 +75,6 @@ users: [{name: none, user: {}}]
 def postgres() -> Iterator[Postgres]:
     with postgres_server(PG_PASSWORD) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def auth2_url() -> Iterator[str]:
-    with serve_in_thread(AUTH2.app()) as url:
-        yield url
 
 
 @dataclass
@@ -138,11 +123,7 @@ def hub_env(
         "JUPYTERHUB_CRYPT_KEY": CRYPT_KEY,
         "CONFIGPROXY_API_URL": f"http://127.0.0.1:{proxy_api_port}",
         "CONFIGPROXY_AUTH_TOKEN": PROXY_TOKEN,
-        "JUPYTERHUB_AUTHENTICATOR_CLASS": "kbase",
-        "KBASE_AUTH_URL": f"{auth2_url}/services/auth",
-        "KBASE_LOGIN_URL": f"{auth2_url}/login?redirect={{next}}",
-        "KBASE_APPROVED_ROLES": APPROVED_ROLE,
-        "KBASE_ADMIN_ROLES": ADMIN_ROLE,
+        **kbase_env(auth2_url),
         "BERDL_HUB_BIND_URL": f"http://127.0.0.1:{hub_port}",
         "BERDL_HUB_EXTRA_CONFIG": str(tmp / "extra_config.py"),
         "BERDL_INIT_IMAGE": "ghcr.io/kbase/berdl-init:1.0",

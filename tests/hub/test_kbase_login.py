@@ -18,18 +18,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 from aiohttp import web
+from hubtest_kbase import ADMIN_ROLE, APPROVED_ROLE, AUTH2
 from hubtest_support import assert_no_secret_in
-from test_hub import (  # noqa: F401  (auth2_url and hub_stack are fixtures)
-    ADMIN_ROLE,
-    APPROVED_ROLE,
-    AUTH2,
-    SECRETS,
-    HubStack,
-    auth2_url,
-    hub_stack,
-    log_in,
-    stored_auth_state,
-)
+from test_hub import SECRETS, HubStack, hub_stack, log_in, stored_auth_state  # noqa: F401  (hub_stack: a fixture)
 
 from tests.standins.kbase_auth2 import serve_in_thread
 
@@ -65,7 +56,7 @@ class GovernanceRecorder:
 
 
 @pytest.fixture
-def stack(hub_stack: HubStack) -> HubStack:  # noqa: F811
+def sqlite_stack(hub_stack: HubStack) -> HubStack:  # noqa: F811
     """The hub stack on SQLite in the test's folder (the database is not what these tests are about)."""
     data = hub_stack.tmp / "data"
     data.mkdir()
@@ -74,10 +65,10 @@ def stack(hub_stack: HubStack) -> HubStack:  # noqa: F811
 
 
 @pytest.fixture
-def governance(stack: HubStack) -> Iterator[GovernanceRecorder]:
+def governance(sqlite_stack: HubStack) -> Iterator[GovernanceRecorder]:
     recorder = GovernanceRecorder()
     with serve_in_thread(recorder.app()) as url:
-        stack.env["GOVERNANCE_API_URL"] = url
+        sqlite_stack.env["GOVERNANCE_API_URL"] = url
         yield recorder
 
 
@@ -92,7 +83,8 @@ def shown_text(page: httpx.Response) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.text)).split())
 
 
-def test_login_pages_say_what_to_do(stack: HubStack, auth2_url: str) -> None:  # noqa: F811
+def test_login_pages_say_what_to_do(sqlite_stack: HubStack, auth2_url: str) -> None:
+    stack = sqlite_stack
     base = stack.public_url
     hub = stack.start_hub()
     try:
@@ -143,10 +135,9 @@ def wait_until(check: object, timeout: float = 60) -> None:
 
 
 def test_a_spawn_gets_the_checked_token_and_never_a_revoked_one(
-    stack: HubStack,
-    governance: GovernanceRecorder,
-    auth2_url: str,  # noqa: F811
+    sqlite_stack: HubStack, governance: GovernanceRecorder, auth2_url: str
 ) -> None:
+    stack = sqlite_stack
     base = stack.public_url
     stack.start_hub()
     try:
