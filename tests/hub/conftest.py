@@ -10,10 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from berdl_hub.spawner import BERDLSpawner
-from hubtest_kbase import AUTH2
 from hubtest_support import NAMESPACE, FakeUser, reset_kubespawner, throwaway_kube_config
-
-from tests.standins.kbase_auth2 import serve_in_thread
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,6 +23,11 @@ def throwaway_kubeconfig() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def auth2_url() -> Iterator[str]:
     """The KBase Auth2 stand-in of the real-hub tests (hubtest_kbase.AUTH2), served for the session."""
+    # Imported on first use: only the real-hub tests need the stand-in.
+    from hubtest_kbase import AUTH2
+
+    from tests.standins.kbase_auth2 import serve_in_thread
+
     with serve_in_thread(AUTH2.app()) as url:
         yield url
 
