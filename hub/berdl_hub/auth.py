@@ -19,7 +19,7 @@ from jupyterhub.handlers import BaseHandler
 from markupsafe import Markup
 from tornado import web
 from tornado.httputil import url_concat
-from traitlets import Bool, Float, List, Unicode, default, validate
+from traitlets import Bool, Float, List, Unicode, default
 
 from berdl_hub.kbase_auth2 import Auth2Client, Auth2Unavailable, InvalidToken, KBaseLogin
 
@@ -110,11 +110,6 @@ class KBaseAuthenticator(Authenticator):
     @default("auth_url")
     def _auth_url_default(self) -> str:
         return os.environ.get("KBASE_AUTH_URL", "")
-
-    @validate("auth_url")
-    def _auth_url_ends_with_slash(self, proposal: dict[str, Any]) -> str:
-        url: str = proposal["value"]
-        return url if not url or url.endswith("/") else url + "/"
 
     @default("kbase_login_url")
     def _kbase_login_url_default(self) -> str:

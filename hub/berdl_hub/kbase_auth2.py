@@ -40,7 +40,6 @@ class KBaseLogin:
     expires: float  # seconds since the epoch
     mfa: str  # "Used", "NotUsed" or "Unknown"
     customroles: tuple[str, ...]
-    cachefor: float  # seconds a client may rely on this answer
 
 
 class Auth2Client:
@@ -92,10 +91,9 @@ class Auth2Client:
         assert isinstance(me, Mapping)
         try:
             user, expires, mfa = str(info["user"]), float(info["expires"]) / 1000, str(info["mfa"])
-            cachefor = float(info.get("cachefor", 300_000)) / 1000
             roles = tuple(str(role) for role in me.get("customroles") or ())
         except (KeyError, TypeError, ValueError):
             raise Auth2Unavailable("api/V2/token answered without user, expires or mfa") from None
         if me.get("user") != user:
             raise Auth2Unavailable("api/V2/token and api/V2/me named different users")
-        return KBaseLogin(user=user, expires=expires, mfa=mfa, customroles=roles, cachefor=cachefor)
+        return KBaseLogin(user=user, expires=expires, mfa=mfa, customroles=roles)
