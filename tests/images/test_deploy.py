@@ -151,6 +151,7 @@ def test_hub_settings_are_variables_the_hub_reads() -> None:
     source = (REPO / "hub" / "berdl_hub" / "hub_config.py").read_text()
     settings = load("hub-settings.yaml")["data"]
     assert [key for key in settings if f'"{key}"' not in source] == []
-    # KBase login, whose service and roles the operator names: the hub starts with none of them set.
+    # KBase login, whose Auth2 service (ci, appdev or production) the operator names: the hub refuses to
+    # start until then.
     assert settings["JUPYTERHUB_AUTHENTICATOR_CLASS"] == "kbase"
-    assert settings["KBASE_AUTH_URL"] == settings["KBASE_APPROVED_ROLES"] == ""
+    assert settings["KBASE_AUTH_URL"] == ""
