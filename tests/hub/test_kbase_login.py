@@ -20,7 +20,15 @@ import pytest
 from aiohttp import web
 from hubtest_kbase import ADMIN_ROLE, APPROVED_ROLE, AUTH2
 from hubtest_support import assert_no_secret_in
-from test_hub import SECRETS, HubStack, hub_stack, log_in, stored_auth_state  # noqa: F401  (hub_stack: a fixture)
+from test_hub import (  # noqa: F401  (hub_stack: a fixture)
+    EXTRA_CONFIG,
+    SECRETS,
+    HubStack,
+    hub_stack,
+    is_logged_in,
+    log_in,
+    stored_auth_state,
+)
 
 from tests.standins.kbase_auth2 import serve_in_thread
 
@@ -34,7 +42,8 @@ ERIN = AUTH2.add_user(
 )
 GUS = AUTH2.add_user("gus", customroles=[APPROVED_ROLE], token="gus-" + secrets.token_hex(16))
 REX = AUTH2.add_user("rex", customroles=[APPROVED_ROLE], token="rex-" + secrets.token_hex(16))
-TOKENS = [RITA, DAVE, ERIN, GUS, REX]
+ROSA = AUTH2.add_user("rosa", customroles=[APPROVED_ROLE], token="rosa-" + secrets.token_hex(16))
+TOKENS = [RITA, DAVE, ERIN, GUS, REX, ROSA]
 
 
 class GovernanceRecorder:
@@ -171,3 +180,23 @@ def test_a_spawn_gets_the_checked_token_and_never_a_revoked_one(
     finally:
         stack.stop_hub()
     assert_no_secret_in(stack.logs(), [*SECRETS, *TOKENS, new_token])
+
+
+def test_a_revoked_token_ends_the_session_once_auth_refresh_age_has_passed(sqlite_stack: HubStack) -> None:
+    stack = sqlite_stack
+    base = stack.public_url
+    (stack.tmp / "extra_config.py").write_text(EXTRA_CONFIG + "c.KBaseAuthenticator.auth_refresh_age = 1\n")
+    stack.start_hub()
+    try:
+        with httpx.Client(follow_redirects=False) as browser:
+            log_in(browser, base, "rosa")
+            assert is_logged_in(browser, base)
+            AUTH2.revoke(ROSA)
+            # The next request after auth_refresh_age checks the token again, and the session ends.
+            wait_until(lambda: not is_logged_in(browser, base))
+            page = browser.get(f"{base}/hub/login")
+            assert page.status_code == 401
+            assert "Your KBase login has expired or was revoked" in shown_text(page)
+    finally:
+        stack.stop_hub()
+    assert_no_secret_in(stack.logs(), SECRETS + TOKENS)
