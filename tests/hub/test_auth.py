@@ -159,9 +159,17 @@ async def test_no_cookie_is_no_login(rig: Rig) -> None:
     assert rig.auth2.calls == []
 
 
-async def test_an_invalid_token_is_told_to_log_in_again(rig: Rig) -> None:
+@pytest.mark.parametrize("how", ["revoked", "expired", "never issued"])
+async def test_an_invalid_token_is_told_to_log_in_again(rig: Rig, how: str) -> None:
     token = rig.add_user("alice", customroles=[APPROVED])
-    rig.auth2.revoke(token)
+    if how == "revoked":
+        rig.auth2.revoke(token)
+    elif how == "expired":
+        token = rig.auth2.issue_token("alice", expires_in=-1)
+        rig.tokens.append(token)
+    else:
+        token = "never-issued-" + "y" * 20
+        rig.tokens.append(token)
     status, body = await rig.login(token)
     assert status == 401
     assert "expired or was revoked" in body["refused"]
