@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import importlib.util
 import itertools
@@ -272,14 +273,46 @@ class Background:
             await self._task
 
 
+def secret_refs(pod: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The notebook variables a pod reads from Secrets: variable -> (Secret name, key)."""
+    refs = {}
+    for container in pod.get("spec", {}).get("containers", []):
+        for variable in container.get("env") or []:
+            ref = (variable.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                refs[variable["name"]] = (ref["name"], ref["key"])
+    return refs
+
+
 class Kubelet(Background):
-    """Marks every pod in a namespace as running and ready, the way a node reports it."""
+    """Marks every pod in a namespace as running and ready, the way a node reports it.
+
+    Like a kubelet, it starts a pod's containers only once every Secret their environment names exists
+    (until then a real one reports CreateContainerConfigError and retries); `resolved` keeps, per pod,
+    the values the containers got from them.
+    """
 
     def __init__(self, api_url: str, namespace: str) -> None:
         self.api_url = api_url.rstrip("/")
         self.namespace = namespace
         self.started: set[str] = set()
+        self.resolved: dict[str, dict[str, str]] = {}
         self.init_exit_code = 0  # non-zero: berdl-init fails and is retried, as with restartPolicy OnFailure
+
+    def _resolve_secrets(self, pod: dict[str, Any], secrets: dict[str, dict[str, str]]) -> bool:
+        values = {}
+        for variable, (name, key) in secret_refs(pod).items():
+            data = secrets.get(name) or {}
+            if key not in data:
+                return False
+            values[variable] = base64.b64decode(data[key]).decode()
+        self.resolved[pod["metadata"]["name"]] = values
+        return True
+
+    async def _secrets(self, session: aiohttp.ClientSession) -> dict[str, dict[str, str]]:
+        async with session.get(f"{self.api_url}/api/v1/namespaces/{self.namespace}/secrets") as response:
+            items = (await response.json()).get("items", []) if response.status == 200 else []
+        return {item["metadata"]["name"]: item.get("data") or {} for item in items}
 
     async def _fail_init(self, session: aiohttp.ClientSession, url: str, pod: dict[str, Any]) -> None:
         init = pod["spec"]["initContainers"][0]
@@ -306,6 +339,7 @@ class Kubelet(Background):
             while True:
                 async with session.get(pods) as response:
                     items = (await response.json()).get("items", []) if response.status == 200 else []
+                secrets = await self._secrets(session) if items else {}
                 for pod in items:
                     name = pod["metadata"]["name"]
                     if pod.get("status", {}).get("phase") in ("Running", "Failed"):
@@ -313,6 +347,8 @@ class Kubelet(Background):
                     if self.init_exit_code:
                         await self._fail_init(session, f"{pods}/{name}", pod)
                         continue
+                    if not self._resolve_secrets(pod, secrets):
+                        continue  # the containers wait for their Secret
                     patch = {"status": running_status(pod)}
                     async with session.patch(f"{pods}/{name}", json=patch) as response:
                         if response.status == 200:

@@ -64,7 +64,14 @@ class Stack:
         return self.make(name, token=token, api_token=API_TOKEN, **settings)
 
     def pods(self) -> list[str]:
-        return [key[2] for key, obj in self.k8s.objects.items() if not obj.deleted]
+        return self.names("v1/pods")
+
+    def secrets(self) -> list[str]:
+        return self.names("v1/secrets")
+
+    def names(self, resource: str) -> list[str]:
+        kind = kmock.resource(resource)
+        return [key[2] for key, obj in self.k8s.objects.items() if key[0] == kind and not obj.deleted]
 
 
 @pytest_asyncio.fixture
@@ -80,6 +87,7 @@ async def stack(make_spawner: Callable[..., BERDLSpawner]) -> AsyncIterator[Stac
         serve(governance.app()) as governance_url,
     ):
         k8s.resources["v1/pods"] = {}
+        k8s.resources["v1/secrets"] = {}
         k8s_url = str(k8s_server.url).rstrip("/")
         try:
             async with Kubelet(k8s_url, NAMESPACE) as kubelet:
@@ -103,10 +111,15 @@ async def test_spawn_gets_spark_and_minio_then_stop_deletes_the_cluster(
 
     env = pod_env(stack, spawner)
     assert env["SPARK_MASTER_URL"].startswith("spark://spark-master-cluster-")
-    assert env["MINIO_ACCESS_KEY"] == ACCESS_KEY
-    assert env["MINIO_SECRET_KEY"] == SECRET_KEY
-    assert env["KBASE_AUTH_TOKEN"] == TOKEN
     assert env["SPARK_DRIVER_HOST"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    # The credentials come from the server's Secret, which the node found before starting the notebook.
+    assert stack.kubelet.resolved[spawner.pod_name] == {
+        "MINIO_ACCESS_KEY": ACCESS_KEY,
+        "MINIO_SECRET_KEY": SECRET_KEY,
+        "KBASE_AUTH_TOKEN": TOKEN,
+        "JUPYTERHUB_API_TOKEN": API_TOKEN,
+        "JPY_API_TOKEN": API_TOKEN,
+    }
     assert stack.spark.bodies == [spawner.spark_cluster_config]
     assert len(stack.spark.clusters) == 1
 
@@ -165,7 +178,7 @@ async def test_spark_failure_under_continue_starts_without_spark(
     await spawner.start()
     env = pod_env(stack, spawner)
     assert "SPARK_MASTER_URL" not in env
-    assert env["MINIO_SECRET_KEY"] == SECRET_KEY
+    assert stack.kubelet.resolved[spawner.pod_name]["MINIO_SECRET_KEY"] == SECRET_KEY
     assert stack.spark.clusters == {}
     assert "Starting alice without a Spark cluster: Spark Cluster Manager" in all_logs.text
     await spawner.stop()
@@ -258,7 +271,7 @@ async def test_spark_delete_is_retried_and_never_raises(
     assert "attempt 1 of 2; retrying" in all_logs.text
     assert "Could not delete the Spark cluster of alice" in all_logs.text
     # The duty to delete is kept in the state for the next stop.
-    assert spawner.get_state()["berdl_spark_cluster"] is True
+    assert spawner.get_state()["berdl_spark"] == {"delete_pending": True}
 
 
 async def test_missing_credentials_fail_the_spawn_before_any_cluster(stack: Stack) -> None:
