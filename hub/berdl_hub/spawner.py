@@ -33,6 +33,7 @@ from .services import (
     SparkCluster,
     SparkClusterManager,
 )
+from .spawner_settings import SpawnerConfigError
 from .user_cluster import ClusterShare
 
 # Hub variables that must never reach a user pod, even when an operator lists them to forward.
@@ -822,7 +823,7 @@ class BERDLSpawner(KubeSpawner):
             init_as_root=bool(as_root),
         )
         if found:
-            raise spawner_settings.SpawnerConfigError(found)
+            raise SpawnerConfigError(found)
 
 
 _OWN_DEFAULTS = {"uid": 1000}  # the defaults BERDLSpawner computes (@default) rather than declares

@@ -71,6 +71,14 @@ def throwaway_kube_config() -> Iterator[Path]:
 
 
 @dataclass
+class FakeOrmSpawner:
+    """The parts of jupyterhub.orm.Spawner a spawner reads: its server's name (no server row)."""
+
+    name: str = ""
+    server: Any = None
+
+
+@dataclass
 class FakeUser:
     """The parts of jupyterhub.user.User the spawner uses."""
 
@@ -78,6 +86,7 @@ class FakeUser:
     admin: bool = False
     auth_state: dict[str, Any] | None = None
     id: int = 1
+    spawners: dict[str, Any] = field(default_factory=dict)  # server name -> spawner, as the hub keeps them
 
     @property
     def url(self) -> str:
@@ -97,6 +106,10 @@ def closed_port_url() -> str:
 
 def _error(status: int, error_type: str, message: str) -> web.Response:
     return web.json_response({"error": status, "error_type": error_type, "message": message}, status=status)
+
+
+# The integer ranges of SparkClusterConfig in the manager's OpenAPI description.
+CLUSTER_LIMITS = {"worker_count": (1, 25), "worker_cores": (1, 64), "master_cores": (1, 64)}
 
 
 @dataclass
@@ -143,6 +156,9 @@ class SparkClusterManagerApp:
             return _error(401, "AuthenticationError", "Invalid or expired token")
         body = await request.json()
         self.bodies.append(body)
+        beyond = [key for key, (low, high) in CLUSTER_LIMITS.items() if not low <= body.get(key, low) <= high]
+        if beyond:
+            return _error(400, "ValidationError", f"{', '.join(beyond)} beyond the allowed range")
         if self.mode == "timeout":
             # The cluster gets built, but the answer comes too late: the caller must clean up.
             self.clusters[token] = f"cluster-{secrets.token_hex(4)}"
