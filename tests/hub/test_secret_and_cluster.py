@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import kmock
 import pytest
 from berdl_hub import credentials
@@ -250,4 +251,28 @@ async def test_a_second_server_with_another_profile_is_told_it_shares_the_cluste
     assert not any("Spark" in m for m in told_same), told_same
     for spawner in (first, second, same):
         await spawner.stop()
+    assert stack.spark.clusters == {}
+
+
+async def test_a_pod_of_the_same_name_is_replaced_without_losing_the_cluster(stack: Stack) -> None:
+    """KubeSpawner answers a 409 by stopping the old pod itself: that stop must not end the new start's
+    cluster, nor leave the new pod without its Secret."""
+    old = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "jupyter-alice"},
+        "spec": {"containers": []},
+    }
+    pods_url = f"{stack.k8s_url}/api/v1/namespaces/{NAMESPACE}/pods"
+    async with aiohttp.ClientSession() as session, session.post(pods_url, json=old) as response:
+        assert response.status in (200, 201)
+        old_uid = (await response.json())["metadata"]["uid"]
+    spawner = stack.spawner()
+    await spawner.start()
+    pod = raw(stack, "v1/pods", spawner.pod_name)
+    assert pod["metadata"]["uid"] != old_uid
+    assert len(stack.spark.clusters) == 1
+    assert ("DELETE", "/clusters") not in stack.spark.calls
+    assert stack.kubelet.resolved[spawner.pod_name]["KBASE_AUTH_TOKEN"] == TOKEN
+    await spawner.stop()
     assert stack.spark.clusters == {}
