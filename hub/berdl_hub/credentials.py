@@ -31,15 +31,15 @@ def secret_name(pod_name: str) -> str:
     return pod_name + SUFFIX
 
 
-def env_references(name: str, keys: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
+def env_references(name: str, keys: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """The notebook's environment entries that read each credential from the Secret `name`.
 
     `keys` maps variable name to key in the Secret (default: every credential variable).
     """
-    return {
-        variable: {"valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
+    return [
+        {"name": variable, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
         for variable, key in (KEY_OF_VARIABLE if keys is None else keys).items()
-    }
+    ]
 
 
 def manifest(

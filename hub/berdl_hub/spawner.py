@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from jupyterhub.utils import maybe_future
-from kubernetes_asyncio.client.models import V1Container, V1Volume, V1VolumeMount
+from kubernetes_asyncio.client.models import V1Container, V1EnvVar, V1Volume, V1VolumeMount
 from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default, validate
@@ -512,6 +512,7 @@ class BERDLSpawner(KubeSpawner):
         spec.volumes = list(spec.volumes or []) + [_k8s_model(V1Volume, v) for v in volumes]
 
         notebook = next(c for c in spec.containers if c.name == "notebook")
+        notebook.env = list(notebook.env or []) + self._credential_references()
         notebook.volume_mounts = list(notebook.volume_mounts or []) + [
             _k8s_model(V1VolumeMount, m) for m in mounts
         ]
@@ -528,7 +529,7 @@ class BERDLSpawner(KubeSpawner):
     # --- environment ---------------------------------------------------------------------------------
     def get_env(self) -> dict[str, Any]:
         """JupyterHub's per-server variables, BERDL's defaults, the operator's `environment` (which wins
-        over those defaults), then the user's credentials, read from the server's Secret."""
+        over those defaults); no credential (the pod reads those from the server's Secret)."""
         home = self._home_mount_path()
         env: dict[str, Any] = {
             "HOME": home,
@@ -546,11 +547,18 @@ class BERDLSpawner(KubeSpawner):
         if self.spark_share.holds and self.spark_share.master_url:
             env["SPARK_MASTER_URL"] = self.spark_share.master_url  # the user's cluster, not a default
         for variable in credentials.KEY_OF_VARIABLE:
-            env.pop(variable, None)  # never a value in the pod, nor an operator's stand-in
+            # Never a value in the pod, nor an operator's stand-in: get_pod_manifest() adds references.
+            env.pop(variable, None)
+        return env
+
+    def _credential_references(self) -> list[V1EnvVar]:
+        """The notebook's variables read from the server's Secret, for the credentials it holds.
+
+        Added as models after KubeSpawner's make_pod, which deep-copies every dict-valued variable."""
         held = self.credential_values()
         keys = {v: k for v, k in credentials.KEY_OF_VARIABLE.items() if k in held}
-        env.update(credentials.env_references(credentials.secret_name(self.pod_name), keys))
-        return env
+        refs = credentials.env_references(credentials.secret_name(self.pod_name), keys)
+        return [_k8s_model(V1EnvVar, ref) for ref in refs]
 
     def credential_values(self) -> dict[str, str]:
         """What the server's Secret holds: the KBase token, the MinIO keys, the JupyterHub API token."""
