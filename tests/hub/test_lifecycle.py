@@ -101,15 +101,25 @@ async def test_spark_failure_under_continue_starts_without_spark(
     assert_no_secret_in(all_logs.text, SECRETS)
 
 
-async def test_pod_creation_failing_after_the_cluster_exists_deletes_the_cluster(
-    stack: Stack, all_logs: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("resource", "error"),
+    [
+        ("pods", "Forbidden"),
+        ("secrets", "creating Secret berdl/jupyter-alice-credentials: Kubernetes answered 403"),
+    ],
+)
+async def test_pod_or_secret_creation_failing_after_the_cluster_exists_deletes_the_cluster(
+    resource: str, error: str, stack: Stack, all_logs: pytest.LogCaptureFixture
 ) -> None:
-    stack.k8s["post /api/v1/namespaces/berdl/pods"] << kmock.KubernetesError(
-        status=403, reason="Forbidden", message='pods "jupyter-alice" is forbidden: exceeded quota'
+    stack.k8s[f"post /api/v1/namespaces/berdl/{resource}"] << kmock.KubernetesError(
+        status=403, reason="Forbidden", message=f'{resource} "jupyter-alice" is forbidden: exceeded quota'
     )
     spawner = stack.spawner()
-    with pytest.raises(Exception, match="Forbidden"):
+    with pytest.raises(Exception, match=error):
         await spawner.start()
+    if resource == "secrets":  # (kmock keeps the object of a POST it was told to refuse)
+        assert stack.pods() == []  # KubeSpawner deleted the pod whose after_pod_created_hook failed
+        assert stack.secrets() == []
     assert stack.spark.created == 1
     assert stack.spark.clusters == {}
     assert stack.spark.deleted == 1
@@ -134,6 +144,7 @@ async def test_a_failing_berdl_init_ends_the_spawn_at_once_and_deletes_the_clust
     assert f"berdl-init exited with status {code}" in raised.value.jupyterhub_message
     assert meaning in raised.value.jupyterhub_message
     assert stack.spark.clusters == {}
+    assert stack.secrets() == []  # the pod's Secret had been created; the failed spawn deleted it
     await spawner.stop()  # what the hub does next: the pod goes too
     assert stack.pods() == []
     assert_no_secret_in(all_logs.text, SECRETS)
@@ -173,6 +184,7 @@ async def test_lost_pod_teardown_runs_from_the_post_stop_hook_also_after_a_hub_r
     await revived.run_post_stop_hook()
     assert stack.spark.clusters == {}
     assert stack.spark.deleted == 1
+    assert stack.secrets() == []  # kmock collects no garbage: the spawner deleted the lost pod's Secret
     assert_no_secret_in(all_logs.text, SECRETS)
 
 

@@ -51,8 +51,18 @@ def raw(stack: Stack, resource: str, name: str) -> dict[str, Any]:
     return stack.k8s.objects[kmock.resource(resource), NAMESPACE, name].raw
 
 
-def user_of(stack: Stack) -> FakeUser:
+def alice() -> FakeUser:
     return FakeUser(name="alice", auth_state={"kbase_token": TOKEN})
+
+
+async def two_running_servers(stack: Stack) -> tuple[BERDLSpawner, BERDLSpawner]:
+    """alice's default server, then her server "analysis", both started."""
+    user = alice()
+    first = stack.spawner(user=user, server="")
+    second = stack.spawner(user=user, server="analysis")
+    await first.start()
+    await second.start()
+    return first, second
 
 
 async def test_the_secret_is_there_before_the_notebook_owned_by_the_pod_and_gone_after_stop(
@@ -87,49 +97,6 @@ async def test_the_secret_is_there_before_the_notebook_owned_by_the_pod_and_gone
     assert_no_secret_in(all_logs.text, SECRETS)
 
 
-async def test_a_failed_spawn_leaves_no_secret(stack: Stack, all_logs: pytest.LogCaptureFixture) -> None:
-    stack.kubelet.init_exit_code = 3  # the pod and its Secret are created, then berdl-init fails
-    spawner = stack.spawner()
-    with pytest.raises(SpawnRefused):
-        await spawner.start()
-    assert stack.secrets() == []
-    assert stack.spark.clusters == {}
-    assert_no_secret_in(all_logs.text, SECRETS)
-
-
-async def test_a_failing_secret_creation_fails_the_spawn_and_leaves_nothing(
-    stack: Stack, all_logs: pytest.LogCaptureFixture
-) -> None:
-    stack.k8s["post /api/v1/namespaces/berdl/secrets"] << kmock.KubernetesError(
-        status=403, reason="Forbidden", message='secrets is forbidden: User "hub" cannot create'
-    )
-    spawner = stack.spawner()
-    with pytest.raises(
-        Exception, match="creating Secret berdl/jupyter-alice-credentials: Kubernetes answered 403"
-    ):
-        await spawner.start()
-    assert stack.pods() == []
-    assert stack.secrets() == []
-    assert stack.spark.clusters == {}
-    assert_no_secret_in(all_logs.text, SECRETS)
-
-
-async def test_a_lost_pod_loses_its_secret_in_the_post_stop_hook_also_after_a_hub_restart(
-    stack: Stack, all_logs: pytest.LogCaptureFixture
-) -> None:
-    spawner = stack.spawner()
-    await spawner.start()
-    state = spawner.get_state()
-    async with stack.k8s.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/{spawner.pod_name}") as deleted:
-        assert deleted.status == 200
-    revived = stack.spawner()
-    revived.load_state(state)
-    await revived.run_post_stop_hook()  # what the hub runs for a server whose pod is gone
-    assert stack.secrets() == []
-    assert stack.spark.clusters == {}
-    assert_no_secret_in(all_logs.text, SECRETS)
-
-
 async def test_a_secret_left_by_an_earlier_pod_is_replaced(stack: Stack) -> None:
     spawner = stack.spawner()
     await spawner.start()
@@ -150,11 +117,7 @@ async def test_a_secret_left_by_an_earlier_pod_is_replaced(stack: Stack) -> None
 
 
 async def test_two_named_servers_share_one_cluster_and_the_last_stop_deletes_it(stack: Stack) -> None:
-    user = user_of(stack)
-    first = stack.spawner(user=user, server="")
-    second = stack.spawner(user=user, server="analysis")
-    await first.start()
-    await second.start()
+    first, second = await two_running_servers(stack)
     assert stack.spark.calls.count(("POST", "/clusters")) == 1
     assert pod_env(stack, first)["SPARK_MASTER_URL"] == pod_env(stack, second)["SPARK_MASTER_URL"]
 
@@ -168,7 +131,7 @@ async def test_two_named_servers_share_one_cluster_and_the_last_stop_deletes_it(
 
 
 async def test_servers_starting_and_stopping_at_once_share_one_cluster(stack: Stack) -> None:
-    user = user_of(stack)
+    user = alice()
     stack.spark.delay = 0.2  # the first POST is still on its way when the others ask
     spawners = [stack.spawner(user=user, server=name) for name in ("", "a", "b")]
     await asyncio.gather(*(s.start() for s in spawners))
@@ -180,16 +143,12 @@ async def test_servers_starting_and_stopping_at_once_share_one_cluster(stack: St
 
 
 async def test_the_last_stop_deletes_the_cluster_also_after_a_hub_restart(stack: Stack) -> None:
-    user = user_of(stack)
-    first = stack.spawner(user=user, server="")
-    second = stack.spawner(user=user, server="analysis")
-    await first.start()
-    await second.start()
+    first, second = await two_running_servers(stack)
     states = {"": first.get_state(), "analysis": second.get_state()}
     assert all(TOKEN not in str(state) for state in states.values())
 
     # The hub restarts: a new user object, a new spawner per running server, each given its state.
-    revived_user = user_of(stack)
+    revived_user = alice()
     revived = {}
     for name, state in states.items():
         revived[name] = stack.spawner(user=revived_user, server=name)
@@ -234,7 +193,7 @@ async def test_a_cluster_beyond_the_managers_limits_is_refused_with_its_reason(s
 
 
 async def test_a_second_server_with_another_profile_is_told_it_shares_the_cluster(stack: Stack) -> None:
-    user = user_of(stack)
+    user = alice()
     first = stack.spawner(user=user, server="", profile_list=PROFILES)
     first.user_options = {"profile": "medium"}
     second = stack.spawner(user=user, server="big", profile_list=PROFILES)
