@@ -7,7 +7,11 @@ the idle culler's holds any of them, and the hub works: a login and the stored a
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -22,6 +26,7 @@ from test_hub import (  # noqa: F401  (hub_stack and postgres are fixtures)
     GOOD,
     PG_PASSWORD,
     PROXY_TOKEN,
+    REPO,
     SECRETS,
     HubStack,
     Postgres,
@@ -179,3 +184,69 @@ def test_a_database_password_with_url_characters_survives_the_url() -> None:
         "db",
         "jupyterhub",
     )
+
+
+def rotate(folder: Path, key: str) -> None:
+    """Rotate one key the documented way (scripts/make-hub-secret --rotate), on the mounted files."""
+    current = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "berdl-hub-secrets"},
+        "data": {
+            p.name: base64.b64encode(p.read_bytes().removesuffix(b"\n")).decode() for p in folder.iterdir()
+        },
+    }
+    script = REPO / "scripts" / "make-hub-secret"
+    result = subprocess.run(
+        [sys.executable, str(script), "--rotate", key],
+        input=json.dumps(current),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    (folder / key).chmod(0o600)
+    (folder / key).write_bytes(base64.b64decode(json.loads(result.stdout)["data"][key]))
+
+
+@pytest.mark.slow
+def test_rotations_as_documented_keep_auth_state_and_log_users_out_of_a_new_cookie_secret(
+    hub_stack: HubStack,  # noqa: F811
+) -> None:
+    for name in HUB_SECRETS:
+        hub_stack.env.pop(name, None)
+    values = {k: v for k, v in HUB_SECRETS.items() if k != "PGPASSWORD"}
+    folder = write_secret_files(hub_stack.tmp / "hub-secrets", values)
+    data = hub_stack.tmp / "data"
+    data.mkdir()
+    hub_stack.env.update(
+        JUPYTERHUB_DB_URL=f"sqlite:///{data}/jupyterhub.sqlite", BERDL_HUB_SECRETS_DIR=str(folder)
+    )
+    base = hub_stack.public_url
+    with httpx.Client(follow_redirects=False) as browser:
+        hub_stack.start_hub()
+        log_in(browser, base, "alice", ALICE_PASSWORD)
+        hub_stack.stop_hub()
+
+        # A new crypt key goes first, the old one stays after it: what was stored still decrypts.
+        rotate(folder, "JUPYTERHUB_CRYPT_KEY")
+        new_key, old_key = (folder / "JUPYTERHUB_CRYPT_KEY").read_text().split(";")
+        assert old_key == CRYPT_KEY
+        hub_stack.start_hub()
+        assert is_logged_in(browser, base)
+        assert stored_auth_state(base, "alice") == {"kbase_token": ALICE_KBASE_TOKEN}
+        with httpx.Client(follow_redirects=False) as laptop:  # the next login writes it with the new key
+            log_in(laptop, base, "alice", ALICE_PASSWORD)
+        hub_stack.stop_hub()
+
+        (folder / "JUPYTERHUB_CRYPT_KEY").write_text(new_key)  # the old key dropped: nothing needs it now
+        hub_stack.start_hub()
+        assert stored_auth_state(base, "alice") == {"kbase_token": ALICE_KBASE_TOKEN}
+        hub_stack.stop_hub()
+
+        # A new cookie secret logs every user out; their stored auth state stays.
+        rotate(folder, "JUPYTERHUB_COOKIE_SECRET")
+        hub_stack.start_hub()
+        assert not is_logged_in(browser, base)
+        assert stored_auth_state(base, "alice") == {"kbase_token": ALICE_KBASE_TOKEN}
+        hub_stack.stop_hub()
+    assert_no_secret_in(hub_stack.logs(), [*SECRETS, new_key])
