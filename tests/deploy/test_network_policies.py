@@ -10,16 +10,21 @@ from typing import Any
 import pytest
 
 from tests.deploy.netpol import Peer, allowed, pod, selecting
-from tests.deploy.rendered import named, render
+from tests.deploy.rendered import named, overlay, render
 from tests.images.manifests import spawner_pod
 
-NAMESPACE = "berdl"
 UDP = "UDP"
 
 
+@pytest.fixture(scope="module", params=["berdl", "research-hub"], ids=["deploy", "overlay"])
+def namespace(request: pytest.FixtureRequest) -> str:
+    """deploy/ itself, and an overlay that moves it to another namespace."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def objects() -> list[dict[str, Any]]:
-    return render()
+def objects(namespace: str, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return render() if namespace == "berdl" else render(overlay(tmp_path_factory.mktemp("netpol"), namespace))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +35,7 @@ def policies(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def pods(objects: list[dict[str, Any]]) -> dict[str, Peer]:
+def pods(objects: list[dict[str, Any]], namespace: str) -> dict[str, Peer]:
     """Every pod of a running deployment: the hub and the proxy as their Deployments make them, user
     pods as BERDLSpawner builds them, Spark pods with the labels the Spark Cluster Manager's templates
     (kbase/cdm-kube-spark-manager, src/templates) give them, and the pods around them."""
@@ -45,25 +50,25 @@ def pods(objects: list[dict[str, Any]]) -> dict[str, Peer]:
             "user": "alice",
             "cluster-id": "spark-alice-1a2b3c4d",
         }
-        return Peer(f"spark-{component}", ip, labels, NAMESPACE)
+        return Peer(f"spark-{component}", ip, labels, namespace)
 
     return {
-        "hub": pod("hub", "10.1.0.2", template("hub"), NAMESPACE),
-        "proxy": pod("proxy", "10.1.0.3", template("proxy"), NAMESPACE),
-        "alice": pod("alice", "10.1.0.10", spawner_pod("alice"), NAMESPACE),
+        "hub": pod("hub", "10.1.0.2", template("hub"), namespace),
+        "proxy": pod("proxy", "10.1.0.3", template("proxy"), namespace),
+        "alice": pod("alice", "10.1.0.10", spawner_pod("alice"), namespace),
         "alice-named": pod(
             "alice-named",
             "10.1.0.11",
             spawner_pod("alice", orm_spawner=SimpleNamespace(name="big", server=None)),
-            NAMESPACE,
+            namespace,
         ),
-        "bob": pod("bob", "10.1.0.12", spawner_pod("bob"), NAMESPACE),
+        "bob": pod("bob", "10.1.0.12", spawner_pod("bob"), namespace),
         "spark-master": spark("master", "10.1.0.20"),
         "spark-worker": spark("worker", "10.1.0.21"),
         "kube-dns": Peer("kube-dns", "10.2.0.10", {"k8s-app": "kube-dns"}, "kube-system", {"dns": 53}),
         # The hub's PostgreSQL, run in the same namespace, and a stranger pod there.
-        "hub-db": Peer("hub-db", "10.1.0.30", {"app": "postgres"}, NAMESPACE, {"postgres": 5432}),
-        "other": Peer("other", "10.1.0.31", {"app": "something-else"}, NAMESPACE),
+        "hub-db": Peer("hub-db", "10.1.0.30", {"app": "postgres"}, namespace, {"postgres": 5432}),
+        "other": Peer("other", "10.1.0.31", {"app": "something-else"}, namespace),
         # An operator's service opened to notebooks by label, and an unlabeled neighbour of it.
         "minio": Peer(
             "minio", "10.3.0.5", {"app": "minio", "berdl.kbase.us/notebook-access": "true"}, "minio"
