@@ -1,4 +1,4 @@
-"""The hub's settings, read from the environment (a Kubernetes Secret) and checked together.
+"""The hub's settings, read from the environment and the mounted Secret's files, and checked together.
 
 `load()` collects every problem before it reports any, so an operator fixes a broken Secret in one round;
 `apply()` turns good settings into JupyterHub configuration. No value of a secret is ever put in a
@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import hub_secrets
+
 DEFAULT_DB_URL = "sqlite:////srv/jupyterhub/data/jupyterhub.sqlite"
 # Set to 1 on a laptop only: allows a database that vanishes with the process and the dummy authenticator.
 DEV_SWITCH = "BERDL_HUB_DEV_MODE"
-SECRET_VARIABLES = ("JUPYTERHUB_COOKIE_SECRET", "JUPYTERHUB_CRYPT_KEY", "CONFIGPROXY_AUTH_TOKEN")
 IDLE_CULLER = "jupyterhub-idle-culler"
 # What jupyterhub-idle-culler needs to find idle servers and stop them, and nothing more
 # (no admin:users: it does not delete users).
@@ -58,6 +59,7 @@ class HubSettings:
     cookie_secret: bytes
     crypt_keys: tuple[bytes, ...]
     db_url: str
+    db_password: str
     proxy_api_url: str
     proxy_auth_token: str
     authenticator_class: str
@@ -155,10 +157,10 @@ def _check_kbase(env: Mapping[str, str], problems: list[str]) -> KBaseLoginSetti
 
 
 def load(environ: Mapping[str, str] | None = None) -> HubSettings:
-    """Read and check every setting; raise HubConfigError listing all problems."""
-    env = os.environ if environ is None else environ
+    """Read and check every setting; raise HubConfigError listing all problems. A secret found as a file
+    in the secrets folder (hub_secrets) wins over its environment variable."""
+    env, problems = hub_secrets.with_secret_files(os.environ if environ is None else environ)
     dev = env.get(DEV_SWITCH, "") == "1"
-    problems: list[str] = []
 
     cookie = env.get("JUPYTERHUB_COOKIE_SECRET", "").strip()
     if not cookie:
@@ -222,6 +224,7 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
         cookie_secret=bytes.fromhex(cookie),
         crypt_keys=tuple(keys),
         db_url=db_url,
+        db_password=env.get("PGPASSWORD", ""),
         proxy_api_url=proxy_api_url,
         proxy_auth_token=proxy_token,
         authenticator_class=authenticator,
@@ -231,6 +234,19 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
         idle_timeout=idle_timeout,
         extra_config=extra_config,
     )
+
+
+def _db_url_with_password(settings: HubSettings) -> str:
+    """The URL the hub connects with: PostgreSQL's password (from its file, else PGPASSWORD) goes in,
+    in memory only. JupyterHub's own schema checks and upgrades (alembic) build their engines from the
+    URL alone, so neither a connection argument nor the environment (kept free of secrets) would reach
+    them; JupyterHub redacts the password wherever it logs the URL."""
+    if not settings.db_password or not settings.db_url.startswith("postgresql"):
+        return settings.db_url
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.db_url).set(password=settings.db_password)
+    return url.render_as_string(hide_password=False)
 
 
 def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = None) -> None:
@@ -250,7 +266,7 @@ def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = Non
         c.KBaseAuthenticator.approved_roles = list(settings.kbase.approved_roles)
         c.KBaseAuthenticator.admin_roles = list(settings.kbase.admin_roles)
 
-    c.JupyterHub.db_url = settings.db_url  # PostgreSQL's password comes from PGPASSWORD, read by libpq
+    c.JupyterHub.db_url = _db_url_with_password(settings)
 
     # The proxy runs in its own pod and keeps routing while the hub restarts.
     c.ConfigurableHTTPProxy.should_start = False
@@ -294,9 +310,10 @@ def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = Non
 
 
 def forget_secrets(environ: Any = None) -> None:
-    """Drop the hub's secrets from its own environment once configured, so no process the hub starts
-    (services, spawners that copy the environment) can inherit them. PGPASSWORD stays: libpq reads it
-    at every new database connection."""
+    """Drop the hub's secrets from `os.environ` once configured (local runs, where they come from the
+    environment), so no process the hub starts inherits them. The database password is in the hub's
+    database URL by then. `/proc/<hub>/environ` still shows the environment the hub started with: in
+    Kubernetes the secrets are files (hub_secrets), never in it."""
     env = os.environ if environ is None else environ
-    for name in SECRET_VARIABLES:
+    for name in hub_secrets.SECRET_NAMES:
         env.pop(name, None)

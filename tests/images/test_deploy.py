@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from berdl_hub.hub_secrets import DEFAULT_SECRETS_DIR
 
 from tests.conftest import require_tool
 from tests.images.podman import REPO
@@ -90,7 +91,11 @@ def test_hub_is_one_replica_replaced_with_recreate_on_its_database_volume() -> N
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert "/srv/jupyterhub/data" in mounts  # where DEFAULT_DB_URL puts the SQLite file
     sources = {next(iter(s)): next(iter(s.values()))["name"] for s in container["envFrom"]}
-    assert sources == {"configMapRef": "berdl-hub-settings", "secretRef": "berdl-hub-secrets"}
+    assert sources == {"configMapRef": "berdl-hub-settings"}  # the secrets are files, not variables
+    secrets = [
+        v["name"] for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "berdl-hub-secrets"
+    ]
+    assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]}[secrets[0]] == DEFAULT_SECRETS_DIR
 
 
 def test_proxy_runs_apart_with_its_own_resources_and_the_shared_token() -> None:
