@@ -132,6 +132,7 @@ def test_the_role_holds_only_what_the_spawner_needs() -> None:
     assert granted == {
         ("", "pods"): {"get", "list", "watch", "create", "delete"},
         ("", "events"): {"get", "list", "watch"},
+        ("", "secrets"): {"create", "delete"},  # each server's credentials Secret
     }
     binding = load("rolebinding.yaml")
     assert binding["roleRef"]["name"] == load("role.yaml")["metadata"]["name"]
