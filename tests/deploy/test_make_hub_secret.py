@@ -44,6 +44,8 @@ def hub_settings(secret: dict[str, Any], **extra: str) -> hub_config.HubSettings
         **values(secret),
         "CONFIGPROXY_API_URL": "http://proxy-api:8001",
         "JUPYTERHUB_AUTHENTICATOR_CLASS": "kbase",
+        "KBASE_AUTH_URL": "https://kbase.us/services/auth/",
+        "KBASE_APPROVED_ROLES": "BERDL_USER",
         "JUPYTERHUB_DB_URL": "postgresql://jupyterhub@db/jupyterhub"
         if "PGPASSWORD" in secret["data"]
         else "",
