@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from berdl_hub import proxy_watch
+
 DEFAULT_DB_URL = "sqlite:////srv/jupyterhub/data/jupyterhub.sqlite"
 # Set to 1 on a laptop only: allows a database that vanishes with the process and the dummy authenticator.
 DEV_SWITCH = "BERDL_HUB_DEV_MODE"
@@ -230,9 +232,11 @@ def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = Non
         if env.get(variable):
             setattr(c.BERDLSpawner, trait, env[variable])
 
+    # Plain lists, added to what the settings tree set: the operator's extra config can .append() its own.
+    services: list[dict[str, Any]] = []
+    roles: list[dict[str, Any]] = []
     if settings.idle_timeout > 0:
-        # Plain lists, set first: the operator's extra config can .append() its own.
-        c.JupyterHub.services = [
+        services.append(
             {
                 "name": IDLE_CULLER,
                 "command": [
@@ -242,11 +246,22 @@ def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = Non
                     f"--timeout={settings.idle_timeout}",
                     f"--cull-every={max(60, min(600, settings.idle_timeout // 4))}",
                 ],
-            },
-        ]
-        c.JupyterHub.load_roles = [
-            {"name": IDLE_CULLER, "scopes": list(IDLE_CULLER_SCOPES), "services": [IDLE_CULLER]},
-        ]
+            }
+        )
+        roles.append({"name": IDLE_CULLER, "scopes": list(IDLE_CULLER_SCOPES), "services": [IDLE_CULLER]})
+    # A restarted proxy gets its routes back within seconds, not at the next last_activity_interval.
+    services.append(
+        {"name": proxy_watch.SERVICE_NAME, "command": [sys.executable, "-m", proxy_watch.__name__]}
+    )
+    roles.append(
+        {
+            "name": proxy_watch.SERVICE_NAME,
+            "scopes": list(proxy_watch.SCOPES),
+            "services": [proxy_watch.SERVICE_NAME],
+        }
+    )
+    c.JupyterHub.services = [*c.JupyterHub.get("services", []), *services]
+    c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *roles]
 
 
 def forget_secrets(environ: Any = None) -> None:
