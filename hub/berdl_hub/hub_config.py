@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from berdl_hub import proxy_watch
+from traitlets.config import Config
+
+from berdl_hub import config_tree, proxy_watch
 
 DEFAULT_DB_URL = "sqlite:////srv/jupyterhub/data/jupyterhub.sqlite"
 # Set to 1 on a laptop only: allows a database that vanishes with the process and the dummy authenticator.
@@ -56,6 +58,7 @@ class HubSettings:
     hub_connect_url: str
     idle_timeout: int
     extra_config: str
+    config_tree: Config  # BERDL_HUB_CONFIG_TREE, read; empty when unset
 
     def __repr__(self) -> str:  # the secrets stay out of any traceback or debug print
         return f"HubSettings(db_url={self.db_url!r}, proxy_api_url={self.proxy_api_url!r}, ...)"
@@ -181,6 +184,14 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
     if extra_config and not Path(extra_config).is_file():
         problems.append(f"BERDL_HUB_EXTRA_CONFIG names no file: {extra_config}")
 
+    tree_path = env.get("BERDL_HUB_CONFIG_TREE", "").strip()
+    tree = Config()
+    if tree_path:
+        try:
+            tree = config_tree.read(tree_path)
+        except config_tree.TreeError as error:
+            problems.append(f"BERDL_HUB_CONFIG_TREE: {error}")
+
     if problems:
         raise HubConfigError(problems)
     return HubSettings(
@@ -194,12 +205,19 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
         hub_connect_url=hub_connect_url,
         idle_timeout=idle_timeout,
         extra_config=extra_config,
+        config_tree=tree,
     )
 
 
 def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = None) -> None:
-    """Configure JupyterHub (`c` is the config object of jupyterhub_config.py)."""
+    """Configure JupyterHub (`c` is the config object of jupyterhub_config.py).
+
+    Precedence, the later winning: the settings tree, then what is set here (from the environment, or
+    fixed), then the operator's Python file (run by jupyterhub_config.py after this). The lists
+    `JupyterHub.services` and `JupyterHub.load_roles` are joined instead: the tree's entries, then these.
+    """
     env = os.environ if environ is None else environ
+    c.merge(settings.config_tree)
 
     # Set explicitly: JupyterHub reads JPY_COOKIE_SECRET, not our name, and without a secret it writes a
     # random cookie_secret file into the pod, which logs everyone out when the pod is replaced.

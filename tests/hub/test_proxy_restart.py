@@ -15,6 +15,7 @@ import httpx
 import pytest
 from hubtest_procs import Process, base_env, proxy_command, start, wait_for
 from hubtest_support import assert_no_secret_in
+from hubtest_userserver import SPAWNER_CONFIG
 from test_hub import (
     ADMIN_TOKEN,
     EXTRA_CONFIG,
@@ -26,17 +27,8 @@ from test_hub import (
 
 pytestmark = pytest.mark.slow
 
-# A user server that is a plain process on 127.0.0.1, and a test token that may start it.
-SPAWNER_CONFIG = """
-import sys
-c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
-c.Spawner.cmd = [sys.executable, "-m", "hubtest_userserver"]
-c.SimpleLocalProcessSpawner.home_dir_template = {homes!r} + "/{{username}}"
-spawn_scopes = ["servers", "admin:users"]
-c.JupyterHub.load_roles.append({{"name": "berdl-test-spawn", "scopes": spawn_scopes, "services": [name]}})
 # Only the watcher may restore routes in this test: JupyterHub's own round comes after an hour.
-c.JupyterHub.last_activity_interval = 3600
-"""
+NO_ACTIVITY_ROUND = "c.JupyterHub.last_activity_interval = 3600\n"
 GIVE_UP = 120  # seconds: far beyond the stated bound, only so that a broken watcher fails the test
 
 
@@ -55,29 +47,36 @@ def restart_proxy(stack: HubStack) -> Process:
     return stack.proxy
 
 
-def user_page(base: str) -> httpx.Response | None:
+def user_page(base: str, user: str = "alice") -> httpx.Response | None:
     try:
-        return httpx.get(f"{base}/user/alice/", timeout=5)
+        return httpx.get(f"{base}/user/{user}/", timeout=5)
     except httpx.HTTPError:
         return None
 
 
+def start_server(stack: HubStack, user: str) -> str:
+    """Create the user, start their server (hubtest_userserver); its page, read through the proxy."""
+    admin = {"Authorization": f"token {ADMIN_TOKEN}"}
+    hub_api = f"http://127.0.0.1:{stack.hub_port}/hub/api"
+    assert httpx.post(f"{hub_api}/users/{user}", headers=admin).status_code == 201
+    assert httpx.post(f"{hub_api}/users/{user}/server", headers=admin, timeout=60).status_code in (201, 202)
+    deadline = time.monotonic() + 60
+    while (page := user_page(stack.public_url, user)) is None or page.status_code != 200:
+        assert time.monotonic() < deadline, f"{user}'s server never answered through the proxy"
+        time.sleep(0.2)
+    return page.text
+
+
 def test_a_restarted_proxy_gets_the_users_route_back(hub_stack: HubStack) -> None:  # noqa: F811
     tmp = hub_stack.tmp
-    (tmp / "extra_config.py").write_text(EXTRA_CONFIG + SPAWNER_CONFIG.format(homes=str(tmp)))
+    (tmp / "extra_config.py").write_text(
+        EXTRA_CONFIG + SPAWNER_CONFIG.format(homes=str(tmp)) + NO_ACTIVITY_ROUND
+    )
     (tmp / "data").mkdir()
     hub_stack.env["JUPYTERHUB_DB_URL"] = f"sqlite:///{tmp}/data/jupyterhub.sqlite"
     base = hub_stack.public_url
     hub = hub_stack.start_hub()
-    admin = {"Authorization": f"token {ADMIN_TOKEN}"}
-    hub_api = f"http://127.0.0.1:{hub_stack.hub_port}/hub/api"
-    assert httpx.post(f"{hub_api}/users/alice", headers=admin).status_code == 201
-    assert httpx.post(f"{hub_api}/users/alice/server", headers=admin, timeout=60).status_code in (201, 202)
-    deadline = time.monotonic() + 60
-    while (page := user_page(base)) is None or page.status_code != 200:
-        assert time.monotonic() < deadline, "alice's server never answered through the proxy"
-        time.sleep(0.2)
-    assert page.text == "server of alice\n"
+    assert start_server(hub_stack, "alice") == "server of alice\n"
 
     restart_proxy(hub_stack)
     back_in_service = time.monotonic()
