@@ -16,6 +16,7 @@ c = get_config()  # type: ignore[name-defined]  # noqa: F821  (provided by Jupyt
 
 try:
     settings = hub_config.load()
+    hub_config.preflight(settings)
 except hub_config.HubConfigError as error:
     print(f"[berdl-hub] {error}", file=sys.stderr, flush=True)
     sys.exit(2)

@@ -227,8 +227,14 @@ def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = Non
     c.JupyterHub.authenticator_class = settings.authenticator_class
 
     c.JupyterHub.db_url = settings.db_url  # PostgreSQL's password comes from PGPASSWORD, read by libpq
+    if settings.db_url.startswith("sqlite:"):
+        # As z2jh does: a JupyterHub release with a new schema upgrades the file at start, after copying it
+        # to jupyterhub.sqlite.<timestamp> beside it. PostgreSQL is upgraded on purpose (deploy/README.md).
+        c.JupyterHub.upgrade_db = True
 
-    # The proxy runs in its own pod and keeps routing while the hub restarts.
+    # The proxy runs in its own pod and keeps routing while the hub restarts; BERDLProxy waits for one
+    # that is not up yet.
+    c.JupyterHub.proxy_class = "berdl_hub.proxy.BERDLProxy"
     c.ConfigurableHTTPProxy.should_start = False
     c.ConfigurableHTTPProxy.api_url = settings.proxy_api_url
     c.ConfigurableHTTPProxy.auth_token = settings.proxy_auth_token
@@ -280,6 +286,56 @@ def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = Non
     )
     c.JupyterHub.services = [*c.JupyterHub.get("services", []), *services]
     c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *roles]
+
+
+def preflight(settings: HubSettings) -> None:
+    """Checks that load() leaves out because they import plugins or reach the network: that the
+    authenticator resolves as JupyterHub would resolve it, and that PostgreSQL accepts a connection.
+    Raises HubConfigError with the real cause, which JupyterHub's own messages leave out."""
+    problems = [
+        problem
+        for problem in (
+            _authenticator_problem(settings.authenticator_class),
+            _database_problem(settings.db_url),
+        )
+        if problem
+    ]
+    if problems:
+        raise HubConfigError(problems)
+
+
+def _authenticator_problem(name: str) -> str | None:
+    from jupyterhub.app import JupyterHub
+    from traitlets import TraitError
+
+    trait = JupyterHub.class_traits()["authenticator_class"]
+    try:
+        trait.validate(None, name)
+    except TraitError:
+        installed = ", ".join(sorted(trait.load_entry_points()))
+        return (
+            f"JUPYTERHUB_AUTHENTICATOR_CLASS {name!r} is not an installed authenticator: "
+            f"use an entry point name ({installed}) or the class path of an Authenticator"
+        )
+    return None
+
+
+def _database_problem(db_url: str) -> str | None:
+    """PostgreSQL's own reason for refusing a connection (wrong password, no SSL...), on one line."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import DBAPIError
+
+    if not db_url.startswith("postgresql"):
+        return None
+    engine = create_engine(db_url, connect_args={"connect_timeout": 10})
+    try:
+        with engine.connect():
+            return None
+    except DBAPIError as error:
+        cause = "; ".join(line.strip() for line in str(error.orig).splitlines() if line.strip())
+        return f"JUPYTERHUB_DB_URL: PostgreSQL refused the connection: {cause}"
+    finally:
+        engine.dispose()
 
 
 def forget_secrets(environ: Any = None) -> None:

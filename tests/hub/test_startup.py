@@ -1,0 +1,164 @@
+"""A real `jupyterhub` process for each start-up an operator meets: an authenticator that is not installed,
+a proxy that is not up yet (late, or never), PostgreSQL refusing the connection, and an SQLite database
+of an older schema. Each failure is one line and an exit status, never a traceback."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from hubtest_procs import Postgres, base_env, free_port, proxy_command, start, wait_for
+from hubtest_support import assert_no_secret_in
+from test_hub import (
+    CONFIG,
+    PROXY_TOKEN,
+    SECRETS,
+    hub_env,
+    postgres,  # noqa: F401  (the fixture: a real PostgreSQL)
+    run_hub_expecting_refusal,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def problem_lines(output: str) -> list[str]:
+    """The lines of the hub's refusal that name a problem."""
+    return [line for line in output.splitlines() if line.startswith("  - ")]
+
+
+def sqlite_env(tmp: Path, hub_port: int = 0, proxy_api_port: int = 0) -> dict[str, str]:
+    env = hub_env(tmp, hub_port or free_port(), proxy_api_port or free_port())
+    (tmp / "data").mkdir(exist_ok=True)
+    env["JUPYTERHUB_DB_URL"] = f"sqlite:///{tmp}/data/jupyterhub.sqlite"
+    return env
+
+
+def test_an_authenticator_that_is_not_installed_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = sqlite_env(tmp_path)
+    env["JUPYTERHUB_AUTHENTICATOR_CLASS"] = "kbase_auth_typo.KBaseAuthenticator"
+    code, output = run_hub_expecting_refusal(env, tmp_path)
+    assert code == 2
+    (line,) = problem_lines(output)
+    assert line.startswith(
+        "  - JUPYTERHUB_AUTHENTICATOR_CLASS 'kbase_auth_typo.KBaseAuthenticator' is not an installed "
+        "authenticator: use an entry point name ("
+    )
+    assert "dummy, null, pam" in line  # the installed ones, as JupyterHub finds them
+    assert line.endswith(") or the class path of an Authenticator")
+    assert "Traceback" not in output
+
+
+def test_a_proxy_that_never_answers_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    env = sqlite_env(tmp_path)  # CONFIGPROXY_API_URL: a free port where nothing listens
+    (tmp_path / "tree.yaml").write_text("BERDLProxy:\n  connect_timeout: 3\n")
+    env["BERDL_HUB_CONFIG_TREE"] = str(tmp_path / "tree.yaml")
+    code, output = run_hub_expecting_refusal(env, tmp_path)
+    assert code == 1
+    critical = [line for line in output.splitlines() if line.startswith("[C ")]
+    assert len(critical) == 1, output
+    assert "the proxy's API at http://127.0.0.1:" in critical[0]
+    assert "did not answer in 3 s" in critical[0]
+    assert "Connect call failed" in critical[0] or "Connection refused" in critical[0]
+    assert "Traceback" not in output
+
+
+def test_a_proxy_that_starts_after_the_hub_is_waited_for(tmp_path: Path) -> None:
+    hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
+    env = sqlite_env(tmp_path, hub_port, proxy_api_port)
+    cmd = [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)]
+    hub = start("jupyterhub", cmd, env, tmp_path / "hub.log", cwd=tmp_path / "hub-cwd")
+    proxy = None
+    try:
+        deadline = time.monotonic() + 60
+        while "does not answer" not in hub.log():
+            assert hub.popen.poll() is None, hub.log()
+            assert time.monotonic() < deadline, hub.log()
+            time.sleep(0.1)
+        chp = proxy_command(proxy_port, proxy_api_port, f"http://127.0.0.1:{hub_port}")
+        proxy_env = {**base_env(), "CONFIGPROXY_AUTH_TOKEN": PROXY_TOKEN}
+        proxy = start("configurable-http-proxy", chp, proxy_env, tmp_path / "proxy.log")
+        wait_for(f"http://127.0.0.1:{proxy_port}/hub/health", 90, hub)  # the hub's route, through the proxy
+        assert httpx.get(f"http://127.0.0.1:{proxy_port}/hub/health").status_code == 200
+        assert "Traceback" not in hub.log()
+    finally:
+        assert hub.stop() == 0, hub.log()
+        if proxy is not None:
+            proxy.stop()
+    assert_no_secret_in(hub.log(), SECRETS)
+
+
+@pytest.mark.parametrize(
+    ("change", "cause"),
+    [
+        ({"PGPASSWORD": "not-the-password"}, 'password authentication failed for user "jupyterhub"'),
+        ({"sslmode": "require"}, "server does not support SSL, but SSL was required"),
+    ],
+)
+def test_postgresql_refusing_the_connection_shows_its_reason(
+    tmp_path: Path,
+    postgres: Postgres,  # noqa: F811
+    change: dict[str, str],
+    cause: str,
+) -> None:
+    env = hub_env(tmp_path, free_port(), free_port())
+    env["JUPYTERHUB_DB_URL"] = postgres.url + (f"?sslmode={change['sslmode']}" if "sslmode" in change else "")
+    env["PGPASSWORD"] = change.get("PGPASSWORD", postgres.password)
+    code, output = run_hub_expecting_refusal(env, tmp_path)
+    assert code == 2
+    (line,) = problem_lines(output)
+    assert line.startswith("  - JUPYTERHUB_DB_URL: PostgreSQL refused the connection: ")
+    assert cause in line
+    assert "Traceback" not in output
+    assert_no_secret_in(output, SECRETS)
+
+
+def alembic(db_url: str, *args: str) -> None:
+    from jupyterhub.dbutil import _temp_alembic_ini
+
+    with _temp_alembic_ini(db_url) as ini:
+        alembic_cli = Path(sys.executable).parent / "alembic"
+        subprocess.run([str(alembic_cli), "-c", ini, *args], check=True, capture_output=True)
+
+
+def schema_revision(db: Path) -> str:
+    with sqlite3.connect(db) as connection:
+        return connection.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+
+
+def test_an_older_sqlite_schema_is_upgraded_after_a_copy_is_kept(tmp_path: Path) -> None:
+    hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
+    env = sqlite_env(tmp_path, hub_port, proxy_api_port)
+    db = tmp_path / "data" / "jupyterhub.sqlite"
+    chp = proxy_command(proxy_port, proxy_api_port, f"http://127.0.0.1:{hub_port}")
+    proxy = start(
+        "configurable-http-proxy",
+        chp,
+        {**base_env(), "CONFIGPROXY_AUTH_TOKEN": PROXY_TOKEN},
+        tmp_path / "p.log",
+    )
+    cmd = [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)]
+    try:
+        wait_for(f"http://127.0.0.1:{proxy_api_port}/api/routes", 30, proxy)
+        first = start("jupyterhub", cmd, env, tmp_path / "hub-1.log", cwd=tmp_path / "hub-cwd")
+        wait_for(f"http://127.0.0.1:{hub_port}/hub/health", 60, first)
+        assert first.stop() == 0, first.log()
+        head = schema_revision(db)
+        # The database as the previous JupyterHub release left it: one migration back.
+        alembic(f"sqlite:///{db}", "downgrade", "-1")
+        older = schema_revision(db)
+        assert older != head
+
+        second = start("jupyterhub", cmd, env, tmp_path / "hub-2.log", cwd=tmp_path / "hub-cwd")
+        wait_for(f"http://127.0.0.1:{hub_port}/hub/health", 60, second)
+        assert second.stop() == 0, second.log()
+    finally:
+        proxy.stop()
+    assert schema_revision(db) == head
+    (copy,) = db.parent.glob("jupyterhub.sqlite.*")
+    assert schema_revision(copy) == older
+    assert f"Backing up {db} => {copy}" in second.log()
