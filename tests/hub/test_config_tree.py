@@ -6,12 +6,16 @@ pages and a spawned server."""
 from __future__ import annotations
 
 import re
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 from berdl_hub import config_tree
+from berdl_hub.spawner import BERDLSpawner
+from hubtest_procs import REPO
 from hubtest_support import assert_no_secret_in
 from hubtest_userserver import SPAWNER_CONFIG
 from test_hub import (
@@ -111,3 +115,37 @@ def test_an_empty_tree_sets_nothing_and_a_missing_one_is_named(tmp_path: Path) -
     assert config_tree.read(str(tmp_path / "tree.yaml")) == Config()
     with pytest.raises(config_tree.TreeError, match="cannot be read"):
         config_tree.read(str(tmp_path / "absent.yaml"))
+
+
+def readme_example(tmp_path: Path) -> Path:
+    """The worked example of deploy/README.md (the yaml block after its marker), as a file."""
+    text = (REPO / "deploy" / "README.md").read_text()
+    after = text.split("<!-- tests/hub/test_config_tree.py loads this block", 1)[1]
+    block = after.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "hub-config.yaml"
+    path.write_text(textwrap.dedent(block))
+    return path
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("kube_reset")
+async def test_the_worked_example_of_the_deploy_readme_is_in_effect(
+    tmp_path: Path, make_spawner: Callable[..., BERDLSpawner]
+) -> None:
+    from jupyterhub.app import JupyterHub
+    from jupyterhub.auth import Authenticator
+
+    tree = config_tree.read(str(readme_example(tmp_path)))
+    spawner = make_spawner(config=tree)
+    assert spawner.start_timeout == 600
+    assert spawner.node_selector == {"berdl.kbase.us/pool": "notebooks"}
+    assert spawner.mem_limit == 8 * 1024**3
+    assert spawner.profile_list[0]["kubespawner_override"]["mem_limit"] == "32G"
+    assert spawner.image_pull_secrets == ["registry-credentials"]
+    pod = (await spawner.get_pod_manifest()).to_dict()
+    (home,) = [v for v in pod["spec"]["volumes"] if v["name"] == "berdl-home"]
+    assert home["host_path"]["path"] == "/data/berdl/homes/alice"
+    assert Authenticator(config=tree).admin_users == {"alice"}
+    hub = JupyterHub(config=tree)
+    assert hub.allow_named_servers is True
+    assert hub.named_server_limit_per_user == 3

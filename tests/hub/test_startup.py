@@ -4,10 +4,12 @@ of an older schema. Each failure is one line and an exit status, never a traceba
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,9 +23,12 @@ from test_hub import (
     hub_env,
     postgres,  # noqa: F401  (the fixture: a real PostgreSQL)
     run_hub_expecting_refusal,
+    wait_for_log,
 )
 
 pytestmark = pytest.mark.slow
+# Logged once JupyterHub handles SIGTERM (a stop before it would kill the hub with the signal).
+RUNNING = "JupyterHub is now running"
 
 
 def problem_lines(output: str) -> list[str]:
@@ -84,6 +89,7 @@ def test_a_proxy_that_starts_after_the_hub_is_waited_for(tmp_path: Path) -> None
         proxy = start("configurable-http-proxy", chp, proxy_env, tmp_path / "proxy.log")
         wait_for(f"http://127.0.0.1:{proxy_port}/hub/health", 90, hub)  # the hub's route, through the proxy
         assert httpx.get(f"http://127.0.0.1:{proxy_port}/hub/health").status_code == 200
+        wait_for_log(hub, RUNNING)
         assert "Traceback" not in hub.log()
     finally:
         assert hub.stop() == 0, hub.log()
@@ -117,12 +123,15 @@ def test_postgresql_refusing_the_connection_shows_its_reason(
     assert_no_secret_in(output, SECRETS)
 
 
-def alembic(db_url: str, *args: str) -> None:
+def alembic(db_url: str, *args: str, password: str = "") -> None:
+    """JupyterHub's own migrations, run the way `jupyterhub upgrade-db` runs them."""
     from jupyterhub.dbutil import _temp_alembic_ini
 
+    env = {**base_env(), **({"PGPASSWORD": password} if password else {})}
     with _temp_alembic_ini(db_url) as ini:
         alembic_cli = Path(sys.executable).parent / "alembic"
-        subprocess.run([str(alembic_cli), "-c", ini, *args], check=True, capture_output=True)
+        result = subprocess.run([str(alembic_cli), "-c", ini, *args], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
 
 
 def schema_revision(db: Path) -> str:
@@ -130,35 +139,66 @@ def schema_revision(db: Path) -> str:
         return connection.execute("SELECT version_num FROM alembic_version").fetchone()[0]
 
 
-def test_an_older_sqlite_schema_is_upgraded_after_a_copy_is_kept(tmp_path: Path) -> None:
-    hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
-    env = sqlite_env(tmp_path, hub_port, proxy_api_port)
-    db = tmp_path / "data" / "jupyterhub.sqlite"
-    chp = proxy_command(proxy_port, proxy_api_port, f"http://127.0.0.1:{hub_port}")
-    proxy = start(
-        "configurable-http-proxy",
-        chp,
-        {**base_env(), "CONFIGPROXY_AUTH_TOKEN": PROXY_TOKEN},
-        tmp_path / "p.log",
-    )
-    cmd = [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)]
+@contextlib.contextmanager
+def proxy_beside(tmp: Path, env: dict[str, str]) -> Iterator[None]:
+    """A configurable-http-proxy at the API address the hub's environment names."""
+    api_port = int(env["CONFIGPROXY_API_URL"].rsplit(":", 1)[1])
+    chp = proxy_command(free_port(), api_port, env["BERDL_HUB_BIND_URL"])
+    proxy_env = {**base_env(), "CONFIGPROXY_AUTH_TOKEN": PROXY_TOKEN}
+    proxy = start("configurable-http-proxy", chp, proxy_env, tmp / f"proxy-{time.monotonic_ns()}.log")
     try:
-        wait_for(f"http://127.0.0.1:{proxy_api_port}/api/routes", 30, proxy)
-        first = start("jupyterhub", cmd, env, tmp_path / "hub-1.log", cwd=tmp_path / "hub-cwd")
-        wait_for(f"http://127.0.0.1:{hub_port}/hub/health", 60, first)
-        assert first.stop() == 0, first.log()
+        wait_for(f"http://127.0.0.1:{api_port}/api/routes", 30, proxy)
+        yield
+    finally:
+        proxy.stop()
+
+
+def run_hub_until_healthy(env: dict[str, str], tmp: Path) -> str:
+    """Start the hub, wait until it answers, stop it; its log."""
+    cmd = [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)]
+    hub = start("jupyterhub", cmd, env, tmp / f"hub-{time.monotonic_ns()}.log", cwd=tmp / "hub-cwd")
+    try:
+        wait_for(f"{env['BERDL_HUB_BIND_URL']}/hub/health", 60, hub)
+        wait_for_log(hub, RUNNING)
+    finally:
+        assert hub.stop() == 0, hub.log()
+    return hub.log()
+
+
+def test_an_older_sqlite_schema_is_upgraded_after_a_copy_is_kept(tmp_path: Path) -> None:
+    env = sqlite_env(tmp_path)
+    db = tmp_path / "data" / "jupyterhub.sqlite"
+    with proxy_beside(tmp_path, env):
+        run_hub_until_healthy(env, tmp_path)
         head = schema_revision(db)
         # The database as the previous JupyterHub release left it: one migration back.
         alembic(f"sqlite:///{db}", "downgrade", "-1")
         older = schema_revision(db)
         assert older != head
-
-        second = start("jupyterhub", cmd, env, tmp_path / "hub-2.log", cwd=tmp_path / "hub-cwd")
-        wait_for(f"http://127.0.0.1:{hub_port}/hub/health", 60, second)
-        assert second.stop() == 0, second.log()
-    finally:
-        proxy.stop()
+        log = run_hub_until_healthy(env, tmp_path)
     assert schema_revision(db) == head
     (copy,) = db.parent.glob("jupyterhub.sqlite.*")
     assert schema_revision(copy) == older
-    assert f"Backing up {db} => {copy}" in second.log()
+    assert f"Backing up {db} => {copy}" in log
+
+
+def test_an_older_postgresql_schema_is_upgraded_only_when_the_tree_says_so(
+    tmp_path: Path,
+    postgres: Postgres,  # noqa: F811
+) -> None:
+    env = hub_env(tmp_path, free_port(), free_port())
+    env.update(JUPYTERHUB_DB_URL=postgres.url, PGPASSWORD=postgres.password)
+    psycopg_url = postgres.url.replace("postgresql://", "postgresql+psycopg://")
+    with proxy_beside(tmp_path, env):
+        run_hub_until_healthy(env, tmp_path)
+        alembic(psycopg_url, "downgrade", "-1", password=postgres.password)
+
+        code, output = run_hub_expecting_refusal(env, tmp_path)
+        assert code == 1
+        assert "Backup your database and run `jupyterhub upgrade-db`" in output
+
+        (tmp_path / "tree.yaml").write_text("JupyterHub:\n  upgrade_db: true\n")
+        env["BERDL_HUB_CONFIG_TREE"] = str(tmp_path / "tree.yaml")
+        log = run_hub_until_healthy(env, tmp_path)
+    assert "Upgrading postgresql://jupyterhub@" in log
+    assert_no_secret_in(log + output, SECRETS)
