@@ -8,6 +8,7 @@ measured and printed (the bound stated in deploy/README.md is 10 s).
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 
@@ -90,3 +91,12 @@ def test_a_restarted_proxy_gets_the_users_route_back(hub_stack: HubStack) -> Non
     assert "[berdl-proxy-watch] WARNING the proxy had lost its routes" in hub.log()
     hub_stack.stop_hub()
     assert_no_secret_in(hub_stack.logs(), SECRETS)
+
+
+def test_the_watcher_outside_a_hub_says_what_it_misses_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "berdl_hub.proxy_watch"], env=base_env(), capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "JUPYTERHUB_API_URL is not set: run this as a JupyterHub service" in result.stderr
+    assert "Traceback" not in result.stderr
