@@ -7,9 +7,10 @@ round (300 s by default): until then every user gets "Redirect loop detected".
 This service asks the hub for the proxy's routes (`GET /hub/api/proxy`, which the hub reads from the
 proxy) every `--interval` seconds. The hub always keeps a route of its own, marked `{"hub": true}`; a
 table without it is a proxy that lost its routes, and the watcher asks the hub to sync them
-(`POST /hub/api/proxy`). Its token needs only the `proxy` scope. The cost is one small request per
-interval, with no database write of its own (the hub records a token's activity at most every 30 s),
-so a short interval costs what a long one does, unlike a shorter `last_activity_interval`.
+(`POST /hub/api/proxy`). Its token needs only the `proxy` scope. The cost is one request per interval,
+in which the hub reads the proxy's table, and no database write of its own (the hub records a token's
+activity at most every 30 s), unlike a shorter `last_activity_interval`, which writes activity to the
+database at every round.
 
 Run by the hub as a managed service: `python -m berdl_hub.proxy_watch` (JupyterHub gives it
 JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN).
