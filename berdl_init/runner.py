@@ -45,8 +45,10 @@ UNKNOWN_OWNER = (
 LOCK_TIMEOUT = 120.0
 
 
-def run(settings: Settings, *, dry_run: bool, lock_timeout: float = LOCK_TIMEOUT) -> Report:
+def run(settings: Settings, *, dry_run: bool, lock_timeout: float | None = None) -> Report:
     started = time.perf_counter()
+    if lock_timeout is None:  # another run may be restoring a venv's packages meanwhile
+        lock_timeout = LOCK_TIMEOUT + (settings.venv_restore_timeout if settings.venv_restore else 0)
     report = Report(home=str(settings.home), dry_run=dry_run)
     report.warnings.extend(unknown_variables(os.environ))
     home_stat = _home_stat(settings)

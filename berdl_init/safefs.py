@@ -209,6 +209,15 @@ class SafeHome:
         os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
         self._forget_folders()
 
+    def unlink(self, rel: str) -> None:
+        """Remove the file (or symlink) `rel` itself, if it exists."""
+        dir_fd, name = self._locate(rel, create=False)
+        if dir_fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=dir_fd)
+        os.fsync(dir_fd)
+
     def remove_tree(self, rel: str) -> None:
         """Remove the folder `rel` and everything in it, if it exists (symlinks inside are not followed)."""
         dir_fd, name = self._locate(rel, create=False)

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     venv_dir: Path | None = None
     venv_python: Path = Field(default_factory=base_interpreter)
     venv_system_site_packages: bool = True
+    #: After a rebuild on a new Python, install again what the user had installed in the old venv.
+    venv_restore: bool = True
+    #: How long that may take, in seconds: it runs inside the pod's start.
+    venv_restore_timeout: float = Field(default=120.0, gt=0, le=3600)
     favorites: list[Favorite] | None = None
     favorites_root: str = "/"
 
