@@ -125,6 +125,16 @@ class SafeHome:
         finally:
             os.close(fd)
 
+    def listdir(self, rel: str) -> list[str]:
+        """The names in the folder `rel` ("." for the home itself); empty when it does not exist."""
+        try:
+            fd = self.fd if rel == "." else self._walk(split(rel), create=False, mode=0o755)
+        except FileNotFoundError:
+            return []
+        if fd is None:
+            return []
+        return os.listdir(fd)
+
     # -- changing --------------------------------------------------------------------------------
 
     def makedirs(self, rel: str, mode: int = 0o755) -> None:

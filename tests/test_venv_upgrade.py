@@ -8,11 +8,16 @@ configuration file of this machine.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +27,8 @@ from tests.test_venv import (
     TIMEOUT,
     VENV_REL,
     berdl,
+    berdl_cmd,
+    berdl_env,
     changes,
     py_eval,
     pyvenv_cfg,
@@ -287,3 +294,96 @@ def test_an_interactive_bash_mentions_what_was_not_restored(tmp_path: Path, logi
     (venv / NOT_RESTORED).unlink()
     assert "berdl-init:" not in start_bash()
     shutil.rmtree(venv)
+
+
+def pip_children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` and that run `-m pip install` (the restore's pip)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if parent == pid and b"pip" in command and b"install" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_restore_killed_while_pip_runs_is_finished_by_the_next_run(tmp_path: Path, wheels: Path) -> None:
+    """SIGKILL to the whole process group (as when the pod goes) while the restore's pip waits for an index
+    that never answers; the next run, with an index that answers, finishes the restore."""
+    link = tmp_path / "image/bin/python3"
+    point(link, pyenv("3.11"))
+    home = prepared_home(tmp_path, wheels, link)
+    venv = venv_of(home)
+    point(link, pyenv("3.12"))
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        env = berdl_env(
+            tmp_path,
+            BERDL_VENV_PYTHON=str(link),
+            PIP_CONFIG_FILE="/dev/null",
+            PIP_INDEX_URL=f"http://127.0.0.1:{silent.getsockname()[1]}/simple",
+            PIP_TIMEOUT="600",
+        )
+        child = subprocess.Popen(
+            berdl_cmd(home, "--only", "venv"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            for _ in range(TIMEOUT * 10):  # a bound against a hang, not a timed assertion
+                if pip_children(child.pid) or child.poll() is not None:
+                    break
+                time.sleep(0.1)
+            assert pip_children(child.pid), "the restore's pip never started"
+        finally:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=TIMEOUT)
+
+    assert (venv / "berdl-restore-pending.json").is_file()
+    assert imports(tmp_path, venv / "bin" / "python", "fromindex") is None
+    pending = berdl(home, tmp_path, "--check", "--only", "venv", status=1, BERDL_VENV_PYTHON=str(link))
+    assert [action for _, action, _ in changes(pending)] == ["restore-packages"]
+
+    report = berdl(home, tmp_path, "--only", "venv", BERDL_VENV_PYTHON=str(link), **index_env(wheels))
+
+    assert [action for _, action, _ in changes(report)] == ["restore-packages"]
+    assert imports(tmp_path, venv / "bin" / "python", "fromindex") == "1.0"
+    assert imports(tmp_path, venv / "bin" / "python", "oldonly") == "2.0"
+    assert not (venv / "berdl-restore-pending.json").exists()
+    assert "localwheel 1.0" in (venv / NOT_RESTORED).read_text()
+    assert len(list(venv.parent.glob(f"{venv.name}.berdl-old-*"))) == 1
+
+
+def test_a_run_with_nothing_to_do_imports_no_heavy_library(tmp_path: Path) -> None:
+    """The restore's libraries (packaging) are imported only by a restore, as Jinja2, virtualenv and json5
+    only when something is to be rendered, built or merged."""
+    home = tmp_path / "home"
+    berdl(home, tmp_path)
+    code = (
+        "import sys\n"
+        "from berdl_init.cli import main\n"
+        "try:\n"
+        f"    main(['--home', {str(home)!r}, '--json'])\n"
+        "except SystemExit as end:\n"
+        "    assert not end.code, end.code\n"
+        "heavy = ('jinja2', 'virtualenv', 'json5', 'packaging', 'berdl_init.restore')\n"
+        "print('imported:', *(name for name in heavy if name in sys.modules), file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=berdl_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["changes"] == []
+    assert result.stderr.splitlines()[-1] == "imported:"

@@ -16,20 +16,25 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from berdl_init.errors import UnsafePathError
 from berdl_init.managed import plan_managed_file
 from berdl_init.plan import ApplyContext, Change, PlanContext, StepPlan, WriteFile
-from berdl_init.restore import not_restored_text, old_distributions, restore
 from berdl_init.safefs import temp_name
 from berdl_init.state import sha256
 from berdl_init.venvbuild import PIP_COMMANDS, build_venv, pip_launcher
 
+if TYPE_CHECKING:
+    from berdl_init.restore import Outcome
+
 KERNEL_DIR = ".jupyter/data/kernels/python3"
 KERNEL_LOGOS = ("logo-32x32.png", "logo-64x64.png", "logo-svg.svg")
 PROBE_TIMEOUT = 30.0
-#: In a rebuilt venv while its restore has not finished: {"from": the old venv, home-relative}. Published
-#: with the venv itself, so a run killed before the restore ends leaves it, and the next run restores.
+#: While a restore has not finished: in the old venv (written before it is moved aside, so that a run
+#: killed before the new venv is published still knows what to restore) and in the new one (published with
+#: it): {"from": the old venv, home-relative}. The restore removes both when it ends; a run killed before
+#: leaves them, and the next run restores.
 RESTORE_PENDING = "berdl-restore-pending.json"
 #: In a rebuilt venv, what its restore could not install and the command that does; kept until the user
 #: deletes it, and new terminals mention it meanwhile (images/notebook/berdl-venv-notice.sh).
@@ -57,8 +62,7 @@ class BuildVenv(Change):
                 private = Path(scratch) / name
                 build_venv(private, ctx.home.absolute(self.path), self.python, self.system_site_packages)
                 if self.restore_from is not None:
-                    pending = json.dumps({"from": self.restore_from}) + "\n"
-                    (private / RESTORE_PENDING).write_text(pending)
+                    (private / RESTORE_PENDING).write_bytes(_pending(self.restore_from))
                 ctx.home.copy_in(private, build)
         except (Exception, SystemExit) as error:
             # virtualenv reports most failures as RuntimeError and the like, and a destination it finds
@@ -91,21 +95,31 @@ class RestorePackages(Change):
     timeout: float
 
     def apply(self, ctx: ApplyContext) -> None:
+        # Imported here: only a rebuilt venv needs it, and a run with nothing to do stays light.
+        from berdl_init.restore import old_distributions, restore
+
         venv = ctx.home.absolute(self.path)
         python = venv / "bin" / "python"
         try:
             # Read by path, as the user: the old venv is theirs, and only its metadata files are read.
             old = old_distributions(ctx.home.absolute(self.restore_from))
-        except OSError as error:
+        except (OSError, ValueError) as error:  # unreadable, or metadata that is not text
             old = []
             ctx.warnings.append(f"the packages of ~/{self.restore_from} cannot be read: {error}")
         outcome = restore(old, python, self.timeout)
+        self._report(ctx, outcome, python)
+        # The old venv's mark first: while the new venv's is there, the next run restores again.
+        ctx.home.unlink(f"{self.restore_from}/{RESTORE_PENDING}")
+        ctx.home.unlink(f"{self.path}/{RESTORE_PENDING}")
+
+    def _report(self, ctx: ApplyContext, outcome: Outcome, python: Path) -> None:
+        from berdl_init.restore import not_restored_text
+
         cfg = parse_pyvenv_cfg((ctx.home.read(f"{self.path}/pyvenv.cfg") or b"").decode(errors="replace"))
         version = ".".join(cfg.get("version_info", "").split(".")[:2]) or "(unknown)"
         if outcome.missing:
             text = not_restored_text(outcome, python, self.restore_from, version)
             ctx.home.write(f"{self.path}/{NOT_RESTORED}", text)
-        ctx.home.unlink(f"{self.path}/{RESTORE_PENDING}")
 
         if outcome.restored or outcome.newer:
             count = len(outcome.restored) + len(outcome.newer)
@@ -126,8 +140,13 @@ class RestorePackages(Change):
 @dataclass(frozen=True)
 class MoveAside(Change):
     to: str
+    #: Whether the old venv's packages are to be restored: it is then marked first (RESTORE_PENDING).
+    restore: bool = False
 
     def apply(self, ctx: ApplyContext) -> None:
+        if self.restore:
+            with contextlib.suppress(UnsafePathError, NotADirectoryError):  # not a folder: nothing to restore
+                ctx.home.write(f"{self.path}/{RESTORE_PENDING}", _pending(self.to), mode=0o644)
         ctx.home.rename(self.path, self.to)
 
 
@@ -139,11 +158,25 @@ def plan(ctx: PlanContext) -> StepPlan:
     problem = found.problem
     rebuild = problem is not None
     if problem == "absent":
-        step.changes.append(_build(rel, settings.venv_python, settings.venv_system_site_packages, "new"))
+        # A run killed between moving the old venv aside and publishing the new one left a marked aside.
+        restore_from = _unfinished_aside(ctx, rel) if settings.venv_restore else None
+        step.changes.append(
+            _build(rel, settings.venv_python, settings.venv_system_site_packages, "new", restore_from)
+        )
+        if restore_from is not None:
+            step.changes.append(_restore(rel, restore_from, settings.venv_restore_timeout))
     elif problem is not None:
         aside = _aside_name(ctx, rel)
         restore_from = aside if settings.venv_restore else None
-        step.changes.append(MoveAside("move-aside", rel, f"{problem}; kept as ~/{aside}", to=aside))
+        step.changes.append(
+            MoveAside(
+                "move-aside",
+                rel,
+                f"{problem}; kept as ~/{aside}",
+                to=aside,
+                restore=restore_from is not None,
+            )
+        )
         step.changes.append(
             _build(rel, settings.venv_python, settings.venv_system_site_packages, "rebuilt", restore_from)
         )
@@ -195,8 +228,27 @@ def _restore(rel: str, restore_from: str, timeout: float) -> RestorePackages:
     )
 
 
+def _pending(restore_from: str) -> bytes:
+    return (json.dumps({"from": restore_from}) + "\n").encode()
+
+
+def _unfinished_aside(ctx: PlanContext, rel: str) -> str | None:
+    """The newest moved-aside venv still marked as to be restored, if any."""
+    parent = PurePosixPath(rel).parent.as_posix()
+    prefix = f"{PurePosixPath(rel).name}.berdl-old-"
+    try:
+        names = sorted((name for name in ctx.home.listdir(parent) if name.startswith(prefix)), reverse=True)
+    except OSError:
+        return None
+    for name in names:
+        aside = name if parent == "." else f"{parent}/{name}"
+        if _pending_restore(ctx, aside) == aside:
+            return aside
+    return None
+
+
 def _pending_restore(ctx: PlanContext, rel: str) -> str | None:
-    """The old venv whose restore a killed run left unfinished, if any."""
+    """The old venv named by the restore marker in the venv `rel`, if it has one."""
     try:
         data = ctx.home.read(f"{rel}/{RESTORE_PENDING}")
     except OSError:
