@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import subprocess
 import tempfile
 import time
@@ -100,16 +101,19 @@ class RestorePackages(Change):
 
         venv = ctx.home.absolute(self.path)
         python = venv / "bin" / "python"
-        try:
-            # Read by path, as the user: the old venv is theirs, and only its metadata files are read.
-            old = old_distributions(ctx.home.absolute(self.restore_from))
-        except (OSError, ValueError) as error:  # unreadable, or metadata that is not text
-            old = []
-            ctx.warnings.append(f"the packages of ~/{self.restore_from} cannot be read: {error}")
+        old = []
+        aside = ctx.home.lstat(self.restore_from)
+        if aside is not None and stat.S_ISDIR(aside.st_mode):  # a symlink moved aside is no venv of ours
+            try:
+                # Read by path, as the user: the old venv is theirs, and only its metadata files are read.
+                old = old_distributions(ctx.home.absolute(self.restore_from))
+            except (OSError, ValueError) as error:  # unreadable, or metadata that is not text
+                ctx.warnings.append(f"the packages of ~/{self.restore_from} cannot be read: {error}")
         outcome = restore(old, python, self.timeout)
         self._report(ctx, outcome, python)
         # The old venv's mark first: while the new venv's is there, the next run restores again.
-        ctx.home.unlink(f"{self.restore_from}/{RESTORE_PENDING}")
+        with contextlib.suppress(UnsafePathError, NotADirectoryError):
+            ctx.home.unlink(f"{self.restore_from}/{RESTORE_PENDING}")
         ctx.home.unlink(f"{self.path}/{RESTORE_PENDING}")
 
     def _report(self, ctx: ApplyContext, outcome: Outcome, python: Path) -> None:
@@ -120,6 +124,8 @@ class RestorePackages(Change):
         if outcome.missing:
             text = not_restored_text(outcome, python, self.restore_from, version)
             ctx.home.write(f"{self.path}/{NOT_RESTORED}", text)
+        else:  # what a killed run's restore listed has come back since
+            ctx.home.unlink(f"{self.path}/{NOT_RESTORED}")
 
         if outcome.restored or outcome.newer:
             count = len(outcome.restored) + len(outcome.newer)

@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from berdl_init.safefs import temp_name
 from berdl_init.settings import PACKAGED_TEMPLATES
 from berdl_init.steps.venv import NOT_RESTORED, RESTORE_PENDING
 from tests.reliability.conftest import (
@@ -182,24 +183,44 @@ def managed_state(home: Path) -> dict[str, Any]:
         path = home / rel
         state[rel] = path.read_bytes() if path.is_file() and not path.is_symlink() else None
     venv = home / VENV_REL
-    state["venv"] = tree(venv) if venv.exists() else None
-    state["asides"] = [tree(p) for p in sorted(venv.parent.glob(f"{venv.name}.berdl-old-*"))]
+    # Normalised as the reference is (home path, the old venv's time stamp in the restore's files).
+    state["venv"] = tree(venv, home=home) if venv.exists() else None
+    state["asides"] = [tree(p, home=home) for p in sorted(venv.parent.glob(f"{venv.name}.berdl-old-*"))]
     runtime = home / ".jupyter/runtime"
     state["runtime-mode"] = runtime.lstat().st_mode & 0o777 if runtime.exists() else None
     return state
 
 
+def unmarked(venv: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A venv's tree without the restore's mark (or its temporary name): an old venv is marked just before
+    it is moved aside, and keeps the mark until its restore ends; the rest must be the venv it was."""
+    if venv is None:
+        return None
+    return {
+        key: value for key, value in venv.items() if key not in (RESTORE_PENDING, temp_name(RESTORE_PENDING))
+    }
+
+
+def restoring(venv: dict[str, Any] | None, after: dict[str, Any]) -> bool:
+    """The new venv, marked, with part of what its restore installs: each entry as after the run (but the
+    temporary file of the list of what is missing, which the next write of the list replaces)."""
+    if venv is None or RESTORE_PENDING not in venv:
+        return False
+    entries = (unmarked(venv) or {}).items()
+    return all(after.get(key) == value for key, value in entries if key != temp_name(NOT_RESTORED))
+
+
 def partial_problems(now: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     problems = []
     for key in (*MANAGED_FILES, "venv", "runtime-mode"):
-        if key == "venv" and now[key] is not None and RESTORE_PENDING in now[key]:
-            continue  # published, its restore not finished: the re-run must finish it
-        if now[key] is not None and now[key] not in (before[key], after[key]):
+        if key == "venv" and restoring(now[key], after[key]):
+            continue  # the new venv, published with its restore not finished: the re-run must finish it
+        value = unmarked(now[key]) if key == "venv" else now[key]
+        if value is not None and value not in (before[key], after[key]):
             problems.append(f"{key} is neither as before the run nor as after it")
     old_venv = before["venv"]
     for aside in now["asides"]:
-        # Marked while its restore is pending: the rest must be the venv it was.
-        if {k: v for k, v in aside.items() if k != RESTORE_PENDING} != old_venv:
+        if unmarked(aside) != old_venv:
             problems.append("a moved-aside venv differs from the venv it was")
     return problems
 
