@@ -224,8 +224,10 @@ class SafeHome:
         dir_fd, name = self._locate(rel, create=False)
         if dir_fd is None:
             return
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return
         os.fsync(dir_fd)
 
     def remove_tree(self, rel: str) -> None:
