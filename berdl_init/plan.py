@@ -6,6 +6,7 @@ same list that a real run applies, so the preview cannot differ from what happen
 
 from __future__ import annotations
 
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ class PlanContext:
 class ApplyContext:
     home: SafeHome
     ledger: Ledger
+    #: What a change found while it was applied and the report must say (the step's name is added).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,12 @@ class WriteFile(Change):
         )
 
 
+def kept_mode(home: SafeHome, rel: str, default: int) -> int:
+    """The mode a replaced file keeps: its own (a chmod of the user's, say), or `default` for a new one."""
+    st = home.lstat(rel)
+    return stat.S_IMODE(st.st_mode) if st is not None and stat.S_ISREG(st.st_mode) else default
+
+
 class StepFailed(Exception):
     """A step cannot do its work; the others still run (exit 3 only under --strict)."""
 
@@ -152,6 +161,8 @@ def apply_plan(plans: list[StepPlan], ctx: ApplyContext) -> list[StepOutcome]:
                     error = f"{change.action} ~/{change.path}: {_reason(failure)}"
                     break
                 applied.append(change)
+        plan.warnings.extend(ctx.warnings)
+        ctx.warnings.clear()
         seconds = plan.seconds + time.perf_counter() - started
         outcomes.append(_outcome(plan, applied, error, seconds))
     return outcomes
