@@ -512,7 +512,7 @@ class BERDLSpawner(KubeSpawner):
         spec.volumes = list(spec.volumes or []) + [_k8s_model(V1Volume, v) for v in volumes]
 
         notebook = next(c for c in spec.containers if c.name == "notebook")
-        notebook.env = list(notebook.env or []) + self._credential_references()
+        notebook.env = list(notebook.env or []) + self._reference_variables()
         notebook.volume_mounts = list(notebook.volume_mounts or []) + [
             _k8s_model(V1VolumeMount, m) for m in mounts
         ]
@@ -529,7 +529,8 @@ class BERDLSpawner(KubeSpawner):
     # --- environment ---------------------------------------------------------------------------------
     def get_env(self) -> dict[str, Any]:
         """JupyterHub's per-server variables, BERDL's defaults, the operator's `environment` (which wins
-        over those defaults); no credential (the pod reads those from the server's Secret)."""
+        over those defaults); no credential. get_pod_manifest() adds the variables that are references
+        (the credentials, from the server's Secret, and SPARK_DRIVER_HOST)."""
         home = self._home_mount_path()
         env: dict[str, Any] = {
             "HOME": home,
@@ -538,8 +539,6 @@ class BERDLSpawner(KubeSpawner):
             "JUPYTER_CONFIG_DIR": f"{home}/.jupyter",
             "JUPYTER_DATA_DIR": f"{home}/.jupyter/data",
             "JUPYTER_RUNTIME_DIR": f"{home}/.jupyter/runtime",
-            # The executors connect back to the driver in the notebook pod, by the pod's own address.
-            "SPARK_DRIVER_HOST": {"valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         }
         env.update((name, os.environ[name]) for name in self.hub_env_to_forward if name in os.environ)
         env.update(super().get_env())
@@ -551,13 +550,20 @@ class BERDLSpawner(KubeSpawner):
             env.pop(variable, None)
         return env
 
-    def _credential_references(self) -> list[V1EnvVar]:
-        """The notebook's variables read from the server's Secret, for the credentials it holds.
+    def _reference_variables(self) -> list[V1EnvVar]:
+        """The notebook's variables that are references, not values: the credentials the server's Secret
+        holds, and SPARK_DRIVER_HOST (the executors connect back to the driver by the pod's own address)
+        unless the operator's `environment` sets it.
 
         Added as models after KubeSpawner's make_pod, which deep-copies every dict-valued variable."""
+        refs = []
+        if "SPARK_DRIVER_HOST" not in self.environment:
+            refs.append(
+                {"name": "SPARK_DRIVER_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+            )
         held = self.credential_values()
         keys = {v: k for v, k in credentials.KEY_OF_VARIABLE.items() if k in held}
-        refs = credentials.env_references(credentials.secret_name(self.pod_name), keys)
+        refs += credentials.env_references(credentials.secret_name(self.pod_name), keys)
         return [_k8s_model(V1EnvVar, ref) for ref in refs]
 
     def credential_values(self) -> dict[str, str]:
@@ -706,7 +712,13 @@ class BERDLSpawner(KubeSpawner):
         that, nor rely on it); errors are logged, never raised."""
         name = credentials.secret_name(self.pod_name)
         try:
-            await credentials.delete(self.api, self.namespace, name, timeout=self.k8s_api_request_timeout)
+            await credentials.delete(
+                self.api,
+                self.namespace,
+                name,
+                timeout=self.k8s_api_request_timeout,
+                retry_for=self.k8s_api_request_retry_timeout,
+            )
         except credentials.SecretError as exc:
             self.log.error("Could not delete the credentials of %s: %s", self._log_name, exc)
 
@@ -865,4 +877,10 @@ async def _create_credentials_secret(spawner: BERDLSpawner, pod: dict[str, Any])
         pod_uid=pod["metadata"]["uid"],
         labels=pod["metadata"].get("labels"),
     )
-    await credentials.create(spawner.api, spawner.namespace, body, timeout=spawner.k8s_api_request_timeout)
+    await credentials.create(
+        spawner.api,
+        spawner.namespace,
+        body,
+        timeout=spawner.k8s_api_request_timeout,
+        retry_for=spawner.k8s_api_request_retry_timeout,
+    )
