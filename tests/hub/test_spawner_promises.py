@@ -200,7 +200,7 @@ async def test_image_pull_secrets_and_node_scheduling_are_kubespawners_own(
 # --- timeouts and the check at hub load ----------------------------------------------------------------
 
 
-def test_the_defaults_pass_the_check_with_room_for_an_image_pull() -> None:
+async def test_the_defaults_pass_the_check_with_room_for_an_image_pull() -> None:
     config = Config()
     config.BERDLSpawner.spark_cluster_manager_url = "http://spark:8000"
     BERDLSpawner.check_config(config)
@@ -212,7 +212,7 @@ def test_the_defaults_pass_the_check_with_room_for_an_image_pull() -> None:
 
 
 @pytest.mark.parametrize("section", ["BERDLSpawner", "KubeSpawner", "Spawner"])
-def test_a_start_timeout_too_short_is_refused_naming_the_values(section: str) -> None:
+async def test_a_start_timeout_too_short_is_refused_naming_the_values(section: str) -> None:
     config = Config()
     config[section].start_timeout = 200
     config.BERDLSpawner.spark_cluster_manager_url = "http://spark:8000"
@@ -224,7 +224,7 @@ def test_a_start_timeout_too_short_is_refused_naming_the_values(section: str) ->
     ]
 
 
-def test_without_spark_only_berdl_init_counts() -> None:
+async def test_without_spark_only_berdl_init_counts() -> None:
     config = Config()
     config.KubeSpawner.start_timeout = 90
     BERDLSpawner.check_config(config)
@@ -235,7 +235,7 @@ def test_without_spark_only_berdl_init_counts() -> None:
         BERDLSpawner.check_config(config)
 
 
-def test_uid_none_is_refused_at_hub_load_where_berdl_init_runs_as_root() -> None:
+async def test_uid_none_is_refused_at_hub_load_where_berdl_init_runs_as_root() -> None:
     config = Config()
     config.KubeSpawner.uid = None
     with pytest.raises(SpawnerConfigError, match="uid None"):
