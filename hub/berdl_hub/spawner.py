@@ -154,13 +154,16 @@ class BERDLSpawner(KubeSpawner):
     )
 
     init_time_budget = Float(
-        60.0,
+        150.0,
         config=True,
-        help="""Seconds berdl-init may take at worst in a start: its first virtualenv build and, after an
+        help=f"""Seconds berdl-init may take at worst in a start: its first virtualenv build and, after an
         image upgrade, its bounded restore of the user's packages.
 
-        Only checked, when the hub loads its configuration: spark_create_timeout plus this must stay
-        below start_timeout, leaving the rest of start_timeout for an image pull.""",
+        berdl-init is held to it: its restore gets this minus {manifest.INIT_BUILD_ALLOWANCE:g} s for
+        the rest of its run (BERDL_VENV_RESTORE_TIMEOUT; none at all when nothing is left), unless
+        init_environment sets BERDL_VENV_RESTORE_TIMEOUT itself. When the hub loads its configuration,
+        spark_create_timeout plus this must stay below start_timeout, leaving the rest of start_timeout
+        for an image pull.""",
     )
 
     # --- the home and other volumes ------------------------------------------------------------------
@@ -284,10 +287,12 @@ class BERDLSpawner(KubeSpawner):
 
     # --- defaults that differ from KubeSpawner's ------------------------------------------------------
     start_timeout = Integer(
-        300,
+        480,
         config=True,
-        help="""Seconds a start may take: the Spark cluster's creation, an image pull, berdl-init's first
-        virtualenv build and the notebook's own start (zero-to-jupyterhub-k8s uses 300 too).
+        help="""Seconds a start may take: the Spark cluster's creation (spark_create_timeout, 180 s), then
+        an image pull, berdl-init (init_time_budget, 150 s, which holds the package restore after an
+        image upgrade) and the notebook's own start. zero-to-jupyterhub-k8s uses 300 s, with no Spark
+        cluster to create first; 480 leaves 150 s for the pull of a large image.
 
         The hub refuses a configuration where spark_create_timeout plus init_time_budget does not fit.""",
     )
@@ -463,6 +468,7 @@ class BERDLSpawner(KubeSpawner):
             favorites_root=manifest.favorites_root(self._server_root(), home),
             favorites=favorites,
             template_vars=self.init_template_vars,
+            restore_timeout=manifest.restore_timeout(self.init_time_budget),
             extra=self.init_environment,
         )
         return manifest.init_container(
