@@ -381,12 +381,17 @@ def _python_version(ctx: PlanContext, python: Path, real: str) -> str | None:
 
 
 def _identity(real: str) -> str | None:
-    """What changes when the interpreter's file is replaced (an image upgrade), even at the same path."""
+    """What changes when the interpreter's file is replaced (an image upgrade), even at the same path.
+
+    Not the device or the inode: each container's root filesystem is an overlay mount of its own, whose
+    device number differs from one pod start to the next (and inode numbers may too), while the same
+    image layer keeps the file's size and times. A new layer brings new times.
+    """
     try:
         st = os.stat(real)
     except OSError:
         return None
-    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _aside_name(ctx: PlanContext, rel: str) -> str:
