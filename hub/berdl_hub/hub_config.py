@@ -354,7 +354,7 @@ def preflight(settings: HubSettings) -> None:
         problem
         for problem in (
             _authenticator_problem(settings.authenticator_class),
-            _database_problem(settings.db_url),
+            _database_problem(_db_url_with_password(settings)),
         )
         if problem
     ]
@@ -379,7 +379,10 @@ def _authenticator_problem(name: str) -> str | None:
 
 
 def _database_problem(db_url: str) -> str | None:
-    """PostgreSQL's own reason for refusing a connection (wrong password, no SSL...), on one line."""
+    """PostgreSQL's own reason for refusing a connection (wrong password, no SSL...), on one line.
+
+    `db_url` is the one the hub connects with, its password in it; the reason PostgreSQL gives names no
+    password, and only the reason is kept."""
     from sqlalchemy import create_engine
     from sqlalchemy.exc import DBAPIError
 
