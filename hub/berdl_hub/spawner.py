@@ -265,6 +265,12 @@ class BERDLSpawner(KubeSpawner):
     def _default_gid(self) -> int:
         return 100
 
+    @default("cmd")
+    def _default_cmd(self) -> list[str]:
+        # As zero-to-jupyterhub does: the image's own CMD (docker-stacks' start-notebook.py, or
+        # `jupyter lab`) need not start a server that talks to the hub.
+        return ["jupyterhub-singleuser"]
+
     @default("working_dir")
     def _default_working_dir(self) -> str:
         return self.home_mount_path  # terminals and kernels start in the home
@@ -352,7 +358,9 @@ class BERDLSpawner(KubeSpawner):
     async def _resolve(self, value: Any) -> Any:
         return await maybe_future(value(self)) if callable(value) else value
 
-    async def _init_container(self, home_mount: dict[str, Any]) -> dict[str, Any]:
+    async def _init_container(
+        self, home_mount: dict[str, Any], folder_mounts: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         if not self.init_image:
             raise ValueError("BERDLSpawner.init_image is not set")
         uid = await self._resolve(self.uid)
@@ -381,6 +389,7 @@ class BERDLSpawner(KubeSpawner):
             # the pod's own dicts, not the setting's: a modify_pod_hook may change them
             resources={k: dict(v) if isinstance(v, Mapping) else v for k, v in self.init_resources.items()},
             args=self.init_args,
+            folder_mounts=folder_mounts,
         )
 
     async def get_pod_manifest(self) -> Any:
@@ -421,7 +430,8 @@ class BERDLSpawner(KubeSpawner):
             for c in spec.init_containers or []
             if (c.name if isinstance(c, V1Container) else c.get("name")) != manifest.INIT_CONTAINER_NAME
         ]
-        spec.init_containers = [_k8s_model(V1Container, await self._init_container(home_mount)), *others]
+        init = await self._init_container(home_mount, mounts[1:])
+        spec.init_containers = [_k8s_model(V1Container, init), *others]
         return pod
 
     # --- environment ---------------------------------------------------------------------------------
