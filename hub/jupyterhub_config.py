@@ -30,3 +30,14 @@ if settings.extra_config:
         exec(
             compile(extra.read(), settings.extra_config, "exec"), {"c": c, "__file__": settings.extra_config}
         )
+
+# Settings that only make sense together (start_timeout against the bounded steps of a start, uid None
+# against a berdl-init that starts as root), checked once the operator's settings are in.
+if c.JupyterHub.spawner_class == "berdl":
+    from berdl_hub.spawner import BERDLSpawner, SpawnerConfigError
+
+    try:
+        BERDLSpawner.check_config(c)
+    except SpawnerConfigError as error:
+        print(f"[berdl-hub] {error}", file=sys.stderr, flush=True)
+        sys.exit(2)

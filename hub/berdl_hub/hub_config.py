@@ -29,6 +29,7 @@ IDLE_CULLER = "jupyterhub-idle-culler"
 IDLE_CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 # Authenticators that let anyone in, refused outside development.
 OPEN_AUTHENTICATORS = frozenset({"dummy", "null", "jupyterhub.auth.DummyAuthenticator"})
+KBASE_AUTHENTICATORS = frozenset({"kbase", "berdl_hub.auth.KBaseAuthenticator"})
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -43,6 +44,16 @@ class HubConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class KBaseLoginSettings:
+    """The `kbase` authenticator's settings (see berdl_hub.auth.KBaseAuthenticator)."""
+
+    auth_url: str
+    login_url: str
+    approved_roles: tuple[str, ...]
+    admin_roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class HubSettings:
     cookie_secret: bytes
     crypt_keys: tuple[bytes, ...]
@@ -50,6 +61,7 @@ class HubSettings:
     proxy_api_url: str
     proxy_auth_token: str
     authenticator_class: str
+    kbase: KBaseLoginSettings | None  # set when the `kbase` authenticator is selected
     hub_bind_url: str
     hub_connect_url: str
     idle_timeout: int
@@ -118,6 +130,30 @@ def _check_url(name: str, value: str, problems: list[str]) -> None:
         problems.append(f"{name} must be an http(s) URL with a host, got {value!r}")
 
 
+def _roles(text: str) -> tuple[str, ...]:
+    return tuple(role.strip() for role in text.split(",") if role.strip())
+
+
+def _check_kbase(env: Mapping[str, str], problems: list[str]) -> KBaseLoginSettings:
+    auth_url = env.get("KBASE_AUTH_URL", "").strip()
+    if not auth_url:
+        problems.append(
+            "KBASE_AUTH_URL is required with the kbase authenticator (e.g. https://kbase.us/services/auth/)"
+        )
+    else:
+        _check_url("KBASE_AUTH_URL", auth_url, problems)
+    login_url = env.get("KBASE_LOGIN_URL", "").strip()
+    if login_url:
+        _check_url("KBASE_LOGIN_URL", login_url, problems)
+    approved = _roles(env.get("KBASE_APPROVED_ROLES", ""))
+    if not approved:
+        problems.append(
+            "KBASE_APPROVED_ROLES is required with the kbase authenticator "
+            "(the KBase custom roles that may log in, comma-separated)"
+        )
+    return KBaseLoginSettings(auth_url, login_url, approved, _roles(env.get("KBASE_ADMIN_ROLES", "")))
+
+
 def load(environ: Mapping[str, str] | None = None) -> HubSettings:
     """Read and check every setting; raise HubConfigError listing all problems."""
     env = os.environ if environ is None else environ
@@ -163,6 +199,7 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
         problems.append(
             f"JUPYTERHUB_AUTHENTICATOR_CLASS {authenticator!r} lets anyone in ({DEV_SWITCH}=1 allows it)"
         )
+    kbase = _check_kbase(env, problems) if authenticator in KBASE_AUTHENTICATORS else None
 
     hub_bind_url = env.get("BERDL_HUB_BIND_URL", "").strip() or "http://0.0.0.0:8081"
     _check_url("BERDL_HUB_BIND_URL", hub_bind_url, problems)
@@ -188,6 +225,7 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
         proxy_api_url=proxy_api_url,
         proxy_auth_token=proxy_token,
         authenticator_class=authenticator,
+        kbase=kbase,
         hub_bind_url=hub_bind_url,
         hub_connect_url=hub_connect_url,
         idle_timeout=idle_timeout,
@@ -205,6 +243,12 @@ def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = Non
     c.CryptKeeper.keys = list(settings.crypt_keys)
     c.Authenticator.enable_auth_state = True
     c.JupyterHub.authenticator_class = settings.authenticator_class
+    if settings.kbase is not None:
+        c.KBaseAuthenticator.auth_url = settings.kbase.auth_url
+        if settings.kbase.login_url:
+            c.KBaseAuthenticator.kbase_login_url = settings.kbase.login_url
+        c.KBaseAuthenticator.approved_roles = list(settings.kbase.approved_roles)
+        c.KBaseAuthenticator.admin_roles = list(settings.kbase.admin_roles)
 
     c.JupyterHub.db_url = settings.db_url  # PostgreSQL's password comes from PGPASSWORD, read by libpq
 

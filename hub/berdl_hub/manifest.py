@@ -118,8 +118,9 @@ def extra_mounts(specs: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any
     return volumes, mounts
 
 
-def init_security_context(uid: int, gid: int, as_root: bool) -> dict[str, Any]:
-    """Least privilege for berdl-init: the user's ids, or root with just what fixing the home needs."""
+def init_security_context(uid: int | None, gid: int | None, as_root: bool) -> dict[str, Any]:
+    """Least privilege for berdl-init: the user's ids (the image's user when None), or root with just
+    what fixing the home needs."""
     context: dict[str, Any] = {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -133,8 +134,25 @@ def init_security_context(uid: int, gid: int, as_root: bool) -> dict[str, Any]:
             runAsNonRoot=False,
             capabilities={"drop": ["ALL"], "add": list(ROOT_INIT_CAPABILITIES)},
         )
-    else:
-        context.update(runAsUser=uid, runAsGroup=gid, runAsNonRoot=True, capabilities={"drop": ["ALL"]})
+        return context
+    if uid is not None:
+        context["runAsUser"] = uid
+    if gid is not None:
+        context["runAsGroup"] = gid
+    context.update(runAsNonRoot=True, capabilities={"drop": ["ALL"]})
+    return context
+
+
+def notebook_security_context(uid: int | None) -> dict[str, Any]:
+    """BERDL's defaults for the notebook container: the runtime's seccomp profile, no capabilities, no
+    privilege escalation, and a non-root check when the uid is known not to be root."""
+    context: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if uid is not None and uid != 0:
+        context["runAsNonRoot"] = True
     return context
 
 
@@ -142,22 +160,24 @@ def init_env(
     *,
     home: str,
     user: str,
-    uid: int,
-    gid: int,
+    uid: int | None,
+    gid: int | None,
     favorites_root: str,
     favorites: Sequence[Mapping[str, str]] | None = None,
     template_vars: Mapping[str, Any] | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> list[dict[str, str]]:
-    """The `BERDL_*` settings berdl-init reads, for one user. Never any hub secret."""
+    """The `BERDL_*` settings berdl-init reads, for one user. Never any hub secret.
+
+    A uid or gid of None is left out: berdl-init then takes the home's owner.
+    """
     env: dict[str, str] = dict(extra or {})
-    env.update(
-        BERDL_HOME=home,
-        BERDL_USER=user,
-        BERDL_UID=str(uid),
-        BERDL_GID=str(gid),
-        BERDL_FAVORITES_ROOT=favorites_root,
-    )
+    env.update(BERDL_HOME=home, BERDL_USER=user, BERDL_FAVORITES_ROOT=favorites_root)
+    for name, value in (("BERDL_UID", uid), ("BERDL_GID", gid)):
+        if value is None:
+            env.pop(name, None)  # not an operator's stand-in either: "the home's owner" is the point
+        else:
+            env[name] = str(value)
     if favorites:
         env["BERDL_FAVORITES"] = json.dumps([dict(f) for f in favorites])
     if template_vars:

@@ -12,23 +12,29 @@ Everything static (packages, Jupyter settings, dotfile templates) lives in the i
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from jupyterhub.utils import maybe_future
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.client.models import V1Container, V1Volume, V1VolumeMount
-from kubernetes_asyncio.client.rest import RESTResponse
+from kubernetes_asyncio.client.models import V1Container, V1EnvVar, V1Volume, V1VolumeMount
 from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default, validate
 
-from . import manifest
-from .services import Bounds, GovernanceClient, MinioCredentials, ServiceError, SparkClusterManager
+from . import credentials, manifest, spawner_settings, user_cluster
+from .services import (
+    Bounds,
+    GovernanceClient,
+    MinioCredentials,
+    ServiceError,
+    SparkCluster,
+    SparkClusterManager,
+)
+from .spawner_settings import SpawnerConfigError
+from .user_cluster import ClusterShare
 
 # Hub variables that must never reach a user pod, even when an operator lists them to forward.
 HUB_SECRET_NAMES = frozenset(
@@ -44,7 +50,8 @@ HUB_SECRET_NAMES = frozenset(
 
 
 class _NoBodies(logging.Filter):
-    """Drop kubernetes_asyncio's debug dumps of API bodies: a pod's body holds the user's tokens."""
+    """Drop kubernetes_asyncio's debug dumps of API bodies: a credentials Secret's body holds the user's
+    tokens (base64 is no protection)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(("response body", "request body"))
@@ -67,6 +74,11 @@ def _k8s_model(model_type: type, data: Mapping[str, Any]) -> Any:
     added to get_pod_manifest()."""
     names = _attribute_names(model_type)
     return model_type(**{names.get(key, key): value for key, value in data.items()})
+
+
+def _name_of(item: Any) -> str | None:
+    """The name of a container or volume, given as a Kubernetes model or as a dict."""
+    return item.get("name") if isinstance(item, Mapping) else getattr(item, "name", None)
 
 
 class SpawnRefused(web.HTTPError):
@@ -135,6 +147,16 @@ class BERDLSpawner(KubeSpawner):
 
         Unset: root exactly when the home is a hostPath of type DirectoryOrCreate, which the kubelet
         creates as root:root 0755. Otherwise it runs as the user's uid and gid.""",
+    )
+
+    init_time_budget = Float(
+        60.0,
+        config=True,
+        help="""Seconds berdl-init may take at worst in a start: its first virtualenv build and, after an
+        image upgrade, its bounded restore of the user's packages.
+
+        Only checked, when the hub loads its configuration: spark_create_timeout plus this must stay
+        below start_timeout, leaving the rest of start_timeout for an image pull.""",
     )
 
     # --- the home and other volumes ------------------------------------------------------------------
@@ -257,9 +279,18 @@ class BERDLSpawner(KubeSpawner):
     )
 
     # --- defaults that differ from KubeSpawner's ------------------------------------------------------
+    start_timeout = Integer(
+        300,
+        config=True,
+        help="""Seconds a start may take: the Spark cluster's creation, an image pull, berdl-init's first
+        virtualenv build and the notebook's own start (zero-to-jupyterhub-k8s uses 300 too).
+
+        The hub refuses a configuration where spark_create_timeout plus init_time_budget does not fit.""",
+    )
+
     @default("uid")
     def _default_uid(self) -> int:
-        return 1000  # the docker-stacks user (jovyan); berdl-init needs a number to own the home
+        return 1000  # the docker-stacks user (jovyan); berdl-init gives the home to it
 
     @default("gid")
     def _default_gid(self) -> int:
@@ -270,6 +301,53 @@ class BERDLSpawner(KubeSpawner):
         # As zero-to-jupyterhub does: the image's own CMD (docker-stacks' start-notebook.py, or
         # `jupyter lab`) need not start a server that talks to the hub.
         return ["jupyterhub-singleuser"]
+
+    @default("image")
+    def _default_image(self) -> str:
+        return ""  # required: KubeSpawner's default (a generic singleuser image) is not a BERDL notebook
+
+    @default("delete_pvc")
+    def _default_delete_pvc(self) -> bool:
+        # Deleting a user would delete any claim matching pvc_name_template, which can be a home.
+        return False
+
+    # A guarantee the scheduler reserves, and limits, so that user pods are not BestEffort, the first
+    # ones evicted under pressure. A profile or admin_resources changes them.
+    @default("cpu_guarantee")
+    def _default_cpu_guarantee(self) -> float:
+        return 0.5
+
+    @default("mem_guarantee")
+    def _default_mem_guarantee(self) -> int:
+        return 2 * 2**30
+
+    @default("cpu_limit")
+    def _default_cpu_limit(self) -> float:
+        return 4.0
+
+    @default("mem_limit")
+    def _default_mem_limit(self) -> int:
+        return 16 * 2**30
+
+    @default("after_pod_created_hook")
+    def _default_after_pod_created_hook(self) -> Callable[..., Awaitable[None]]:
+        return _create_credentials_secret
+
+    @validate("after_pod_created_hook")
+    def _keep_the_credentials_step(self, proposal: Any) -> Callable[..., Any]:
+        """An operator's hook runs after BERDL's, which creates the Secret the notebook needs."""
+        hook = proposal.value
+        if hook is None:
+            return _create_credentials_secret
+        if hook is _create_credentials_secret or getattr(hook, "berdl_chained", False):
+            return hook
+
+        async def both(spawner: BERDLSpawner, pod: dict[str, Any]) -> Any:
+            await _create_credentials_secret(spawner, pod)
+            return await maybe_future(hook(spawner, pod))
+
+        both.berdl_chained = True  # type: ignore[attr-defined]
+        return both
 
     @default("working_dir")
     def _default_working_dir(self) -> str:
@@ -295,11 +373,18 @@ class BERDLSpawner(KubeSpawner):
             raise ValueError(f"admin_resources: unknown keys {sorted(unknown)}")
         return dict(proposal.value)
 
-    # --- per-spawn state (never persisted: tokens and keys stay in memory only) ----------------------
+    # --- per-spawn state (tokens and keys stay in memory only, never in the spawner's state) ---------
     _token: str | None = None
-    _spark_master_url: str | None = None
     _minio: MinioCredentials | None = None
-    _spark_needs_delete: bool = False
+    _spark_share: ClusterShare | None = None
+    _notes: list[str] | None = None  # what the user is told on the progress page, beside pod events
+
+    @property
+    def spark_share(self) -> ClusterShare:
+        """This server's part in its user's one Spark cluster (kept in the spawner's state)."""
+        if self._spark_share is None:
+            self._spark_share = ClusterShare()
+        return self._spark_share
 
     # --- pod manifest --------------------------------------------------------------------------------
     @property
@@ -359,12 +444,16 @@ class BERDLSpawner(KubeSpawner):
         return await maybe_future(value(self)) if callable(value) else value
 
     async def _init_container(
-        self, home_mount: dict[str, Any], folder_mounts: list[dict[str, Any]]
+        self, home_mount: dict[str, Any], uid: int | None, folder_mounts: list[dict[str, Any]]
     ) -> dict[str, Any]:
         if not self.init_image:
             raise ValueError("BERDLSpawner.init_image is not set")
-        uid = await self._resolve(self.uid)
         gid = await self._resolve(self.gid)
+        gid = None if gid is None else int(gid)
+        as_root = self._init_as_root()
+        refused = spawner_settings.uid_problem(uid, as_root)
+        if refused:
+            raise ValueError(refused)
         home = home_mount["mountPath"]
         favorites = [
             {**fav, "path": self._expand_user_properties(str(fav.get("path", "")))}
@@ -373,8 +462,8 @@ class BERDLSpawner(KubeSpawner):
         env = manifest.init_env(
             home=home,
             user=self.user.name,
-            uid=int(uid),
-            gid=int(gid),
+            uid=uid,
+            gid=gid,
             favorites_root=manifest.favorites_root(self._server_root(), home),
             favorites=favorites,
             template_vars=self.init_template_vars,
@@ -385,7 +474,7 @@ class BERDLSpawner(KubeSpawner):
             pull_policy=self.init_image_pull_policy,
             home_mount=home_mount,
             env=env,
-            security_context=manifest.init_security_context(int(uid), int(gid), self._init_as_root()),
+            security_context=manifest.init_security_context(uid, gid, as_root),
             # the pod's own dicts, not the setting's: a modify_pod_hook may change them
             resources={k: dict(v) if isinstance(v, Mapping) else v for k, v in self.init_resources.items()},
             args=self.init_args,
@@ -393,14 +482,26 @@ class BERDLSpawner(KubeSpawner):
         )
 
     async def get_pod_manifest(self) -> Any:
-        """KubeSpawner's pod plus the home, shared and admin mounts and the berdl-init initContainer.
+        """KubeSpawner's pod plus the home, shared and admin mounts, the berdl-init initContainer and the
+        notebook container's protections.
 
         Everything is added to the freshly built pod, after KubeSpawner's template expansion, so JSON
         values with literal braces (favorites, template variables) reach berdl-init unchanged.
         """
+        if not self.image:
+            raise ValueError("BERDLSpawner.image is not set")
         if self._is_admin:
             for key, value in self.admin_resources.items():
                 setattr(self, key, value)
+        operator_inits = self.init_containers
+        if isinstance(operator_inits, Mapping):
+            operator_inits = list(operator_inits.values())
+        if any(_name_of(c) == manifest.INIT_CONTAINER_NAME for c in operator_inits):
+            raise ValueError(
+                f"KubeSpawner.init_containers: the name {manifest.INIT_CONTAINER_NAME!r} is BERDL's own"
+            )
+        uid = await self._resolve(self.uid)
+        uid = None if uid is None else int(uid)
         pod = await super().get_pod_manifest()
         spec = pod.spec
 
@@ -413,52 +514,72 @@ class BERDLSpawner(KubeSpawner):
             mounts += extra_mounts
         volumes.append(manifest.init_tmp_volume(self.init_tmp_size_limit))
 
-        taken = {v.name if isinstance(v, V1Volume) else v["name"] for v in spec.volumes or []}
+        taken = {_name_of(v) for v in spec.volumes or []}
         clash = taken & {v["name"] for v in volumes}
         if clash:
-            raise ValueError(f"volume names already used by KubeSpawner.volumes: {sorted(clash)}")
+            raise ValueError(f"KubeSpawner.volumes: the names {sorted(clash)} are BERDL's own")
         spec.volumes = list(spec.volumes or []) + [_k8s_model(V1Volume, v) for v in volumes]
 
         notebook = next(c for c in spec.containers if c.name == "notebook")
+        notebook.env = list(notebook.env or []) + self._credential_references()
         notebook.volume_mounts = list(notebook.volume_mounts or []) + [
             _k8s_model(V1VolumeMount, m) for m in mounts
         ]
+        # KubeSpawner's context (uid, gid, container_security_context) wins over BERDL's defaults.
+        notebook.security_context = manifest.notebook_security_context(uid) | dict(
+            notebook.security_context or {}
+        )
 
         # berdl-init first: other initContainers may expect a prepared home.
-        others = [
-            c
-            for c in spec.init_containers or []
-            if (c.name if isinstance(c, V1Container) else c.get("name")) != manifest.INIT_CONTAINER_NAME
-        ]
-        init = await self._init_container(home_mount, mounts[1:])
-        spec.init_containers = [_k8s_model(V1Container, init), *others]
+        init = _k8s_model(V1Container, await self._init_container(home_mount, uid, mounts[1:]))
+        spec.init_containers = [init, *(spec.init_containers or [])]
         return pod
 
     # --- environment ---------------------------------------------------------------------------------
     def get_env(self) -> dict[str, Any]:
-        """JupyterHub's per-server variables, KubeSpawner's `environment`, and BERDL's, nothing else."""
-        env = super().get_env()
-        for name in self.hub_env_to_forward:
-            if name in os.environ:
-                env[name] = os.environ[name]
-        env["JUPYTERHUB_USER"] = self.user.name
+        """JupyterHub's per-server variables, BERDL's defaults, the operator's `environment` (which wins
+        over those defaults); no credential (the pod reads those from the server's Secret)."""
         home = self._home_mount_path()
-        env["HOME"] = home
-        # The folders berdl-init prepares; per user, so they cannot be the image's static ENV (also right in
-        # a `kubectl exec` shell, which no start-up hook of the image runs for).
-        env["JUPYTER_CONFIG_DIR"] = f"{home}/.jupyter"
-        env["JUPYTER_DATA_DIR"] = f"{home}/.jupyter/data"
-        env["JUPYTER_RUNTIME_DIR"] = f"{home}/.jupyter/runtime"
-        # The executors connect back to the driver in the notebook pod, by the pod's own address.
-        env["SPARK_DRIVER_HOST"] = {"valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
-        if self._token:
-            env["KBASE_AUTH_TOKEN"] = self._token
-        if self._spark_master_url:
-            env["SPARK_MASTER_URL"] = self._spark_master_url
-        if self._minio is not None:
-            env["MINIO_ACCESS_KEY"] = self._minio.access_key
-            env["MINIO_SECRET_KEY"] = self._minio.secret_key
+        env: dict[str, Any] = {
+            "HOME": home,
+            # The folders berdl-init prepares; per user, so they cannot be the image's static ENV (also
+            # right in a `kubectl exec` shell, which no start-up hook of the image runs for).
+            "JUPYTER_CONFIG_DIR": f"{home}/.jupyter",
+            "JUPYTER_DATA_DIR": f"{home}/.jupyter/data",
+            "JUPYTER_RUNTIME_DIR": f"{home}/.jupyter/runtime",
+            # The executors connect back to the driver in the notebook pod, by the pod's own address.
+            "SPARK_DRIVER_HOST": {"valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        }
+        env.update((name, os.environ[name]) for name in self.hub_env_to_forward if name in os.environ)
+        env.update(super().get_env())
+        env["JUPYTERHUB_USER"] = self.user.name
+        if self.spark_share.holds and self.spark_share.master_url:
+            env["SPARK_MASTER_URL"] = self.spark_share.master_url  # the user's cluster, not a default
+        for variable in credentials.KEY_OF_VARIABLE:
+            # Never a value in the pod, nor an operator's stand-in: get_pod_manifest() adds references.
+            env.pop(variable, None)
         return env
+
+    def _credential_references(self) -> list[V1EnvVar]:
+        """The notebook's variables read from the server's Secret, for the credentials it holds.
+
+        Added as models after KubeSpawner's make_pod, which deep-copies every dict-valued variable."""
+        held = self.credential_values()
+        keys = {v: k for v, k in credentials.KEY_OF_VARIABLE.items() if k in held}
+        refs = credentials.env_references(credentials.secret_name(self.pod_name), keys)
+        return [_k8s_model(V1EnvVar, ref) for ref in refs]
+
+    def credential_values(self) -> dict[str, str]:
+        """What the server's Secret holds: the KBase token, the MinIO keys, the JupyterHub API token."""
+        values: dict[str, str] = {}
+        if self.api_token:
+            values["JUPYTERHUB_API_TOKEN"] = self.api_token
+        if self._token:
+            values["KBASE_AUTH_TOKEN"] = self._token
+        if self._minio is not None:
+            values["MINIO_ACCESS_KEY"] = self._minio.access_key
+            values["MINIO_SECRET_KEY"] = self._minio.secret_key
+        return values
 
     # --- services ------------------------------------------------------------------------------------
     def _spark(self) -> SparkClusterManager:
@@ -510,47 +631,109 @@ class BERDLSpawner(KubeSpawner):
                 ) from None
             self.log.warning("Starting %s without MinIO credentials: %s", self._log_name, exc)
 
-    async def _create_spark_cluster(self, token: str | None) -> None:
+    # --- the user's one Spark cluster ---------------------------------------------------------------
+    def _sibling_shares(self) -> list[ClusterShare]:
+        """The cluster shares of the user's other servers (the hub keeps every server it runs in
+        `user.spawners`, also after a restart, with the state each spawner saved)."""
+        spawners = getattr(self.user, "spawners", None) or {}
+        return [s.spark_share for s in spawners.values() if s is not self and isinstance(s, BERDLSpawner)]
+
+    async def _create_spark_cluster(self, token: str, config: Mapping[str, Any]) -> SparkCluster:
+        cluster = await self._spark().create(token, config)
+        self.log.info("Spark cluster %s for %s: %s", cluster.cluster_id, self._log_name, cluster.master_url)
+        return cluster
+
+    async def _join_spark_cluster(self, token: str | None) -> None:
+        """Use the user's cluster: the one another server holds, else a new one of this profile's size."""
         if not self.spark_cluster_manager_url:
             return
-        try:
-            if not token:
-                raise ServiceError(SparkClusterManager.service, "auth", "no KBase token in the auth state")
-            self._spark_needs_delete = True  # from here on, every way out deletes the cluster
-            cluster = await self._spark().create(token, self._spark_config())
-        except ServiceError as exc:
-            if exc.may_have_acted:  # a time-out or a 5xx may still have built it
-                await self._delete_spark_cluster("its creation failed")
-            else:  # refused or unreachable: nothing was built
-                self._spark_needs_delete = False
-            if self.spark_failure_policy == "fail":
-                raise SpawnRefused(f"Your Spark cluster could not be created: {exc}.") from None
-            self.log.warning("Starting %s without a Spark cluster: %s", self._log_name, exc)
-            return
-        self._spark_master_url = cluster.master_url
-        self.log.info("Spark cluster %s for %s: %s", cluster.cluster_id, self._log_name, cluster.master_url)
+        share = self.spark_share
+        async with user_cluster.user_lock(self.user.name):
+            try:
+                if not token:
+                    raise ServiceError(
+                        SparkClusterManager.service, "auth", "no KBase token in the auth state"
+                    )
+                got = await user_cluster.acquire(
+                    share,
+                    self._sibling_shares(),
+                    self._spark_config(),
+                    functools.partial(self._create_spark_cluster, token),
+                )
+            except ServiceError as exc:
+                if exc.may_have_acted:  # a time-out or a 5xx may still have built it
+                    share.delete_pending = True
+                    await self._release_spark_cluster_locked("its creation failed")
+                if self.spark_failure_policy == "fail":
+                    raise SpawnRefused(f"Your Spark cluster could not be created: {exc}.") from None
+                self.log.warning("Starting %s without a Spark cluster: %s", self._log_name, exc)
+                return
+        if got.shared_config is not None:
+            self.log.info("%s shares its user's Spark cluster %s", self._log_name, got.master_url)
+            if got.shared_config != share.config:
+                self._note(
+                    "This server shares the Spark cluster of your other running server, with the size "
+                    "that server started it with, not the one of the profile chosen here."
+                )
 
-    async def _delete_spark_cluster(self, why: str) -> None:
+    async def _delete_spark_cluster(self, why: str) -> bool:
         """DELETE /clusters; errors are logged, never raised, so that stopping always completes."""
-        if not self.spark_cluster_manager_url or not self._spark_needs_delete:
-            return
         token = await self._user_token()
         if not token:
             self.log.error("Cannot delete the Spark cluster of %s: no token in auth state", self._log_name)
-            return
+            return False
         try:
             message = await self._spark().delete(token)
         except ServiceError as exc:
             if exc.status == 404:  # nothing to delete, said differently
-                self._spark_needs_delete = False
-                return
+                return True
             self.log.error("Could not delete the Spark cluster of %s (%s): %s", self._log_name, why, exc)
-            return
-        self._spark_needs_delete = False
+            return False
         self.log.info("Deleted the Spark cluster of %s (%s): %s", self._log_name, why, message)
+        return True
+
+    async def _release_spark_cluster_locked(self, why: str) -> None:
+        deleted = await user_cluster.release(
+            self.spark_share, self._sibling_shares(), functools.partial(self._delete_spark_cluster, why)
+        )
+        if not deleted:
+            self.log.debug(
+                "Spark cluster of %s not deleted (%s): another server uses it", self._log_name, why
+            )
+
+    async def _release_spark_cluster(self, why: str) -> None:
+        """This server no longer uses its user's cluster; the last one to stop deletes it."""
+        share = self.spark_share
+        if not self.spark_cluster_manager_url or not (share.holds or share.delete_pending):
+            return
+        async with user_cluster.user_lock(self.user.name):
+            await self._release_spark_cluster_locked(why)
+
+    # --- the credentials Secret ----------------------------------------------------------------------
+    async def _delete_credentials_secret(self) -> None:
+        """Delete the server's Secret (Kubernetes would delete it with the pod; this does not wait for
+        that, nor rely on it); errors are logged, never raised."""
+        name = credentials.secret_name(self.pod_name)
+        try:
+            await credentials.delete(self.api, self.namespace, name, timeout=self.k8s_api_request_timeout)
+        except credentials.SecretError as exc:
+            self.log.error("Could not delete the credentials of %s: %s", self._log_name, exc)
+
+    async def _tear_down(self, why: str) -> None:
+        """What every way out of a server does: its Secret goes, its part in the Spark cluster ends."""
+        try:
+            await self._delete_credentials_secret()
+        finally:
+            await self._release_spark_cluster(why)
 
     # --- lifecycle -----------------------------------------------------------------------------------
     _starting: bool = False
+
+    def _note(self, message: str) -> None:
+        self.log.info("%s: %s", self._log_name, message)
+        if self._notes is None:
+            self._notes = []
+        self._notes.append(message)
 
     def is_pod_running(self, pod: dict[str, Any] | None) -> bool:
         """KubeSpawner's readiness check; while starting, a failed berdl-init ends the spawn at once."""
@@ -560,80 +743,135 @@ class BERDLSpawner(KubeSpawner):
                 raise SpawnRefused(failure)
         return super().is_pod_running(pod)
 
-    async def _make_create_pod_request(self, pod: Any, request_timeout: float) -> bool:
-        """KubeSpawner's pod creation, minus its error log of the whole manifest (which holds tokens)."""
-        try:
-            self.log.info("Attempting to create pod %s, with timeout %s", pod.metadata.name, request_timeout)
-            await asyncio.wait_for(self._create_pod(pod), request_timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False  # exponential_backoff tries again
-        except ApiException as exc:
-            if exc.status != 409:
-                self.log.error("Kubernetes refused pod %s: %s %s", pod.metadata.name, exc.status, exc.reason)
-                raise
-            # A pod of the same name is still there (a previous server): remove it and try again.
-            self.log.info("Found existing pod %s, deleting it before starting again", pod.metadata.name)
-            await KubeSpawner.stop(self, True)
-            return False
-
-    async def _create_pod(self, pod: Any) -> None:
-        """POST the pod, without reading the created pod back into a V1Pod: KubeSpawner never uses it, and
-        that conversion was a fifth of the hub's CPU when hundreds of spawns reached this point at once."""
-        response = await self.api.create_namespaced_pod(self.namespace, pod, _preload_content=False)
-        async with response:
-            if not 200 <= response.status <= 299:
-                data = await response.read()
-                error = ApiException(http_resp=RESTResponse(response, data))
-                error.body = data.decode("utf-8", "replace")  # as kubernetes_asyncio leaves it
-                raise error
-
-    async def _start(self) -> Any:
-        """Credentials and Spark before the pod; on any failure after POST /clusters, delete the cluster."""
-        self._spark_master_url = None
+    async def start(self) -> Any:
+        """Credentials and the Spark cluster, then KubeSpawner's start; any failure tears down."""
         self._minio = None
+        self._notes = []
         # Apply the chosen profile first: it may set the cluster size (KubeSpawner does it again, harmlessly).
         await self.load_user_options()
         token = await self._user_token()
         try:
             await self._fetch_credentials(token)
-            await self._create_spark_cluster(token)
+            await self._join_spark_cluster(token)
             self._starting = True
-            return await super()._start()
+            return await super().start()
         except BaseException:
-            await self._delete_spark_cluster("the spawn failed")
+            self._starting = False
+            await self._tear_down("the spawn failed")
             raise
         finally:
             self._starting = False
 
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        """BERDL's notes (they come from the steps before the pod), then KubeSpawner's pod events."""
+        for message in list(self._notes or []):
+            yield {"progress": 5, "message": message}
+        async for event in super().progress():
+            yield event
+
     async def stop(self, now: bool = False) -> None:
+        if self._starting:
+            # KubeSpawner itself, in a start (a pod of the same name to replace, a failing
+            # after_pod_created_hook): only the pod goes; the start's own failure path does the rest.
+            await super().stop(now=now)
+            return
         try:
             await super().stop(now=now)
         finally:
-            await self._delete_spark_cluster("the server stopped")
+            await self._tear_down("the server stopped")
 
     async def run_post_stop_hook(self) -> Any:
-        """Runs after every stop, also of a pod that was lost or never started: delete the cluster."""
+        """Runs after every stop, also of a pod that was lost or never started."""
         try:
-            await self._delete_spark_cluster("after stop")
+            await self._tear_down("after stop")
         finally:
             result = super().run_post_stop_hook()
         return await maybe_future(result)
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
-        # Only a flag: after a hub restart, stopping the server still deletes its cluster.
-        if self._spark_needs_delete:
-            state["berdl_spark_cluster"] = True
+        # The cluster share (master URL, size, the duty to delete): after a hub restart the user's
+        # servers still share one cluster, and the last to stop deletes it. No token or key.
+        share = self.spark_share.to_state()
+        if share:
+            state["berdl_spark"] = share
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
-        if state.get("berdl_spark_cluster"):
-            self._spark_needs_delete = True
+        self._spark_share = ClusterShare.from_state(state.get("berdl_spark"))
 
     def clear_state(self) -> None:
+        # The cluster share stays: it is cleared by the release that every stop runs.
         super().clear_state()
-        self._spark_master_url = None
         self._minio = None
         self._token = None
+        self._notes = None
+
+    # --- configuration checked at hub load -----------------------------------------------------------
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """Refuse settings that do not fit together (SpawnerConfigError names each); the hub's
+        configuration calls this once it is complete."""
+        values = {
+            name: _configured(cls, config, name)
+            for name in (
+                "start_timeout",
+                "spark_create_timeout",
+                "spark_cluster_manager_url",
+                "init_time_budget",
+                "uid",
+                "init_runs_as_root",
+                "home_volume_type",
+                "home_host_path_type",
+            )
+        }
+        as_root = values["init_runs_as_root"]
+        if as_root is None:
+            as_root = values["home_volume_type"] == "hostPath" and values["home_host_path_type"] == (
+                "DirectoryOrCreate"
+            )
+        found = spawner_settings.problems(
+            start_timeout=values["start_timeout"],
+            spark_create_timeout=values["spark_create_timeout"],
+            spark_enabled=bool(values["spark_cluster_manager_url"]),
+            init_time_budget=values["init_time_budget"],
+            uid=values["uid"],
+            init_as_root=bool(as_root),
+        )
+        if found:
+            raise SpawnerConfigError(found)
+
+
+_OWN_DEFAULTS = {"uid": 1000}  # the defaults BERDLSpawner computes (@default) rather than declares
+
+
+def _configured(cls: type[BERDLSpawner], config: Any, name: str) -> Any:
+    """The value a BERDLSpawner would get for `name` from `config`: traitlets reads the sections of the
+    class and its parents, the most derived winning; else the class default."""
+    for klass in cls.mro():
+        section = klass.__name__
+        if section in config and name in config[section]:
+            return config[section][name]
+    if name in _OWN_DEFAULTS:
+        return _OWN_DEFAULTS[name]
+    return cls.class_traits()[name].default()
+
+
+async def _create_credentials_secret(spawner: BERDLSpawner, pod: dict[str, Any]) -> None:
+    """KubeSpawner's after_pod_created_hook: the pod has a uid now, so its Secret can be owned by it.
+
+    A failure here makes KubeSpawner stop the pod and the start fail, which deletes the Secret too.
+    """
+    values = spawner.credential_values()
+    if not values:
+        return
+    name = credentials.secret_name(spawner.pod_name)
+    body = credentials.manifest(
+        name=name,
+        values=values,
+        pod_name=pod["metadata"]["name"],
+        pod_uid=pod["metadata"]["uid"],
+        labels=pod["metadata"].get("labels"),
+    )
+    await credentials.create(spawner.api, spawner.namespace, body, timeout=spawner.k8s_api_request_timeout)

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from berdl_hub.spawner import BERDLSpawner
-from hubtest_support import NAMESPACE, FakeUser, reset_kubespawner, throwaway_kube_config
+from hubtest_stack import Stack, running_stack
+from hubtest_support import NAMESPACE, FakeOrmSpawner, FakeUser, reset_kubespawner, throwaway_kube_config
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -18,6 +19,18 @@ def throwaway_kubeconfig() -> Iterator[Path]:
     """KubeSpawner loads a kube config in __init__; give it one that points nowhere."""
     with throwaway_kube_config() as path:
         yield path
+
+
+@pytest.fixture(scope="session")
+def auth2_url() -> Iterator[str]:
+    """The KBase Auth2 stand-in of the real-hub tests (hubtest_kbase.AUTH2), served for the session."""
+    # Imported on first use: only the real-hub tests need the stand-in.
+    from hubtest_kbase import AUTH2
+
+    from tests.standins.kbase_auth2 import serve_in_thread
+
+    with serve_in_thread(AUTH2.app()) as url:
+        yield url
 
 
 @pytest_asyncio.fixture
@@ -36,10 +49,15 @@ def make_spawner() -> Callable[..., BERDLSpawner]:
         *,
         admin: bool = False,
         token: str | None = "kbase-token-alice-0123456789",
+        user: FakeUser | None = None,
+        server: str = "",
         **traits: Any,
     ) -> BERDLSpawner:
-        auth_state = {"kbase_token": token} if token else {}
-        user = FakeUser(name=name, admin=admin, auth_state=auth_state)
+        """`user`: an existing user (named servers of one user); `server`: the server's name. The
+        spawner is registered in `user.spawners`, as the hub keeps it."""
+        if user is None:
+            auth_state = {"kbase_token": token} if token else {}
+            user = FakeUser(name=name, admin=admin, auth_state=auth_state)
         defaults: dict[str, Any] = {
             "init_image": "ghcr.io/kbase/berdl-init:1.0",
             "image": "ghcr.io/kbase/berdl-notebook:1.0",
@@ -47,7 +65,9 @@ def make_spawner() -> Callable[..., BERDLSpawner]:
             "api_token": "hub-api-token-for-alice-0123456789",
         }
         defaults.update(traits)
-        return BERDLSpawner(_mock=True, user=user, **defaults)
+        spawner = BERDLSpawner(_mock=True, user=user, orm_spawner=FakeOrmSpawner(server), **defaults)
+        user.spawners[server] = spawner
+        return spawner
 
     return make
 
@@ -57,3 +77,10 @@ def all_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """Capture every log record, at every level, of every logger."""
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+@pytest_asyncio.fixture
+async def stack(make_spawner: Callable[..., BERDLSpawner]) -> AsyncIterator[Stack]:
+    """The Kubernetes emulator, a kubelet stand-in and the fake services, for one test."""
+    async with running_stack(make_spawner) as running:
+        yield running

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import importlib.util
 import itertools
@@ -70,6 +71,14 @@ def throwaway_kube_config() -> Iterator[Path]:
 
 
 @dataclass
+class FakeOrmSpawner:
+    """The parts of jupyterhub.orm.Spawner a spawner reads: its server's name (no server row)."""
+
+    name: str = ""
+    server: Any = None
+
+
+@dataclass
 class FakeUser:
     """The parts of jupyterhub.user.User the spawner uses."""
 
@@ -77,6 +86,7 @@ class FakeUser:
     admin: bool = False
     auth_state: dict[str, Any] | None = None
     id: int = 1
+    spawners: dict[str, Any] = field(default_factory=dict)  # server name -> spawner, as the hub keeps them
 
     @property
     def url(self) -> str:
@@ -96,6 +106,10 @@ def closed_port_url() -> str:
 
 def _error(status: int, error_type: str, message: str) -> web.Response:
     return web.json_response({"error": status, "error_type": error_type, "message": message}, status=status)
+
+
+# The integer ranges of SparkClusterConfig in the manager's OpenAPI description.
+CLUSTER_LIMITS = {"worker_count": (1, 25), "worker_cores": (1, 64), "master_cores": (1, 64)}
 
 
 @dataclass
@@ -142,6 +156,9 @@ class SparkClusterManagerApp:
             return _error(401, "AuthenticationError", "Invalid or expired token")
         body = await request.json()
         self.bodies.append(body)
+        beyond = [key for key, (low, high) in CLUSTER_LIMITS.items() if not low <= body.get(key, low) <= high]
+        if beyond:
+            return _error(400, "ValidationError", f"{', '.join(beyond)} beyond the allowed range")
         if self.mode == "timeout":
             # The cluster gets built, but the answer comes too late: the caller must clean up.
             self.clusters[token] = f"cluster-{secrets.token_hex(4)}"
@@ -272,14 +289,46 @@ class Background:
             await self._task
 
 
+def secret_refs(pod: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The notebook variables a pod reads from Secrets: variable -> (Secret name, key)."""
+    refs = {}
+    for container in pod.get("spec", {}).get("containers", []):
+        for variable in container.get("env") or []:
+            ref = (variable.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                refs[variable["name"]] = (ref["name"], ref["key"])
+    return refs
+
+
 class Kubelet(Background):
-    """Marks every pod in a namespace as running and ready, the way a node reports it."""
+    """Marks every pod in a namespace as running and ready, the way a node reports it.
+
+    Like a kubelet, it starts a pod's containers only once every Secret their environment names exists
+    (until then a real one reports CreateContainerConfigError and retries); `resolved` keeps, per pod,
+    the values the containers got from them.
+    """
 
     def __init__(self, api_url: str, namespace: str) -> None:
         self.api_url = api_url.rstrip("/")
         self.namespace = namespace
         self.started: set[str] = set()
+        self.resolved: dict[str, dict[str, str]] = {}
         self.init_exit_code = 0  # non-zero: berdl-init fails and is retried, as with restartPolicy OnFailure
+
+    def _resolve_secrets(self, pod: dict[str, Any], secrets: dict[str, dict[str, str]]) -> bool:
+        values = {}
+        for variable, (name, key) in secret_refs(pod).items():
+            data = secrets.get(name) or {}
+            if key not in data:
+                return False
+            values[variable] = base64.b64decode(data[key]).decode()
+        self.resolved[pod["metadata"]["name"]] = values
+        return True
+
+    async def _secrets(self, session: aiohttp.ClientSession) -> dict[str, dict[str, str]]:
+        async with session.get(f"{self.api_url}/api/v1/namespaces/{self.namespace}/secrets") as response:
+            items = (await response.json()).get("items", []) if response.status == 200 else []
+        return {item["metadata"]["name"]: item.get("data") or {} for item in items}
 
     async def _fail_init(self, session: aiohttp.ClientSession, url: str, pod: dict[str, Any]) -> None:
         init = pod["spec"]["initContainers"][0]
@@ -306,6 +355,7 @@ class Kubelet(Background):
             while True:
                 async with session.get(pods) as response:
                     items = (await response.json()).get("items", []) if response.status == 200 else []
+                secrets = await self._secrets(session) if items else {}
                 for pod in items:
                     name = pod["metadata"]["name"]
                     if pod.get("status", {}).get("phase") in ("Running", "Failed"):
@@ -313,6 +363,8 @@ class Kubelet(Background):
                     if self.init_exit_code:
                         await self._fail_init(session, f"{pods}/{name}", pod)
                         continue
+                    if not self._resolve_secrets(pod, secrets):
+                        continue  # the containers wait for their Secret
                     patch = {"status": running_status(pod)}
                     async with session.patch(f"{pods}/{name}", json=patch) as response:
                         if response.status == 200:

@@ -1,10 +1,11 @@
 """A real JupyterHub with hub/jupyterhub_config.py, a separate real configurable-http-proxy and a real
-PostgreSQL (or SQLite on a folder): logins and stored auth state survive a hub restart, and the hub
-refuses to start on a broken environment. All logs are scanned for every secret the tests use."""
+PostgreSQL (or SQLite on a folder), logging users in with the `kbase` authenticator against the KBase
+Auth2 stand-in: logins and stored auth state survive a hub restart, and the hub refuses to start on a
+broken environment. All logs are scanned for every secret the tests use."""
 
 from __future__ import annotations
 
-import json
+import html
 import re
 import secrets
 import sys
@@ -12,10 +13,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from berdl_hub import hub_config
+from hubtest_kbase import ADA_KBASE_TOKEN, ALICE_KBASE_TOKEN, APPROVED_ROLE, kbase_env
 from hubtest_procs import (
     REPO,
     Postgres,
@@ -37,15 +40,21 @@ CRYPT_KEY = secrets.token_hex(32)
 PROXY_TOKEN = secrets.token_hex(32)
 PG_PASSWORD = "pg-" + secrets.token_hex(12)
 ADMIN_TOKEN = "admin-" + secrets.token_hex(16)
-ALICE_PASSWORD = "alice-pw-" + secrets.token_hex(8)
-ALICE_KBASE_TOKEN = "kbase-" + secrets.token_hex(16)
-SECRETS = [COOKIE_SECRET, CRYPT_KEY, PROXY_TOKEN, PG_PASSWORD, ADMIN_TOKEN, ALICE_PASSWORD, ALICE_KBASE_TOKEN]
+# The KBase users (alice, and ada an admin) are in hubtest_kbase's Auth2 stand-in.
+SECRETS = [
+    COOKIE_SECRET,
+    CRYPT_KEY,
+    PROXY_TOKEN,
+    PG_PASSWORD,
+    ADMIN_TOKEN,
+    ALICE_KBASE_TOKEN,
+    ADA_KBASE_TOKEN,
+]
 
-# The operator's extra config of these tests: let the test users in, and give the test a service token
-# that may read stored auth state.
+# The operator's extra config of these tests: give the test a service token that may read stored auth
+# state. No allow_all: the approved roles are what lets users in.
 EXTRA_CONFIG = """
 import os
-c.Authenticator.allow_all = True
 name, token = "berdl-test-admin", os.environ["BERDL_TEST_ADMIN_TOKEN"]
 c.JupyterHub.services.append({"name": name, "api_token": token})
 scopes = ["read:users", "admin:auth_state"]
@@ -101,32 +110,31 @@ class HubStack:
         return self.proxy.log() + "".join(hub.log() for hub in self.hubs)
 
 
-def hub_env(tmp: Path, hub_port: int, proxy_api_port: int) -> dict[str, str]:
+def hub_env(
+    tmp: Path, hub_port: int, proxy_api_port: int, auth2_url: str = "http://127.0.0.1:9"
+) -> dict[str, str]:
     (tmp / "hub-cwd").mkdir()
     (tmp / "kubeconfig").write_text(KUBECONFIG)
     (tmp / "extra_config.py").write_text(EXTRA_CONFIG)
-    users = {"alice": {"password": ALICE_PASSWORD, "kbase_token": ALICE_KBASE_TOKEN}}
     return {
         **base_env(),
-        "PYTHONPATH": str(Path(__file__).parent),
         "KUBECONFIG": str(tmp / "kubeconfig"),
         "JUPYTERHUB_COOKIE_SECRET": COOKIE_SECRET,
         "JUPYTERHUB_CRYPT_KEY": CRYPT_KEY,
         "CONFIGPROXY_API_URL": f"http://127.0.0.1:{proxy_api_port}",
         "CONFIGPROXY_AUTH_TOKEN": PROXY_TOKEN,
-        "JUPYTERHUB_AUTHENTICATOR_CLASS": "hubtest_auth.TokenAuthenticator",
+        **kbase_env(auth2_url),
         "BERDL_HUB_BIND_URL": f"http://127.0.0.1:{hub_port}",
         "BERDL_HUB_EXTRA_CONFIG": str(tmp / "extra_config.py"),
         "BERDL_INIT_IMAGE": "ghcr.io/kbase/berdl-init:1.0",
-        "BERDL_TEST_USERS": json.dumps(users),
         "BERDL_TEST_ADMIN_TOKEN": ADMIN_TOKEN,
     }
 
 
 @pytest.fixture
-def hub_stack(tmp_path: Path) -> Iterator[HubStack]:
+def hub_stack(tmp_path: Path, auth2_url: str) -> Iterator[HubStack]:
     hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
-    env = hub_env(tmp_path, hub_port, proxy_api_port)
+    env = hub_env(tmp_path, hub_port, proxy_api_port, auth2_url)
     proxy_env = {**base_env(), "CONFIGPROXY_AUTH_TOKEN": PROXY_TOKEN}
     cmd = proxy_command(proxy_port, proxy_api_port, f"http://127.0.0.1:{hub_port}")
     proxy = start("configurable-http-proxy", cmd, proxy_env, tmp_path / "proxy.log")
@@ -140,14 +148,18 @@ def hub_stack(tmp_path: Path) -> Iterator[HubStack]:
         proxy.stop()
 
 
-def log_in(client: httpx.Client, base: str, user: str, password: str) -> None:
+def log_in(client: httpx.Client, base: str, user: str) -> None:
+    """As a person does: the hub's login page links to KBase's, whose cookie brings the user back."""
     page = client.get(f"{base}/hub/login")
     assert page.status_code == 200
-    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
-    assert xsrf, "no _xsrf field in the login form"
-    answer = client.post(
-        f"{base}/hub/login", data={"username": user, "password": password, "_xsrf": xsrf.group(1)}
-    )
+    link = re.search(r"href='([^']+)'>Sign in with KBase", page.text)
+    assert link, "no link to KBase's login page"
+    kbase_login = httpx.URL(html.unescape(link.group(1)))
+    assert client.get(kbase_login).status_code == 200
+    form = {"user": user, "redirect": kbase_login.params["redirect"]}
+    back = client.post(kbase_login.copy_with(query=None), data=form)
+    assert back.status_code == 303
+    answer = client.get(back.headers["location"])
     assert answer.status_code == 302, answer.text[:500]
 
 
@@ -160,10 +172,14 @@ def is_logged_in(client: httpx.Client, base: str) -> bool:
     return True
 
 
-def stored_auth_state(base: str, user: str) -> dict[str, str] | None:
+def stored_user(base: str, user: str) -> dict[str, Any]:
     answer = httpx.get(f"{base}/hub/api/users/{user}", headers={"Authorization": f"token {ADMIN_TOKEN}"})
     assert answer.status_code == 200, answer.text[:500]
-    return answer.json()["auth_state"]
+    return answer.json()
+
+
+def stored_auth_state(base: str, user: str) -> dict[str, Any] | None:
+    return stored_user(base, user)["auth_state"]
 
 
 def wait_for_log(process: Process, text: str, timeout: float = 30) -> None:
@@ -180,15 +196,25 @@ def restart_keeps_login_and_auth_state(stack: HubStack) -> None:
     wait_for_log(hub, "200 GET /hub/api/users?state=[secret] (jupyterhub-idle-culler@")
     with httpx.Client(follow_redirects=False) as browser:
         assert not is_logged_in(browser, base)
-        log_in(browser, base, "alice", ALICE_PASSWORD)
+        log_in(browser, base, "alice")
         assert is_logged_in(browser, base)
-        assert stored_auth_state(base, "alice") == {"kbase_token": ALICE_KBASE_TOKEN}
+        assert stored_user(base, "alice")["admin"] is False
+        state = stored_auth_state(base, "alice")
+        assert state is not None
+        assert (state["kbase_token"], state["roles"], state["mfa"]) == (
+            ALICE_KBASE_TOKEN,
+            [APPROVED_ROLE],
+            "Used",
+        )
 
         stack.stop_hub()
         stack.start_hub()
 
         assert is_logged_in(browser, base)  # the same cookie, after the restart
-        assert stored_auth_state(base, "alice") == {"kbase_token": ALICE_KBASE_TOKEN}
+        assert stored_auth_state(base, "alice") == state
+    with httpx.Client(follow_redirects=False) as admin:
+        log_in(admin, base, "ada")
+        assert stored_user(base, "ada")["admin"] is True
     with httpx.Client(follow_redirects=False) as stranger:
         assert not is_logged_in(stranger, base)
     stack.stop_hub()
@@ -234,14 +260,16 @@ def test_hub_refuses_to_start_listing_every_problem(tmp_path: Path) -> None:
         JUPYTERHUB_DB_URL="sqlite://",
     )
     del env["CONFIGPROXY_AUTH_TOKEN"]
+    del env["KBASE_AUTH_URL"]
     code, output = run_hub_expecting_refusal(env, tmp_path)
     assert code == 2
-    assert "the hub cannot start, 4 problem(s)" in output
+    assert "the hub cannot start, 5 problem(s)" in output
     for name in (
         "JUPYTERHUB_COOKIE_SECRET",
         "JUPYTERHUB_CRYPT_KEY",
         "in-memory SQLite",
         "CONFIGPROXY_AUTH_TOKEN",
+        "KBASE_AUTH_URL is required",
     ):
         assert name in output
     assert list((tmp_path / "hub-cwd").iterdir()) == []
@@ -267,6 +295,8 @@ GOOD = {
     "CONFIGPROXY_API_URL": "http://proxy-api:8001",
     "CONFIGPROXY_AUTH_TOKEN": PROXY_TOKEN,
     "JUPYTERHUB_AUTHENTICATOR_CLASS": "kbase",
+    "KBASE_AUTH_URL": "https://kbase.us/services/auth/",
+    "KBASE_APPROVED_ROLES": "BERDL_USER",
 }
 
 
@@ -287,6 +317,10 @@ GOOD = {
         ({"JUPYTERHUB_AUTHENTICATOR_CLASS": ""}, "JUPYTERHUB_AUTHENTICATOR_CLASS is required"),
         ({"JUPYTERHUB_AUTHENTICATOR_CLASS": "dummy"}, "lets anyone in"),
         ({"BERDL_IDLE_TIMEOUT": "1h"}, "BERDL_IDLE_TIMEOUT must be whole seconds"),
+        ({"KBASE_AUTH_URL": ""}, "KBASE_AUTH_URL is required with the kbase authenticator"),
+        ({"KBASE_AUTH_URL": "kbase.us/services/auth/"}, "KBASE_AUTH_URL must be an http(s) URL"),
+        ({"KBASE_LOGIN_URL": "ftp://kbase.us/login"}, "KBASE_LOGIN_URL must be an http(s) URL"),
+        ({"KBASE_APPROVED_ROLES": " , "}, "KBASE_APPROVED_ROLES is required"),
     ],
 )
 def test_each_rule_names_its_variable(change: dict[str, str], problem: str) -> None:
@@ -309,6 +343,8 @@ def test_good_settings_configure_the_hub() -> None:
     assert c.ConfigurableHTTPProxy.should_start is False
     assert c.JupyterHub.cleanup_servers is False
     assert c.BERDLSpawner.init_image == "init:1"
+    assert c.KBaseAuthenticator.auth_url == "https://kbase.us/services/auth/"
+    assert c.KBaseAuthenticator.approved_roles == ["BERDL_USER"]
     culler = c.JupyterHub.services[0]
     assert culler["name"] == "jupyterhub-idle-culler"
     assert "--timeout=3600" in culler["command"]

@@ -6,92 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import kmock
 import pytest
-import pytest_asyncio
-from berdl_hub.spawner import BERDLSpawner, SpawnRefused
-from hubtest_support import (
-    NAMESPACE,
-    ApiServer,
-    GovernanceApp,
-    Kubelet,
-    SparkClusterManagerApp,
-    assert_no_secret_in,
-    closed_port_url,
-    reset_kubespawner,
-    serve,
-)
+from berdl_hub.spawner import SpawnRefused
+from hubtest_stack import ACCESS_KEY, API_TOKEN, SECRET_KEY, SECRETS, TOKEN, Stack, pod_env
+from hubtest_support import NAMESPACE, assert_no_secret_in, closed_port_url
 
 pytestmark = pytest.mark.asyncio
-
-TOKEN = "kbase-token-alice-0123456789"
-API_TOKEN = "hub-api-token-for-alice-0123456789"
-ACCESS_KEY = "minio-access-alice-0123"
-SECRET_KEY = "minio-secret-alice-0123456789abcdef"
-SECRETS = [TOKEN, API_TOKEN, ACCESS_KEY, SECRET_KEY]
-
-
-@dataclass
-class Stack:
-    """The servers of one test and a way to make spawners that use them."""
-
-    k8s: Any
-    k8s_url: str
-    spark: SparkClusterManagerApp
-    spark_url: str
-    governance: GovernanceApp
-    governance_url: str
-    make: Callable[..., BERDLSpawner]
-    kubelet: Kubelet
-
-    def spawner(self, name: str = "alice", token: str = TOKEN, **traits: Any) -> BERDLSpawner:
-        settings: dict[str, Any] = {
-            "k8s_api_host": self.k8s_url,
-            "spark_cluster_manager_url": self.spark_url,
-            "governance_api_url": self.governance_url,
-            "start_timeout": 20,
-            "k8s_api_request_retry_timeout": 10,
-            "spark_create_timeout": 2.0,
-            "spark_request_timeout": 2.0,
-            "governance_request_timeout": 2.0,
-            "events_enabled": False,
-        }
-        settings.update(traits)
-        return self.make(name, token=token, api_token=API_TOKEN, **settings)
-
-    def pods(self) -> list[str]:
-        return [key[2] for key, obj in self.k8s.objects.items() if not obj.deleted]
-
-
-@pytest_asyncio.fixture
-async def stack(make_spawner: Callable[..., BERDLSpawner]) -> AsyncIterator[Stack]:
-    spark = SparkClusterManagerApp(tokens={TOKEN})
-    governance = GovernanceApp(
-        credentials={TOKEN: {"username": "alice", "access_key": ACCESS_KEY, "secret_key": SECRET_KEY}}
-    )
-    async with (
-        ApiServer() as k8s,
-        kmock.Server(k8s) as k8s_server,
-        serve(spark.app()) as spark_url,
-        serve(governance.app()) as governance_url,
-    ):
-        k8s.resources["v1/pods"] = {}
-        k8s_url = str(k8s_server.url).rstrip("/")
-        try:
-            async with Kubelet(k8s_url, NAMESPACE) as kubelet:
-                yield Stack(k8s, k8s_url, spark, spark_url, governance, governance_url, make_spawner, kubelet)
-        finally:
-            await reset_kubespawner()
-
-
-def pod_env(stack: Stack, spawner: BERDLSpawner) -> dict[str, Any]:
-    pod = stack.k8s.objects[kmock.resource("v1/pods"), NAMESPACE, spawner.pod_name].raw
-    container = next(c for c in pod["spec"]["containers"] if c["name"] == "notebook")
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
 
 
 async def test_spawn_gets_spark_and_minio_then_stop_deletes_the_cluster(
@@ -103,10 +26,15 @@ async def test_spawn_gets_spark_and_minio_then_stop_deletes_the_cluster(
 
     env = pod_env(stack, spawner)
     assert env["SPARK_MASTER_URL"].startswith("spark://spark-master-cluster-")
-    assert env["MINIO_ACCESS_KEY"] == ACCESS_KEY
-    assert env["MINIO_SECRET_KEY"] == SECRET_KEY
-    assert env["KBASE_AUTH_TOKEN"] == TOKEN
     assert env["SPARK_DRIVER_HOST"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    # The credentials come from the server's Secret, which the node found before starting the notebook.
+    assert stack.kubelet.resolved[spawner.pod_name] == {
+        "MINIO_ACCESS_KEY": ACCESS_KEY,
+        "MINIO_SECRET_KEY": SECRET_KEY,
+        "KBASE_AUTH_TOKEN": TOKEN,
+        "JUPYTERHUB_API_TOKEN": API_TOKEN,
+        "JPY_API_TOKEN": API_TOKEN,
+    }
     assert stack.spark.bodies == [spawner.spark_cluster_config]
     assert len(stack.spark.clusters) == 1
 
@@ -165,7 +93,7 @@ async def test_spark_failure_under_continue_starts_without_spark(
     await spawner.start()
     env = pod_env(stack, spawner)
     assert "SPARK_MASTER_URL" not in env
-    assert env["MINIO_SECRET_KEY"] == SECRET_KEY
+    assert stack.kubelet.resolved[spawner.pod_name]["MINIO_SECRET_KEY"] == SECRET_KEY
     assert stack.spark.clusters == {}
     assert "Starting alice without a Spark cluster: Spark Cluster Manager" in all_logs.text
     await spawner.stop()
@@ -173,15 +101,25 @@ async def test_spark_failure_under_continue_starts_without_spark(
     assert_no_secret_in(all_logs.text, SECRETS)
 
 
-async def test_pod_creation_failing_after_the_cluster_exists_deletes_the_cluster(
-    stack: Stack, all_logs: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("resource", "error"),
+    [
+        ("pods", "Forbidden"),
+        ("secrets", "creating Secret berdl/jupyter-alice-credentials: Kubernetes answered 403"),
+    ],
+)
+async def test_pod_or_secret_creation_failing_after_the_cluster_exists_deletes_the_cluster(
+    resource: str, error: str, stack: Stack, all_logs: pytest.LogCaptureFixture
 ) -> None:
-    stack.k8s["post /api/v1/namespaces/berdl/pods"] << kmock.KubernetesError(
-        status=403, reason="Forbidden", message='pods "jupyter-alice" is forbidden: exceeded quota'
+    stack.k8s[f"post /api/v1/namespaces/berdl/{resource}"] << kmock.KubernetesError(
+        status=403, reason="Forbidden", message=f'{resource} "jupyter-alice" is forbidden: exceeded quota'
     )
     spawner = stack.spawner()
-    with pytest.raises(Exception, match="Forbidden"):
+    with pytest.raises(Exception, match=error):
         await spawner.start()
+    if resource == "secrets":  # (kmock keeps the object of a POST it was told to refuse)
+        assert stack.pods() == []  # KubeSpawner deleted the pod whose after_pod_created_hook failed
+        assert stack.secrets() == []
     assert stack.spark.created == 1
     assert stack.spark.clusters == {}
     assert stack.spark.deleted == 1
@@ -206,6 +144,7 @@ async def test_a_failing_berdl_init_ends_the_spawn_at_once_and_deletes_the_clust
     assert f"berdl-init exited with status {code}" in raised.value.jupyterhub_message
     assert meaning in raised.value.jupyterhub_message
     assert stack.spark.clusters == {}
+    assert stack.secrets() == []  # the pod's Secret had been created; the failed spawn deleted it
     await spawner.stop()  # what the hub does next: the pod goes too
     assert stack.pods() == []
     assert_no_secret_in(all_logs.text, SECRETS)
@@ -245,6 +184,7 @@ async def test_lost_pod_teardown_runs_from_the_post_stop_hook_also_after_a_hub_r
     await revived.run_post_stop_hook()
     assert stack.spark.clusters == {}
     assert stack.spark.deleted == 1
+    assert stack.secrets() == []  # kmock collects no garbage: the spawner deleted the lost pod's Secret
     assert_no_secret_in(all_logs.text, SECRETS)
 
 
@@ -258,7 +198,7 @@ async def test_spark_delete_is_retried_and_never_raises(
     assert "attempt 1 of 2; retrying" in all_logs.text
     assert "Could not delete the Spark cluster of alice" in all_logs.text
     # The duty to delete is kept in the state for the next stop.
-    assert spawner.get_state()["berdl_spark_cluster"] is True
+    assert spawner.get_state()["berdl_spark"] == {"delete_pending": True}
 
 
 async def test_missing_credentials_fail_the_spawn_before_any_cluster(stack: Stack) -> None:

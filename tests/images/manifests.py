@@ -36,33 +36,41 @@ class FakeUser:
         return {"kbase_token": f"kbase-token-{self.name}-0123456789"}
 
 
-async def _pod_dict(user: str, traits: dict[str, Any]) -> dict[str, Any]:
+async def _pod_dict(user: str, traits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     from berdl_hub.spawner import BERDLSpawner
     from kubernetes_asyncio.client import ApiClient
 
     try:
+        fake_user = FakeUser(user)
         spawner = BERDLSpawner(
             _mock=True,
-            user=FakeUser(user),
+            user=fake_user,
             namespace="berdl",
             api_token=f"hub-api-token-for-{user}-0123456789",
             **traits,
         )
+        await spawner.run_auth_state_hook(await fake_user.get_auth_state())  # as the hub does
         pod = await spawner.get_pod_manifest()
         async with ApiClient() as client:
-            return client.sanitize_for_serialization(pod)
+            return client.sanitize_for_serialization(pod), spawner.credential_values()
     finally:
         await reset_kubespawner()
 
 
-def spawner_pod(user: str, **traits: Any) -> dict[str, Any]:
-    """The manifest BERDLSpawner.get_pod_manifest() returns for `user`, as Kubernetes JSON."""
+def spawner_pod_and_credentials(user: str, **traits: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """The manifest BERDLSpawner.get_pod_manifest() returns for `user`, as Kubernetes JSON, and what
+    the server's credentials Secret holds (`credential_values()`)."""
     traits = {
         "init_image": "ghcr.io/kbase/berdl-init:1.0",
         "image": "ghcr.io/kbase/berdl-notebook:1.0",
     } | traits
     with throwaway_kube_config():
         return asyncio.run(_pod_dict(user, traits))
+
+
+def spawner_pod(user: str, **traits: Any) -> dict[str, Any]:
+    """The manifest BERDLSpawner.get_pod_manifest() returns for `user`, as Kubernetes JSON."""
+    return spawner_pod_and_credentials(user, **traits)[0]
 
 
 def for_podman(pod: dict[str, Any], *, home: Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -71,6 +72,24 @@ class Podman:
 
     def down(self, manifest: Path) -> None:
         self("kube", "down", str(manifest), timeout=120, check=False)
+
+    def create_secret(self, name: str, values: dict[str, str], folder: Path) -> None:
+        """A podman secret that `kube play` reads for a pod's `secretKeyRef`s to the Kubernetes Secret
+        `name`: podman 4.3 cannot read a Secret given in the play's YAML, but takes one made beforehand
+        whose content is a flat JSON object of base64 values (a Secret's `data`)."""
+        data = {key: base64.b64encode(value.encode()).decode("ascii") for key, value in values.items()}
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps(data))
+        path.chmod(0o600)
+        try:
+            self.remove_secret(name)  # what a killed earlier run may have left
+            self("secret", "create", name, str(path))
+        finally:
+            path.unlink()
+
+    def remove_secret(self, name: str) -> None:
+        """`kube down` leaves a podman secret behind."""
+        self("secret", "rm", name, timeout=60, check=False)
 
     def remove_pod(self, name: str) -> None:
         self("pod", "rm", "--force", "--ignore", name, timeout=120, check=False)

@@ -132,6 +132,7 @@ def test_the_role_holds_only_what_the_spawner_needs() -> None:
     assert granted == {
         ("", "pods"): {"get", "list", "watch", "create", "delete"},
         ("", "events"): {"get", "list", "watch"},
+        ("", "secrets"): {"create", "delete"},  # each server's credentials Secret
     }
     binding = load("rolebinding.yaml")
     assert binding["roleRef"]["name"] == load("role.yaml")["metadata"]["name"]
@@ -151,4 +152,7 @@ def test_hub_settings_are_variables_the_hub_reads() -> None:
     source = (REPO / "hub" / "berdl_hub" / "hub_config.py").read_text()
     settings = load("hub-settings.yaml")["data"]
     assert [key for key in settings if f'"{key}"' not in source] == []
-    assert settings["JUPYTERHUB_AUTHENTICATOR_CLASS"] == ""  # chosen by the operator, never a default
+    # KBase login, whose Auth2 service (ci, appdev or production) the operator names: the hub refuses to
+    # start until then.
+    assert settings["JUPYTERHUB_AUTHENTICATOR_CLASS"] == "kbase"
+    assert settings["KBASE_AUTH_URL"] == ""

@@ -23,10 +23,11 @@ from typing import Any
 
 import json5
 import pytest
+from berdl_hub import credentials
 from berdl_hub.manifest import INIT_CONTAINER_NAME
 
 from tests.images.homes import Entry, differences, lost, snapshot
-from tests.images.manifests import container_named, for_podman, podman_name, spawner_pod
+from tests.images.manifests import container_named, for_podman, podman_name, spawner_pod_and_credentials
 from tests.images.podman import NOTEBOOK_IMAGE, Podman
 from tests.wheels import module_wheel
 
@@ -46,6 +47,8 @@ class PodRun:
     home: Path
     manifest: Path
     pod: dict[str, Any]
+    #: What the server's credentials Secret holds, played as a podman secret of the same name.
+    credentials: dict[str, str] = field(default_factory=dict)
     reports: list[dict[str, Any]] = field(default_factory=list)
     #: The home before the first play (the legacy home only).
     before: dict[str, Entry] = field(default_factory=dict)
@@ -74,6 +77,14 @@ class PodRun:
         init = container_named(self.pod, INIT_CONTAINER_NAME, init=True)
         return {e["name"]: e["value"] for e in init["env"]}
 
+    @property
+    def secret(self) -> str:
+        return credentials.secret_name(self.pod["metadata"]["name"])
+
+    def down(self) -> None:
+        self.podman.down(self.manifest)
+        self.podman.remove_secret(self.secret)
+
     def play(self) -> dict[str, Any]:
         """(Re)start the pod: its initContainer runs again on the same home. Returns berdl-init's report."""
         self.podman.down(self.manifest)
@@ -95,11 +106,14 @@ class PodRun:
 
 
 def _start(podman: Podman, user: str, folder: Path, home: Path) -> PodRun:
-    pod = for_podman(spawner_pod(user), home=home)
+    pod, values = spawner_pod_and_credentials(user)
+    pod = for_podman(pod, home=home)
     manifest = folder / "pod.json"
     manifest.write_text(json.dumps(pod, indent=1))
     podman.remove_pod(pod["metadata"]["name"])  # what a killed earlier run may have left
-    return PodRun(podman, user, home, manifest, pod)
+    run = PodRun(podman, user, home, manifest, pod, credentials=values)
+    podman.create_secret(run.secret, values, folder)
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +125,7 @@ def fresh(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         run.play()
         yield run
     finally:
-        podman.down(run.manifest)
+        run.down()
 
 
 # --- the legacy home -------------------------------------------------------------------------------
@@ -199,7 +213,7 @@ def legacy(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         run.play()
         yield run
     finally:
-        podman.down(run.manifest)
+        run.down()
 
 
 @pytest.fixture(params=["fresh", "legacy"])
@@ -362,6 +376,27 @@ def test_the_notebook_image_has_the_favorites_extension_and_its_static_environme
     )
 
 
+def test_the_notebook_reads_its_credentials_from_the_secret_and_the_pod_holds_none(fresh: PodRun) -> None:
+    values = fresh.credentials
+    assert set(values) == {"KBASE_AUTH_TOKEN", "JUPYTERHUB_API_TOKEN"}  # no MinIO keys fetched here
+    manifest = fresh.manifest.read_text()
+    assert [key for key, value in values.items() if value in manifest] == []
+    env = fresh.run_python("python", "import json, os; print(json.dumps(dict(os.environ)))")
+    assert env["KBASE_AUTH_TOKEN"] == values["KBASE_AUTH_TOKEN"]
+    assert env["JUPYTERHUB_API_TOKEN"] == env["JPY_API_TOKEN"] == values["JUPYTERHUB_API_TOKEN"]
+
+
+def test_the_notebook_container_runs_without_capabilities(fresh: PodRun) -> None:
+    status = fresh.run("grep", "-E", "^(CapBnd|CapEff|NoNewPrivs|Seccomp):", "/proc/self/status")
+    fields = dict(line.split(":\t") for line in status.strip().splitlines())
+    # A non-root process has no effective capabilities anyway; dropping ALL also empties the bounding
+    # set, so that nothing (a setuid file, sudo) can bring one back.
+    assert int(fields["CapBnd"], 16) == 0
+    assert int(fields["CapEff"], 16) == 0
+    assert fields["NoNewPrivs"] == "1"
+    assert fields["Seccomp"] == "2"  # a filter: the runtime's default profile
+
+
 # --- the legacy home -------------------------------------------------------------------------------
 
 
@@ -399,6 +434,6 @@ def test_a_legacy_venv_with_a_copied_python_is_kept(podman: Podman, tmp_path: Pa
     try:
         report = run.play()
     finally:
-        podman.down(run.manifest)
+        run.down()
     moved = [c for c in report["changes"] if c["action"] == "move-aside"]
     assert moved == [], report["warnings"]

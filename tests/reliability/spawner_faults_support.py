@@ -398,6 +398,7 @@ async def _serve_all(config: dict[str, Any]) -> None:
 
     async with LeanApiServer() as k8s, kmock.Server(k8s) as k8s_server:
         k8s.resources["v1/pods"] = {}
+        k8s.resources["v1/secrets"] = {}
         k8s.instant_pods = bool(config.get("instant_pods", False))
         k8s_url = str(k8s_server.url).rstrip("/")
 

@@ -92,7 +92,7 @@ async def spawn_and_stop(spawner: BERDLSpawner, delay: float) -> Outcome:
         outcome.kind = failure_kind(outcome.message)
     else:
         outcome.started = True
-        outcome.with_spark = spawner._spark_master_url is not None
+        outcome.with_spark = spawner.spark_share.holds
     await hub_stop(spawner)
     return outcome
 

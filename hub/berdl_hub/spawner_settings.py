@@ -1,0 +1,72 @@
+"""Checks of BERDLSpawner settings that only make sense together, run when the hub loads its config.
+
+A trait validator sees one value at a time, in whatever order the configuration sets them; these checks
+need several. `problems()` takes plain values (tested without a spawner); BERDLSpawner's
+`check_config()` gathers them from the hub's configuration and refuses it with every problem named.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SpawnerConfigError(ValueError):
+    """The spawner's settings do not fit together; one problem per line, each naming its settings."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"BERDLSpawner settings refused, {len(problems)} problem(s):\n{lines}")
+
+
+def timing_problem(
+    *, start_timeout: float, spark_create_timeout: float, spark_enabled: bool, init_time_budget: float
+) -> str | None:
+    """Whether the bounded steps of a start leave room in start_timeout."""
+    # The spawn waits for the Spark cluster, then for the pod: its image pulls, berdl-init runs (a first
+    # venv build, after an image upgrade the bounded package restore), the notebook starts. All of that
+    # happens inside start_timeout; what is left after the two bounded steps is for the image pull.
+    needed = init_time_budget + (spark_create_timeout if spark_enabled else 0.0)
+    if needed < start_timeout:
+        return None
+    parts = f"init_time_budget {init_time_budget:g} s"
+    if spark_enabled:
+        parts = f"spark_create_timeout {spark_create_timeout:g} s + {parts}"
+    return (
+        f"start_timeout {start_timeout:g} s must be longer than {parts} = {needed:g} s, "
+        "with room left for an image pull"
+    )
+
+
+def uid_problem(uid: Any, init_as_root: bool) -> str | None:
+    """uid None means the image's user (KubeSpawner): berdl-init then gives the home to no one, which is
+    only safe when it does not start as root."""
+    if uid is not None or not init_as_root:
+        return None
+    return (
+        "uid None (the image's user) cannot be used while berdl-init runs as root (a hostPath home of "
+        "type DirectoryOrCreate, or init_runs_as_root): the new home would stay root's; set uid and gid, "
+        "or use a home that berdl-init prepares as the user"
+    )
+
+
+def problems(
+    *,
+    start_timeout: float,
+    spark_create_timeout: float,
+    spark_enabled: bool,
+    init_time_budget: float,
+    uid: Any,
+    init_as_root: bool,
+) -> list[str]:
+    """What is wrong with these values together (empty when nothing is)."""
+    found = [
+        timing_problem(
+            start_timeout=start_timeout,
+            spark_create_timeout=spark_create_timeout,
+            spark_enabled=spark_enabled,
+            init_time_budget=init_time_budget,
+        ),
+        uid_problem(uid, init_as_root),
+    ]
+    return [problem for problem in found if problem]

@@ -1,0 +1,291 @@
+"""KBaseAuthenticator against the KBase Auth2 stand-in, over real HTTP on 127.0.0.1.
+
+A small tornado app stands where the hub's handlers stand: its request carries the browser's cookies to
+JupyterHub's own `get_authenticated_user` (authenticate, check_allowed, is_admin, in JupyterHub's order)
+and `refresh_user`, and answers with what they returned or the refusal they raised. The pages a person
+sees are checked on a real hub in test_kbase_login.py. Every log record of every test is scanned for
+every token the test used.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web as web_aiohttp
+from berdl_hub.auth import KBaseAuthenticator
+from berdl_hub.kbase_auth2 import Auth2Client, Auth2Unavailable
+from berdl_hub.services import close_shared_client
+from hubtest_support import FakeUser, assert_no_secret_in, closed_port_url, serve
+from tornado import httpserver, netutil, web
+
+from tests.standins.kbase_auth2 import KBaseAuth2
+
+pytestmark = pytest.mark.asyncio
+APPROVED, ADMIN = "BERDL_USER", "CDM_JUPYTERHUB_ADMIN"
+
+
+class Probe(web.RequestHandler):
+    """GET /login: JupyterHub's login sequence; GET /refresh?user=NAME: refresh_user of that user."""
+
+    async def get(self, what: str) -> None:
+        authenticator: KBaseAuthenticator = self.settings["authenticator"]
+        try:
+            if what == "login":
+                result: Any = await authenticator.get_authenticated_user(self, None)
+            else:
+                result = await authenticator.refresh_user(
+                    self.settings["users"][self.get_argument("user")], self
+                )
+        except web.HTTPError as refused:
+            self.set_status(refused.status_code)
+            html = str(getattr(refused, "jupyterhub_html_message", ""))
+            self.finish({"refused": refused.jupyterhub_message, "html": html})  # type: ignore[attr-defined]
+            return
+        self.finish({"result": result})
+
+
+@dataclass
+class Rig:
+    auth2: KBaseAuth2
+    authenticator: KBaseAuthenticator
+    hub: str  # the probe's base URL
+    users: dict[str, FakeUser]
+    tokens: list[str]
+
+    def add_user(self, name: str, **account: Any) -> str:
+        token = self.auth2.add_user(name, **account)
+        self.tokens.append(token)
+        return token
+
+    async def get(self, path: str, cookies: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in (cookies or {}).items())} if cookies else {}
+        async with aiohttp.ClientSession() as client, client.get(self.hub + path, headers=headers) as answer:
+            text = await answer.text()
+            if answer.status != 200:  # a refusal's text and link are what the user's page shows
+                assert_no_secret_in(text, self.tokens)
+            return answer.status, json.loads(text)
+
+    async def login(self, token: str | None, cookie: str = "kbase_session") -> tuple[int, dict[str, Any]]:
+        return await self.get("/login?next=%2Fhub%2Fspawn", {cookie: token} if token else None)
+
+
+@pytest.fixture
+def scanned_logs(all_logs: pytest.LogCaptureFixture) -> Iterator[list[str]]:
+    """Tokens a test adds here must appear in no log record at any level, in any phase of the test."""
+    tokens: list[str] = []
+    yield tokens
+    assert tokens, "the test used no token"
+    records = [r for when in ("setup", "call") for r in all_logs.get_records(when)]
+    assert records, "no log records were captured"
+    assert_no_secret_in("\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text}" for r in records), tokens)
+
+
+@pytest_asyncio.fixture
+async def rig(scanned_logs: list[str]) -> AsyncIterator[Rig]:
+    auth2 = KBaseAuth2()
+    async with serve(auth2.app()) as auth_base:
+        authenticator = KBaseAuthenticator(
+            auth_url=f"{auth_base}/services/auth",
+            kbase_login_url=f"{auth_base}/login?redirect={{next}}",
+            approved_roles=[APPROVED],
+            admin_roles=[ADMIN],
+            auth_request_timeout=2.0,
+        )
+        users: dict[str, FakeUser] = {}
+        app = web.Application(
+            [(r"/(login|refresh)", Probe)], authenticator=authenticator, users=users, login_url="/hub/login"
+        )
+        sockets = netutil.bind_sockets(0, "127.0.0.1")
+        server = httpserver.HTTPServer(app)
+        server.add_sockets(sockets)
+        port = sockets[0].getsockname()[1]
+        try:
+            yield Rig(auth2, authenticator, f"http://127.0.0.1:{port}", users, scanned_logs)
+        finally:
+            server.stop()
+            await server.close_all_connections()
+            await close_shared_client()
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+async def test_a_user_with_an_approved_role_and_mfa_logs_in(rig: Rig, slash: str) -> None:
+    rig.authenticator.auth_url = rig.authenticator.auth_url.rstrip("/") + slash
+    token = rig.add_user("alice", customroles=[APPROVED, "OTHER"])
+    status, body = await rig.login(token)
+    assert status == 200, body
+    result = body["result"]
+    assert result["name"] == "alice"
+    assert result["admin"] is False  # no admin role
+    state = result["auth_state"]
+    assert state["kbase_token"] == token
+    assert state["mfa"] == "Used"
+    assert state["roles"] == [APPROVED, "OTHER"]
+    assert state["token_expires"] == rig.auth2.tokens[token].expires / 1000
+    # Both calls, asked at once, at the service root however it was written.
+    assert sorted(rig.auth2.calls) == ["GET /services/auth/api/V2/me", "GET /services/auth/api/V2/token"]
+
+
+async def test_the_spawner_reads_the_key_the_authenticator_writes(rig: Rig) -> None:
+    from berdl_hub.spawner import BERDLSpawner
+
+    token = rig.add_user("alice", customroles=[APPROVED])
+    _, body = await rig.login(token)
+    assert BERDLSpawner.auth_state_token_key.default_value in body["result"]["auth_state"]
+
+
+async def test_the_backup_cookie_is_read_too(rig: Rig) -> None:
+    token = rig.add_user("alice", customroles=[APPROVED])
+    status, body = await rig.login(token, cookie="kbase_session_backup")
+    assert (status, body["result"]["name"]) == (200, "alice")
+
+
+async def test_an_admin_role_makes_an_admin_and_lets_in(rig: Rig) -> None:
+    token = rig.add_user("carol", customroles=[ADMIN])
+    status, body = await rig.login(token)
+    assert status == 200, body
+    assert body["result"]["admin"] is True
+
+
+async def test_no_cookie_is_no_login(rig: Rig) -> None:
+    rig.add_user("alice", customroles=[APPROVED])
+    assert await rig.login(None) == (200, {"result": None})
+    assert rig.auth2.calls == []
+
+
+@pytest.mark.parametrize("how", ["revoked", "expired", "never issued"])
+async def test_an_invalid_token_is_told_to_log_in_again(rig: Rig, how: str) -> None:
+    token = rig.add_user("alice", customroles=[APPROVED])
+    if how == "revoked":
+        rig.auth2.revoke(token)
+    elif how == "expired":
+        token = rig.auth2.issue_token("alice", expires_in=-1)
+        rig.tokens.append(token)
+    else:
+        token = "never-issued-" + "y" * 20
+        rig.tokens.append(token)
+    status, body = await rig.login(token)
+    assert status == 401
+    assert "expired or was revoked" in body["refused"]
+    # The link goes to KBase's login page, with the way back to the hub's login page and its next.
+    back = f"{rig.hub}/hub/login?next=%2Fhub%2Fspawn"
+    assert f"/login?redirect={quote(back, safe='')}'>Log in to KBase again</a>" in body["html"]
+
+
+async def test_a_user_without_an_approved_role_is_refused_with_the_roles_needed(rig: Rig) -> None:
+    token = rig.add_user("dave", customroles=["SOMETHING_ELSE"])
+    status, body = await rig.login(token)
+    assert status == 403
+    assert f"none of the roles this hub needs: {APPROVED}, {ADMIN}" in body["refused"]
+
+
+async def test_allowed_users_still_mean_what_they_mean_upstream(rig: Rig) -> None:
+    token = rig.add_user("dave", customroles=[])
+    rig.authenticator.allowed_users = {"dave"}
+    status, body = await rig.login(token)
+    assert (status, body["result"]["name"]) == (200, "dave")
+
+
+@pytest.mark.parametrize("mfa", ["NotUsed", "Unknown"])
+async def test_a_login_without_a_second_factor_is_refused(rig: Rig, mfa: str) -> None:
+    token = rig.add_user("erin", customroles=[APPROVED], mfa=mfa)
+    status, body = await rig.login(token)
+    assert status == 403
+    assert f"did not use one (MFA: {mfa})" in body["refused"]
+    assert "two-factor authentication" in body["refused"]
+    rig.authenticator.require_mfa = False
+    status, body = await rig.login(token)
+    assert (status, body["result"]["auth_state"]["mfa"]) == (200, mfa)
+
+
+@pytest.mark.parametrize("fault", ["down", "slow", "500", "non-json", "nothing listening"])
+async def test_an_unusable_auth_service_is_a_503_try_again(rig: Rig, fault: str) -> None:
+    token = rig.add_user("alice", customroles=[APPROVED])
+    if fault == "nothing listening":
+        rig.authenticator.auth_url = closed_port_url() + "/services/auth/"
+    else:
+        rig.auth2.fault = fault
+    rig.auth2.slow_seconds = 30
+    rig.authenticator.auth_request_timeout = 0.5
+    status, body = await rig.login(token)
+    assert status == 503
+    assert body["refused"] == "KBase's login service is not answering right now. Try again in a minute."
+
+
+async def test_a_refresh_after_revocation_ends_the_session(rig: Rig) -> None:
+    token = rig.add_user("alice", customroles=[APPROVED])
+    _, body = await rig.login(token)
+    rig.users["alice"] = FakeUser("alice", auth_state=body["result"]["auth_state"])
+    status, refreshed = await rig.get("/refresh?user=alice")
+    assert status == 200
+    assert refreshed["result"]["auth_state"]["kbase_token"] == token
+    rig.auth2.revoke(token)
+    assert await rig.get("/refresh?user=alice") == (200, {"result": False})
+
+
+async def test_a_refresh_while_auth2_is_down_keeps_the_session(rig: Rig) -> None:
+    token = rig.add_user("alice", customroles=[APPROVED])
+    rig.users["alice"] = FakeUser("alice", auth_state={"kbase_token": token})
+    rig.auth2.fault = "500"
+    assert await rig.get("/refresh?user=alice") == (200, {"result": True})
+
+
+async def test_a_new_cookie_replaces_the_stored_token(rig: Rig) -> None:
+    old = rig.add_user("alice", customroles=[APPROVED, ADMIN])
+    rig.users["alice"] = FakeUser("alice", auth_state={"kbase_token": old})
+    new = rig.auth2.issue_token("alice")
+    rig.tokens.append(new)
+    status, body = await rig.get("/refresh?user=alice", {"kbase_session": new})
+    assert status == 200
+    assert body["result"]["auth_state"]["kbase_token"] == new
+    assert body["result"]["admin"] is True
+
+
+async def test_a_cookie_of_another_user_or_a_lost_role_ends_the_session(rig: Rig) -> None:
+    alice = rig.add_user("alice", customroles=[APPROVED, ADMIN])
+    bob = rig.add_user("bob", customroles=[APPROVED])
+    rig.users["alice"] = FakeUser("alice", auth_state={"kbase_token": alice})
+    assert await rig.get("/refresh?user=alice", {"kbase_session": bob}) == (200, {"result": False})
+
+    rig.auth2.set_roles("alice", [APPROVED])
+    _, body = await rig.get("/refresh?user=alice")
+    assert body["result"]["admin"] is False  # the admin role is gone, and admin with it
+    rig.auth2.set_roles("alice", [])
+    assert await rig.get("/refresh?user=alice") == (200, {"result": False})
+
+
+async def test_a_user_with_no_stored_token_must_log_in(rig: Rig) -> None:
+    rig.add_user("alice", customroles=[APPROVED])
+    rig.users["alice"] = FakeUser("alice", auth_state=None)
+    assert await rig.get("/refresh?user=alice") == (200, {"result": False})
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (401, "<html>401 from a gateway</html>"),  # not Auth2's JSON: says nothing about the token
+        (401, json.dumps({"error": {"httpcode": 401, "appcode": 99999}})),  # not an appcode about the token
+        (200, json.dumps({"user": "alice"})),  # Auth2's 200 without what the hub needs
+    ],
+)
+async def test_answers_that_do_not_follow_the_api_are_not_blamed_on_the_user(
+    scanned_logs: list[str], status: int, body: str
+) -> None:
+    async def answer(request: web_aiohttp.Request) -> web_aiohttp.Response:
+        return web_aiohttp.Response(status=status, text=body, content_type="application/json")
+
+    app = web_aiohttp.Application()
+    app.router.add_get("/api/V2/{call}", answer)
+    token = "not-checked-" + "x" * 20
+    scanned_logs.append(token)
+    async with serve(app) as base:
+        client = Auth2Client(base, timeout=2.0)
+        with pytest.raises(Auth2Unavailable):
+            await client.check(token)
+    await close_shared_client()

@@ -1,0 +1,248 @@
+"""BERDLSpawner keeps KubeSpawner's promises, and keeps credentials out of the pod: offline pod
+manifests (`_mock=True`) and the configuration check the hub runs when it loads its settings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from berdl_hub import credentials, manifest
+from berdl_hub.spawner import BERDLSpawner
+from berdl_hub.spawner_settings import SpawnerConfigError
+from kubernetes_asyncio.client import ApiClient
+from traitlets.config import Config
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("kube_reset")]
+
+TOKEN = "kbase-token-from-auth-state-0123456789"
+API_TOKEN = "hub-api-token-for-alice-0123456789"
+
+
+async def pod_dict(spawner: BERDLSpawner) -> dict[str, Any]:
+    pod = await spawner.get_pod_manifest()
+    async with ApiClient() as client:
+        return client.sanitize_for_serialization(pod)
+
+
+def container(pod: dict[str, Any], name: str = "notebook", kind: str = "containers") -> dict[str, Any]:
+    return next(c for c in pod["spec"][kind] if c["name"] == name)
+
+
+def env_of(item: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in item.get("env", [])}
+
+
+# --- credentials ---------------------------------------------------------------------------------------
+
+
+async def test_after_the_auth_state_hook_the_pod_holds_no_credential_only_references(
+    make_spawner: Callable[..., BERDLSpawner],
+) -> None:
+    spawner = make_spawner(token=None, api_token=API_TOKEN)
+    await spawner.run_auth_state_hook({"kbase_token": TOKEN})
+    pod = await pod_dict(spawner)
+    text = json.dumps(pod)
+    assert TOKEN not in text
+    assert API_TOKEN not in text
+    env = env_of(container(pod))
+    name = f"{spawner.pod_name}-credentials"
+    for variable, key in [
+        ("KBASE_AUTH_TOKEN", "KBASE_AUTH_TOKEN"),
+        ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_TOKEN"),
+        ("JPY_API_TOKEN", "JUPYTERHUB_API_TOKEN"),
+    ]:
+        assert env[variable] == {"secretKeyRef": {"name": name, "key": key}}
+    # No MinIO keys were fetched: no reference to a key the Secret would not hold.
+    assert "MINIO_ACCESS_KEY" not in env
+    assert spawner.credential_values() == {"KBASE_AUTH_TOKEN": TOKEN, "JUPYTERHUB_API_TOKEN": API_TOKEN}
+
+
+async def test_an_operator_cannot_set_a_credential_in_plain_text(
+    make_spawner: Callable[..., BERDLSpawner],
+) -> None:
+    spawner = make_spawner(environment={"KBASE_AUTH_TOKEN": "operator-value", "MINIO_SECRET_KEY": "x"})
+    await spawner.run_auth_state_hook({"kbase_token": TOKEN})
+    env = env_of(container(await pod_dict(spawner)))
+    assert env["KBASE_AUTH_TOKEN"] == {
+        "secretKeyRef": {"name": f"{spawner.pod_name}-credentials", "key": "KBASE_AUTH_TOKEN"}
+    }
+    assert "MINIO_SECRET_KEY" not in env
+
+
+async def test_the_secret_manifest_holds_base64_values_and_is_owned_by_the_pod() -> None:
+    body = credentials.manifest(
+        name="jupyter-alice-credentials",
+        values={"KBASE_AUTH_TOKEN": "tok€n", "JUPYTERHUB_API_TOKEN": "api"},
+        pod_name="jupyter-alice",
+        pod_uid="0f1e2d3c",
+        labels={"component": "singleuser-server"},
+    )
+    assert body["apiVersion"] == "v1"
+    assert body["kind"] == "Secret"
+    assert body["data"] == {"KBASE_AUTH_TOKEN": "dG9r4oKsbg==", "JUPYTERHUB_API_TOKEN": "YXBp"}
+    (owner,) = body["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("Pod", "jupyter-alice", "0f1e2d3c")
+    with pytest.raises(ValueError, match="PATH"):
+        credentials.manifest(name="n", values={"PATH": "/bin"}, pod_name="p", pod_uid="u")
+
+
+# --- KubeSpawner's promises ----------------------------------------------------------------------------
+
+
+async def test_the_operators_environment_wins_over_berdls_defaults(
+    make_spawner: Callable[..., BERDLSpawner],
+) -> None:
+    chosen = {
+        "HOME": "/srv/home",
+        "JUPYTER_CONFIG_DIR": "/etc/jupyter",
+        "JUPYTER_DATA_DIR": "/srv/data",
+        "JUPYTER_RUNTIME_DIR": "/run/jupyter",
+        "SPARK_DRIVER_HOST": "driver.example.org",
+    }
+    env = env_of(container(await pod_dict(make_spawner(environment=chosen))))
+    assert {name: env[name] for name in chosen} == chosen
+    defaults = env_of(container(await pod_dict(make_spawner())))
+    assert defaults["HOME"] == "/home/alice"
+    assert defaults["SPARK_DRIVER_HOST"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+
+
+async def test_uid_none_uses_the_images_user_and_forces_no_owner(
+    make_spawner: Callable[..., BERDLSpawner],
+) -> None:
+    spawner = make_spawner(
+        uid=None, gid=None, home_volume_type="pvc", home_claim_name="homes", home_sub_path="{username}"
+    )
+    pod = await pod_dict(spawner)
+    notebook = container(pod)
+    assert "runAsUser" not in notebook["securityContext"]
+    assert "runAsNonRoot" not in notebook["securityContext"]  # the image's user may be anyone
+    init = container(pod, manifest.INIT_CONTAINER_NAME, "initContainers")
+    assert "runAsUser" not in init["securityContext"]
+    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    env = env_of(init)
+    assert "BERDL_UID" not in env  # berdl-init takes the home's owner
+    assert "BERDL_GID" not in env
+
+
+async def test_uid_none_with_a_home_made_by_root_is_refused_naming_uid(
+    make_spawner: Callable[..., BERDLSpawner],
+) -> None:
+    with pytest.raises(ValueError, match=r"^uid None"):
+        await pod_dict(make_spawner(uid=None))  # hostPath DirectoryOrCreate: berdl-init starts as root
+
+
+async def test_reserved_names_are_refused_not_dropped(make_spawner: Callable[..., BERDLSpawner]) -> None:
+    init = {"name": manifest.INIT_CONTAINER_NAME, "image": "busybox:1"}
+    with pytest.raises(ValueError, match="init_containers: the name 'berdl-init' is BERDL's own"):
+        await pod_dict(make_spawner(init_containers=[init]))
+    volume = {"name": manifest.HOME_VOLUME, "emptyDir": {}}
+    with pytest.raises(ValueError, match=r"volumes: the names \['berdl-home'\] are BERDL's own"):
+        await pod_dict(make_spawner(volumes=[volume]))
+    with pytest.raises(ValueError, match="berdl-init-tmp"):
+        await pod_dict(make_spawner(volumes={"scratch": {"name": manifest.INIT_TMP_VOLUME, "emptyDir": {}}}))
+
+
+async def test_image_is_required(make_spawner: Callable[..., BERDLSpawner]) -> None:
+    spawner = make_spawner(image="")
+    with pytest.raises(ValueError, match=r"BERDLSpawner\.image is not set"):
+        await pod_dict(spawner)
+    assert spawner.trait_defaults("image") == ""  # not KubeSpawner's generic singleuser image
+
+
+async def test_delete_pvc_is_off_and_deleting_a_user_deletes_no_claim(
+    make_spawner: Callable[..., BERDLSpawner], all_logs: pytest.LogCaptureFixture
+) -> None:
+    spawner = make_spawner(home_volume_type="pvc", home_claim_name="claim-{username}")
+    assert spawner.delete_pvc is False
+    await spawner.delete_forever()  # no Kubernetes API here: a delete would fail
+    assert "Not deleting pvc" in all_logs.text
+
+
+async def test_the_notebook_container_is_protected_and_guaranteed_resources(
+    make_spawner: Callable[..., BERDLSpawner],
+) -> None:
+    notebook = container(await pod_dict(make_spawner()))
+    assert notebook["securityContext"] == {
+        "runAsUser": 1000,
+        "runAsGroup": 100,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsNonRoot": True,
+    }
+    resources = notebook["resources"]
+    assert resources["requests"] == {"cpu": 0.5, "memory": 2 * 2**30}
+    assert resources["limits"] == {"cpu": 4.0, "memory": 16 * 2**30}
+    # The operator's container_security_context wins, key by key; uid 0 is not marked non-root.
+    own = container(
+        await pod_dict(make_spawner(uid=0, container_security_context={"capabilities": {"add": ["CHOWN"]}}))
+    )
+    assert own["securityContext"]["capabilities"] == {"add": ["CHOWN"]}
+    assert "runAsNonRoot" not in own["securityContext"]
+
+
+async def test_image_pull_secrets_and_node_scheduling_are_kubespawners_own(
+    make_spawner: Callable[..., BERDLSpawner],
+) -> None:
+    spawner = make_spawner(
+        image_pull_secrets=["ghcr-pull"],
+        node_selector={"berdl/pool": "notebooks"},
+        tolerations=[{"key": "berdl/notebooks", "operator": "Exists", "effect": "NoSchedule"}],
+    )
+    spec = (await pod_dict(spawner))["spec"]
+    assert spec["imagePullSecrets"] == [{"name": "ghcr-pull"}]
+    assert spec["nodeSelector"] == {"berdl/pool": "notebooks"}
+    assert spec["tolerations"] == [{"key": "berdl/notebooks", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+# --- timeouts and the check at hub load ----------------------------------------------------------------
+
+
+def test_the_defaults_pass_the_check_with_room_for_an_image_pull() -> None:
+    config = Config()
+    config.BERDLSpawner.spark_cluster_manager_url = "http://spark:8000"
+    BERDLSpawner.check_config(config)
+    traits = BERDLSpawner.class_traits()
+    room = traits["start_timeout"].default() - traits["spark_create_timeout"].default()
+    room -= traits["init_time_budget"].default()
+    assert room >= 30
+    assert traits["start_timeout"].default() == 300
+
+
+@pytest.mark.parametrize("section", ["BERDLSpawner", "KubeSpawner", "Spawner"])
+def test_a_start_timeout_too_short_is_refused_naming_the_values(section: str) -> None:
+    config = Config()
+    config[section].start_timeout = 200
+    config.BERDLSpawner.spark_cluster_manager_url = "http://spark:8000"
+    with pytest.raises(SpawnerConfigError) as raised:
+        BERDLSpawner.check_config(config)
+    assert raised.value.problems == [
+        "start_timeout 200 s must be longer than spark_create_timeout 180 s + init_time_budget 60 s = 240 s, "
+        "with room left for an image pull"
+    ]
+
+
+def test_without_spark_only_berdl_init_counts() -> None:
+    config = Config()
+    config.KubeSpawner.start_timeout = 90
+    BERDLSpawner.check_config(config)
+    config.BERDLSpawner.init_time_budget = 120.0
+    with pytest.raises(
+        SpawnerConfigError, match="start_timeout 90 s must be longer than init_time_budget 120 s"
+    ):
+        BERDLSpawner.check_config(config)
+
+
+def test_uid_none_is_refused_at_hub_load_where_berdl_init_runs_as_root() -> None:
+    config = Config()
+    config.KubeSpawner.uid = None
+    with pytest.raises(SpawnerConfigError, match="uid None"):
+        BERDLSpawner.check_config(config)
+    config.BERDLSpawner.home_volume_type = "pvc"
+    BERDLSpawner.check_config(config)  # berdl-init runs as the image's user on a claim
+
+
+async def test_the_start_timeout_default_is_berdls(make_spawner: Callable[..., BERDLSpawner]) -> None:
+    assert make_spawner().start_timeout == 300
