@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from berdl_init.errors import UnsafePathError
-from berdl_init.plan import Change, PlanContext, WriteFile
+from berdl_init.plan import Change, PlanContext, WriteFile, kept_mode
 from berdl_init.state import sha256
 
 CONFLICT_SUFFIX = ".berdl-new"
@@ -36,6 +36,8 @@ def plan_managed_file(
         return [], []
     if current is None or ctx.ledger.files.get(path) == current_hash:
         detail = "new" if current is None else "updated"
+        if current is not None:
+            mode = kept_mode(ctx.home, path, mode)
         return [WriteFile("write", path, detail, data=wanted(), mode=mode, old=current, remember=True)], []
     warning = (
         f"~/{path} has changes of yours and is kept; the current version is in ~/{path}{CONFLICT_SUFFIX}"

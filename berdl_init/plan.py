@@ -6,6 +6,7 @@ same list that a real run applies, so the preview cannot differ from what happen
 
 from __future__ import annotations
 
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,6 +92,12 @@ class WriteFile(Change):
         return "".join(
             line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
         )
+
+
+def kept_mode(home: SafeHome, rel: str, default: int) -> int:
+    """The mode a replaced file keeps: its own (a chmod of the user's, say), or `default` for a new one."""
+    st = home.lstat(rel)
+    return stat.S_IMODE(st.st_mode) if st is not None and stat.S_ISREG(st.st_mode) else default
 
 
 class StepFailed(Exception):

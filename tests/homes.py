@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from berdl_init.cli import main
+from berdl_init.settings import PACKAGED_TEMPLATES
 
 HOME = Path("/home/alice")
 FAVORITES_FILE = HOME / ".jupyter/lab/user-settings/@jlab-enhanced/favorites/favorites.jupyterlab-settings"
@@ -54,3 +56,15 @@ def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
                 digest = os.readlink(path)
             entries[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_mtime_ns, st.st_size, digest)
     return entries
+
+
+def fake_home(fs: Any, env: pytest.MonkeyPatch) -> Path:
+    """HOME on pyfakefs, with the packaged templates, and the settings of a user's run without the venv."""
+    fs.add_real_directory(PACKAGED_TEMPLATES)
+    fs.create_dir(HOME)
+    env.setenv("HOME", str(HOME))
+    env.setenv("BERDL_USER", "alice")
+    env.setenv("BERDL_UID", str(os.getuid()))
+    env.setenv("BERDL_GID", str(os.getgid()))
+    env.setenv("BERDL_STEPS", "dirs,dotfiles,favorites")
+    return HOME

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from berdl_init.settings import PACKAGED_TEMPLATES
-from tests.homes import FAVORITES_FILE, HOME, LEDGER_FILE, berdl_init, snapshot
+from tests.homes import FAVORITES_FILE, LEDGER_FILE, berdl_init, fake_home, snapshot
 
 JUPYTERLAB_FAVORITES = """{
     // Favorites
@@ -46,14 +45,7 @@ JUPYTERLAB_FAVORITES = """{
 
 @pytest.fixture
 def home(fs, clean_env):
-    fs.add_real_directory(PACKAGED_TEMPLATES)
-    fs.create_dir(HOME)
-    clean_env.setenv("HOME", str(HOME))
-    clean_env.setenv("BERDL_USER", "alice")
-    clean_env.setenv("BERDL_UID", str(os.getuid()))
-    clean_env.setenv("BERDL_GID", str(os.getgid()))
-    clean_env.setenv("BERDL_STEPS", "dirs,dotfiles,favorites")
-    return HOME
+    return fake_home(fs, clean_env)
 
 
 def test_empty_home_gets_everything(home: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from berdl_init.errors import UnsafePathError
-from berdl_init.plan import PlanContext, StepPlan, WriteFile
+from berdl_init.plan import PlanContext, StepPlan, WriteFile, kept_mode
 
 SETTINGS_FILE = ".jupyter/lab/user-settings/@jlab-enhanced/favorites/favorites.jupyterlab-settings"
 
@@ -61,7 +61,7 @@ def plan(ctx: PlanContext) -> StepPlan:
                 SETTINGS_FILE,
                 f"add {names}",
                 data=dump_settings(merged),
-                mode=0o644,
+                mode=0o644 if data is None else kept_mode(ctx.home, SETTINGS_FILE, 0o644),
                 old=data,
                 remember=False,
             )
