@@ -65,13 +65,15 @@ class UserBrowser:
         return self.page.url.removeprefix(self.public_url)
 
     # --- the hub -------------------------------------------------------------------------------------
-    def log_in_with_form(self, password: str) -> None:
-        """The hub's own login form (the test authenticator)."""
+    def log_in_on_kbase(self) -> None:
+        """From the hub's control panel, through KBase's login page (the stand-in), back to the panel."""
         self.page.goto(f"{self.public_url}/hub/home")
-        self.page.fill("input[name=username]", self.name)
-        self.page.fill("input[name=password]", password)
-        self.shot("login")
-        self.page.click("#login_submit")
+        self.page.wait_for_url(re.compile(r".*/hub/login\?next=.*"))
+        self.shot("hub-login")
+        self.page.click("a:has-text('KBase')")
+        self.page.wait_for_selector(f"button[value={json.dumps(self.name)}]")
+        self.shot("kbase-login")
+        self.page.click(f"button[value={json.dumps(self.name)}]")
         self.page.wait_for_url(re.compile(r".*/hub/home$"))
 
     def start_server(self) -> None:
@@ -153,17 +155,38 @@ class UserBrowser:
         printed = self.run_in_new_notebook(code) if new else self.run_in_notebook(code)
         return json.loads(printed.strip().splitlines()[-1])
 
+    def save_as(self, name: str) -> None:
+        """Save the open notebook under `name` (JupyterLab asks for a name at the first save)."""
+        self.page.keyboard.press("Control+s")
+        self.page.locator(".jp-Dialog input[type=text], .jp-Dialog input:not([type])").first.fill(name)
+        self.page.locator(".jp-Dialog .jp-mod-accept").click()
+        self.page.locator(f".jp-DirListing-item[title*={json.dumps(name)}]").first.wait_for()
+
+    def set_lab_setting(self, plugin: str, values: dict[str, Any]) -> None:
+        """What the settings editor saves, through the server's settings API; then JupyterLab reloads."""
+        url = f"{self.public_url}/user/{self.name}/lab/api/settings/{plugin}"
+        xsrf = next(c["value"] for c in self.page.context.cookies(url) if c["name"] == "_xsrf")
+        answer = self.page.request.put(
+            url, data=json.dumps({"raw": json.dumps(values)}), headers={"X-XSRFToken": xsrf}
+        )
+        assert answer.ok, f"PUT {url}: {answer.status} {answer.text()[:300]}"
+        self.page.reload()
+        self.wait_for_lab()
+
     def terminal_text(self, command: str) -> str:
-        """Open a terminal from the launcher, type `command`, return what the terminal shows."""
+        """Open a terminal from the launcher, type `command`, return the text the terminal shows.
+
+        The terminal draws on a canvas; its screen-reader mode (a setting) also keeps the text in the page.
+        """
+        self.set_lab_setting("@jupyterlab/terminal-extension:plugin", {"screenReaderMode": True})
         self.open_launcher()
         self.page.click('.jp-LauncherCard[title="Start a new terminal session"]')
-        terminal = self.page.wait_for_selector(".jp-Terminal .xterm-screen")
-        terminal.click()
+        self.page.locator(".jp-Terminal .xterm-screen").click()
         self.page.keyboard.type(command + "\n")
-        self.page.wait_for_timeout(0)
-        rows = self.page.wait_for_selector(".jp-Terminal .xterm-rows")
+        screen = self.page.locator(".jp-Terminal .xterm-accessibility-tree")
+        screen.filter(has_text=command).wait_for()
         self.page.wait_for_function(
-            "(text) => document.querySelector('.jp-Terminal .xterm-rows').innerText.includes(text)",
-            arg=command.split()[-1],
+            "() => document.querySelector('.jp-Terminal .xterm-accessibility-tree').innerText.trim()"
+            ".split('\\n').length >= 3"
         )
-        return rows.inner_text()
+        return screen.inner_text()

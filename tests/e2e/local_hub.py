@@ -42,8 +42,8 @@ def main(work: Path, no_build: bool) -> None:  # fmt: skip
         signal.signal(signum, lambda *_: stopped.set())
     with running_stack(work, users) as stack:
         click.echo(f"\nBERDL is running at {stack.public_url}/\n")
-        for user in users:
-            click.echo(f"  log in as {user.name}: password {user.password}")
+        names = " or ".join(u.name for u in users)
+        click.echo(f"  Open it, press 'Sign in with KBase', and pick {names} on the KBase login stand-in.")
         click.echo(f"\nlogs: {work / 'logs'}\nhomes: {stack.home('alice').parent}\nCtrl-C stops everything.")
         stopped.wait()
         click.echo("stopping: the hub, the proxy, the database, and the pods...", err=True)

@@ -8,7 +8,6 @@ under `work/node/`, so a person can look at both when something fails.
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import shutil
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from tests.e2e.standins import StandIns, standins
 from tests.e2e.users import User
+from tests.hub.hubtest_kbase import kbase_env
 from tests.hub.hubtest_procs import (
     REPO,
     Process,
@@ -51,7 +51,6 @@ users: [{{name: hub, user: {{token: e2e-kube-token}}}}]
 
 # The operator's settings of this hub (BERDL_HUB_EXTRA_CONFIG), as a deployment would set them.
 EXTRA_CONFIG = f"""
-import json, os
 c.BERDLSpawner.namespace = {NAMESPACE!r}
 c.BERDLSpawner.home_host_path = {HOMES!r} + "/{{username}}"
 c.BERDLSpawner.shared_mounts = [
@@ -67,10 +66,7 @@ c.BERDLSpawner.init_favorites = [
 # A cold start on this machine builds the first venv and starts JupyterLab on 2 busy cores.
 c.BERDLSpawner.start_timeout = 600
 c.BERDLSpawner.http_timeout = 300
-exec(os.environ.get("BERDL_E2E_AUTH_CONFIG", ""))
 """
-
-TEST_AUTH_CONFIG = "c.Authenticator.allow_all = True\n"
 
 
 @dataclass
@@ -94,17 +90,6 @@ class Stack:
     def logs(self) -> str:
         """Every log the stack wrote, in one text."""
         return "".join(p.read_text(errors="replace") for p in sorted((self.work / "logs").rglob("*.log")))
-
-
-def _auth(users: Mapping[str, User]) -> tuple[dict[str, str], str]:
-    """The hub's authenticator: the test one of tests/hub (a form with passwords)."""
-    listed = {u.name: {"password": u.password, "kbase_token": u.kbase_token} for u in users.values()}
-    env = {
-        "JUPYTERHUB_AUTHENTICATOR_CLASS": "hubtest_auth.TokenAuthenticator",
-        "PYTHONPATH": str(REPO / "tests" / "hub"),
-        "BERDL_TEST_USERS": json.dumps(listed),
-    }
-    return env, TEST_AUTH_CONFIG
 
 
 def _prepare_node(node_root: Path, wheels: Mapping[str, bytes]) -> None:
@@ -147,11 +132,9 @@ def running_stack(work: Path, users: list[User], *, wheels: Mapping[str, bytes] 
             (work / "kubeconfig").write_text(KUBECONFIG.format(url=services.api_url, namespace=NAMESPACE))
             (work / "extra_config.py").write_text(EXTRA_CONFIG)
             (work / "hub").mkdir()
-            auth_env, auth_config = _auth(by_name)
             env = {
                 **base_env(),
-                **auth_env,
-                "BERDL_E2E_AUTH_CONFIG": auth_config,
+                **kbase_env(services.auth2_url),  # KBase login against the Auth2 stand-in
                 "KUBECONFIG": str(work / "kubeconfig"),
                 "JUPYTERHUB_COOKIE_SECRET": cookie_secret,
                 "JUPYTERHUB_CRYPT_KEY": crypt_key,

@@ -1,5 +1,6 @@
-"""The services that cannot run here, in one event loop on a thread of their own: the Kubernetes API
-(kmock), the node that plays its pods, the Spark Cluster Manager and the governance API.
+"""The services that cannot run here, in one event loop on a thread of their own: KBase Auth2 with its
+login page, the Kubernetes API (kmock), the node that plays its pods, the Spark Cluster Manager and the
+governance API.
 
 The test (or scripts/local-hub) reads their state directly: the clusters the Spark stand-in holds, the
 objects in the API, the node's pods.
@@ -21,7 +22,9 @@ import kmock
 
 from tests.e2e.node import Node
 from tests.e2e.users import User
+from tests.hub.hubtest_kbase import APPROVED_ROLE
 from tests.hub.hubtest_support import NAMESPACE, ApiServer, GovernanceApp, SparkClusterManagerApp, serve
+from tests.standins.kbase_auth2 import KBaseAuth2
 
 T = TypeVar("T")
 # What the spawner reads and writes; kmock answers 404 for a resource it was not told about.
@@ -49,6 +52,8 @@ class LoopThread:
 @dataclass
 class StandIns:
     loop: LoopThread
+    auth2: KBaseAuth2
+    auth2_url: str
     api: ApiServer
     api_url: str
     node: Node
@@ -78,6 +83,7 @@ def _log_to(path: Path, *names: str) -> None:
         logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+        logger.propagate = False  # in the file only, not in pytest's report of every failure
 
 
 @contextlib.contextmanager
@@ -88,10 +94,14 @@ def standins(
     _log_to(log_dir / "standins.log", "berdl.e2e.node", "aiohttp.access", "kmock")
     loop = LoopThread()
     stack = contextlib.AsyncExitStack()
+    auth2 = KBaseAuth2()
+    for user in users:
+        auth2.add_user(user.name, customroles=[APPROVED_ROLE], token=user.kbase_token)
     spark = SparkClusterManagerApp(tokens={u.kbase_token for u in users})
     governance = GovernanceApp(credentials={u.kbase_token: u.minio for u in users})
 
     async def start() -> StandIns:
+        auth2_url = await stack.enter_async_context(serve(auth2.app()))
         api = await stack.enter_async_context(ApiServer())
         server = await stack.enter_async_context(kmock.Server(api))
         for resource in RESOURCES:
@@ -101,7 +111,9 @@ def standins(
         governance_url = await stack.enter_async_context(serve(governance.app()))
         node = Node(api_url, NAMESPACE, host_root=host_root, images=images, log_dir=log_dir / "pods")
         await stack.enter_async_context(node)
-        return StandIns(loop, api, api_url, node, spark, spark_url, governance, governance_url)
+        return StandIns(
+            loop, auth2, auth2_url, api, api_url, node, spark, spark_url, governance, governance_url
+        )
 
     try:
         yield loop.run(start(), timeout=120)

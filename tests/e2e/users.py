@@ -12,8 +12,6 @@ class User:
     kbase_token: str = field(default_factory=lambda: secrets.token_hex(16).upper())
     minio_access_key: str = field(default_factory=lambda: "minio-" + secrets.token_hex(8))
     minio_secret_key: str = field(default_factory=lambda: "minio-secret-" + secrets.token_hex(16))
-    #: For the hub's test authenticator (a form), until KBase login is there.
-    password: str = field(default_factory=lambda: "pw-" + secrets.token_hex(8))
 
     @property
     def minio(self) -> dict[str, str]:
@@ -26,7 +24,7 @@ class User:
 
     @property
     def secrets(self) -> list[str]:
-        return [self.kbase_token, self.minio_access_key, self.minio_secret_key, self.password]
+        return [self.kbase_token, self.minio_access_key, self.minio_secret_key]
 
 
 def make_users(*names: str) -> list[User]:
