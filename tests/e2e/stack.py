@@ -12,7 +12,7 @@ import secrets
 import shutil
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.e2e.standins import StandIns, standins
@@ -78,7 +78,7 @@ class Stack:
     hub: Process
     proxy: Process
     node_root: Path
-    secrets: list[str]
+    secrets: list[str] = field(repr=False)
 
     def home(self, user: str) -> Path:
         return self.node_root / HOMES.lstrip("/") / user

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class User:
     name: str
-    kbase_token: str = field(default_factory=lambda: secrets.token_hex(16).upper())
-    minio_access_key: str = field(default_factory=lambda: "minio-" + secrets.token_hex(8))
-    minio_secret_key: str = field(default_factory=lambda: "minio-secret-" + secrets.token_hex(16))
+    # repr=False: a failing test's report shows the users, never their credentials
+    kbase_token: str = field(default_factory=lambda: secrets.token_hex(16).upper(), repr=False)
+    minio_access_key: str = field(default_factory=lambda: "minio-" + secrets.token_hex(8), repr=False)
+    minio_secret_key: str = field(default_factory=lambda: "minio-secret-" + secrets.token_hex(16), repr=False)
 
     @property
     def minio(self) -> dict[str, str]:
