@@ -4,8 +4,9 @@ Everything comes from the environment (a Kubernetes Secret and the hub Deploymen
 before the hub binds a port: every problem is printed in one message and the hub exits with status 2.
 The checks and the mapping live in `berdl_hub.hub_config`, where they are tested without a hub.
 
-Operator settings beyond these go in a Python file named by BERDL_HUB_EXTRA_CONFIG, run last with the
-same `c` (`c.BERDLSpawner.shared_mounts = [...]`, the authenticator's own settings, profiles, ...).
+Operator settings beyond these: a YAML tree of traitlet values nested by class (BERDL_HUB_CONFIG_TREE,
+merged first), and, for what only code can say, a Python file named by BERDL_HUB_EXTRA_CONFIG, run last
+with the same `c`. Precedence, the later winning: the tree, the environment, the Python file.
 """
 
 import sys
@@ -16,6 +17,7 @@ c = get_config()  # type: ignore[name-defined]  # noqa: F821  (provided by Jupyt
 
 try:
     settings = hub_config.load()
+    hub_config.preflight(settings)
 except hub_config.HubConfigError as error:
     print(f"[berdl-hub] {error}", file=sys.stderr, flush=True)
     sys.exit(2)

@@ -1,4 +1,4 @@
-"""The hub's settings, read from the environment (a Kubernetes Secret) and checked together.
+"""The hub's settings, read from the environment and the mounted Secret's files, and checked together.
 
 `load()` collects every problem before it reports any, so an operator fixes a broken Secret in one round;
 `apply()` turns good settings into JupyterHub configuration. No value of a secret is ever put in a
@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from traitlets.config import Config
+
+from berdl_hub import config_tree, hub_secrets, proxy_watch
+
 DEFAULT_DB_URL = "sqlite:////srv/jupyterhub/data/jupyterhub.sqlite"
 # Set to 1 on a laptop only: allows a database that vanishes with the process and the dummy authenticator.
 DEV_SWITCH = "BERDL_HUB_DEV_MODE"
-SECRET_VARIABLES = ("JUPYTERHUB_COOKIE_SECRET", "JUPYTERHUB_CRYPT_KEY", "CONFIGPROXY_AUTH_TOKEN")
 IDLE_CULLER = "jupyterhub-idle-culler"
 # What jupyterhub-idle-culler needs to find idle servers and stop them, and nothing more
 # (no admin:users: it does not delete users).
@@ -58,6 +61,7 @@ class HubSettings:
     cookie_secret: bytes
     crypt_keys: tuple[bytes, ...]
     db_url: str
+    db_password: str
     proxy_api_url: str
     proxy_auth_token: str
     authenticator_class: str
@@ -66,6 +70,7 @@ class HubSettings:
     hub_connect_url: str
     idle_timeout: int
     extra_config: str
+    config_tree: Config  # BERDL_HUB_CONFIG_TREE, read; empty when unset
 
     def __repr__(self) -> str:  # the secrets stay out of any traceback or debug print
         return f"HubSettings(db_url={self.db_url!r}, proxy_api_url={self.proxy_api_url!r}, ...)"
@@ -155,10 +160,10 @@ def _check_kbase(env: Mapping[str, str], problems: list[str]) -> KBaseLoginSetti
 
 
 def load(environ: Mapping[str, str] | None = None) -> HubSettings:
-    """Read and check every setting; raise HubConfigError listing all problems."""
-    env = os.environ if environ is None else environ
+    """Read and check every setting; raise HubConfigError listing all problems. A secret found as a file
+    in the secrets folder (hub_secrets) wins over its environment variable."""
+    env, problems = hub_secrets.with_secret_files(os.environ if environ is None else environ)
     dev = env.get(DEV_SWITCH, "") == "1"
-    problems: list[str] = []
 
     cookie = env.get("JUPYTERHUB_COOKIE_SECRET", "").strip()
     if not cookie:
@@ -216,12 +221,21 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
     if extra_config and not Path(extra_config).is_file():
         problems.append(f"BERDL_HUB_EXTRA_CONFIG names no file: {extra_config}")
 
+    tree_path = env.get("BERDL_HUB_CONFIG_TREE", "").strip()
+    tree = Config()
+    if tree_path:
+        try:
+            tree = config_tree.read(tree_path)
+        except config_tree.TreeError as error:
+            problems.append(f"BERDL_HUB_CONFIG_TREE: {error}")
+
     if problems:
         raise HubConfigError(problems)
     return HubSettings(
         cookie_secret=bytes.fromhex(cookie),
         crypt_keys=tuple(keys),
         db_url=db_url,
+        db_password=env.get("PGPASSWORD", ""),
         proxy_api_url=proxy_api_url,
         proxy_auth_token=proxy_token,
         authenticator_class=authenticator,
@@ -230,12 +244,32 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
         hub_connect_url=hub_connect_url,
         idle_timeout=idle_timeout,
         extra_config=extra_config,
+        config_tree=tree,
     )
 
 
+def _db_url_with_password(settings: HubSettings) -> str:
+    """The URL the hub connects with: PostgreSQL's password (from its file, else PGPASSWORD) goes in,
+    in memory only. JupyterHub's own schema checks and upgrades (alembic) build their engines from the
+    URL alone, so neither a connection argument nor the environment (kept free of secrets) would reach
+    them; JupyterHub redacts the password wherever it logs the URL."""
+    if not settings.db_password or not settings.db_url.startswith("postgresql"):
+        return settings.db_url
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.db_url).set(password=settings.db_password)
+    return url.render_as_string(hide_password=False)
+
+
 def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = None) -> None:
-    """Configure JupyterHub (`c` is the config object of jupyterhub_config.py)."""
+    """Configure JupyterHub (`c` is the config object of jupyterhub_config.py).
+
+    Precedence, the later winning: the settings tree, then what is set here (from the environment, or
+    fixed), then the operator's Python file (run by jupyterhub_config.py after this). The lists
+    `JupyterHub.services` and `JupyterHub.load_roles` are joined instead: the tree's entries, then these.
+    """
     env = os.environ if environ is None else environ
+    c.merge(settings.config_tree)
 
     # Set explicitly: JupyterHub reads JPY_COOKIE_SECRET, not our name, and without a secret it writes a
     # random cookie_secret file into the pod, which logs everyone out when the pod is replaced.
@@ -250,9 +284,15 @@ def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = Non
         c.KBaseAuthenticator.approved_roles = list(settings.kbase.approved_roles)
         c.KBaseAuthenticator.admin_roles = list(settings.kbase.admin_roles)
 
-    c.JupyterHub.db_url = settings.db_url  # PostgreSQL's password comes from PGPASSWORD, read by libpq
+    c.JupyterHub.db_url = _db_url_with_password(settings)
+    if settings.db_url.startswith("sqlite:"):
+        # As z2jh does: a JupyterHub release with a new schema upgrades the file at start, after copying it
+        # to jupyterhub.sqlite.<timestamp> beside it. PostgreSQL is upgraded on purpose (deploy/README.md).
+        c.JupyterHub.upgrade_db = True
 
-    # The proxy runs in its own pod and keeps routing while the hub restarts.
+    # The proxy runs in its own pod and keeps routing while the hub restarts; BERDLProxy waits for one
+    # that is not up yet.
+    c.JupyterHub.proxy_class = "berdl_hub.proxy.BERDLProxy"
     c.ConfigurableHTTPProxy.should_start = False
     c.ConfigurableHTTPProxy.api_url = settings.proxy_api_url
     c.ConfigurableHTTPProxy.auth_token = settings.proxy_auth_token
@@ -274,9 +314,11 @@ def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = Non
         if env.get(variable):
             setattr(c.BERDLSpawner, trait, env[variable])
 
+    # Plain lists, added to what the settings tree set: the operator's extra config can .append() its own.
+    services: list[dict[str, Any]] = []
+    roles: list[dict[str, Any]] = []
     if settings.idle_timeout > 0:
-        # Plain lists, set first: the operator's extra config can .append() its own.
-        c.JupyterHub.services = [
+        services.append(
             {
                 "name": IDLE_CULLER,
                 "command": [
@@ -286,17 +328,79 @@ def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = Non
                     f"--timeout={settings.idle_timeout}",
                     f"--cull-every={max(60, min(600, settings.idle_timeout // 4))}",
                 ],
-            },
-        ]
-        c.JupyterHub.load_roles = [
-            {"name": IDLE_CULLER, "scopes": list(IDLE_CULLER_SCOPES), "services": [IDLE_CULLER]},
-        ]
+            }
+        )
+        roles.append({"name": IDLE_CULLER, "scopes": list(IDLE_CULLER_SCOPES), "services": [IDLE_CULLER]})
+    # A restarted proxy gets its routes back within seconds, not at the next last_activity_interval.
+    services.append(
+        {"name": proxy_watch.SERVICE_NAME, "command": [sys.executable, "-m", proxy_watch.__name__]}
+    )
+    roles.append(
+        {
+            "name": proxy_watch.SERVICE_NAME,
+            "scopes": list(proxy_watch.SCOPES),
+            "services": [proxy_watch.SERVICE_NAME],
+        }
+    )
+    c.JupyterHub.services = [*c.JupyterHub.get("services", []), *services]
+    c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *roles]
+
+
+def preflight(settings: HubSettings) -> None:
+    """Checks that load() leaves out because they import plugins or reach the network: that the
+    authenticator resolves as JupyterHub would resolve it, and that PostgreSQL accepts a connection.
+    Raises HubConfigError with the real cause, which JupyterHub's own messages leave out."""
+    problems = [
+        problem
+        for problem in (
+            _authenticator_problem(settings.authenticator_class),
+            _database_problem(settings.db_url),
+        )
+        if problem
+    ]
+    if problems:
+        raise HubConfigError(problems)
+
+
+def _authenticator_problem(name: str) -> str | None:
+    from jupyterhub.app import JupyterHub
+    from traitlets import TraitError
+
+    trait = JupyterHub.class_traits()["authenticator_class"]
+    try:
+        trait.validate(None, name)
+    except TraitError:
+        installed = ", ".join(sorted(trait.load_entry_points()))
+        return (
+            f"JUPYTERHUB_AUTHENTICATOR_CLASS {name!r} is not an installed authenticator: "
+            f"use an entry point name ({installed}) or the class path of an Authenticator"
+        )
+    return None
+
+
+def _database_problem(db_url: str) -> str | None:
+    """PostgreSQL's own reason for refusing a connection (wrong password, no SSL...), on one line."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import DBAPIError
+
+    if not db_url.startswith("postgresql"):
+        return None
+    engine = create_engine(db_url, connect_args={"connect_timeout": 10})
+    try:
+        with engine.connect():
+            return None
+    except DBAPIError as error:
+        cause = "; ".join(line.strip() for line in str(error.orig).splitlines() if line.strip())
+        return f"JUPYTERHUB_DB_URL: PostgreSQL refused the connection: {cause}"
+    finally:
+        engine.dispose()
 
 
 def forget_secrets(environ: Any = None) -> None:
-    """Drop the hub's secrets from its own environment once configured, so no process the hub starts
-    (services, spawners that copy the environment) can inherit them. PGPASSWORD stays: libpq reads it
-    at every new database connection."""
+    """Drop the hub's secrets from `os.environ` once configured (local runs, where they come from the
+    environment), so no process the hub starts inherits them. The database password is in the hub's
+    database URL by then. `/proc/<hub>/environ` still shows the environment the hub started with: in
+    Kubernetes the secrets are files (hub_secrets), never in it."""
     env = os.environ if environ is None else environ
-    for name in SECRET_VARIABLES:
+    for name in hub_secrets.SECRET_NAMES:
         env.pop(name, None)

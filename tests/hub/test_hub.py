@@ -101,6 +101,7 @@ class HubStack:
         hub = start("jupyterhub", cmd, self.env, log, cwd=self.tmp / "hub-cwd")
         self.hubs.append(hub)
         wait_for(f"http://127.0.0.1:{self.hub_port}/hub/health", 60, hub)
+        wait_for_log(hub, "JupyterHub is now running")  # from then on, SIGTERM stops it cleanly
         return hub
 
     def stop_hub(self) -> None:

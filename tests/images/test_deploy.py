@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 import yaml
+from berdl_hub.hub_secrets import DEFAULT_SECRETS_DIR
 
 from tests.conftest import require_tool
+from tests.deploy.kustomize import hub_settings
 from tests.images.podman import REPO
 
 DEPLOY = REPO / "deploy"
@@ -50,7 +52,7 @@ def kubernetes_validate() -> str:
 @pytest.mark.parametrize("version", bundled_versions())
 def test_every_manifest_passes_strict_validation(version: str) -> None:
     paths = manifests()
-    assert len(paths) >= 12
+    assert len(paths) >= 11
     result = subprocess.run(
         [kubernetes_validate(), "--strict", "--kubernetes-version", version, *map(str, paths)],
         capture_output=True,
@@ -90,7 +92,11 @@ def test_hub_is_one_replica_replaced_with_recreate_on_its_database_volume() -> N
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert "/srv/jupyterhub/data" in mounts  # where DEFAULT_DB_URL puts the SQLite file
     sources = {next(iter(s)): next(iter(s.values()))["name"] for s in container["envFrom"]}
-    assert sources == {"configMapRef": "berdl-hub-settings", "secretRef": "berdl-hub-secrets"}
+    assert sources == {"configMapRef": "berdl-hub-settings"}  # the secrets are files, not variables
+    secrets = [
+        v["name"] for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "berdl-hub-secrets"
+    ]
+    assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]}[secrets[0]] == DEFAULT_SECRETS_DIR
 
 
 def test_proxy_runs_apart_with_its_own_resources_and_the_shared_token() -> None:
@@ -104,7 +110,7 @@ def test_proxy_runs_apart_with_its_own_resources_and_the_shared_token() -> None:
         "name": "berdl-hub-secrets",
         "key": "CONFIGPROXY_AUTH_TOKEN",
     }
-    settings = load("hub-settings.yaml")["data"]
+    settings = hub_settings()
     assert settings["CONFIGPROXY_API_URL"] == "http://proxy-api:8001"
     assert "--api-port=8001" in container["command"]
 
@@ -150,7 +156,7 @@ def test_the_example_secret_names_the_keys_and_holds_no_value() -> None:
 def test_hub_settings_are_variables_the_hub_reads() -> None:
     """A typo in the ConfigMap would be silently ignored: every key must be read by the hub config."""
     source = (REPO / "hub" / "berdl_hub" / "hub_config.py").read_text()
-    settings = load("hub-settings.yaml")["data"]
+    settings = hub_settings()
     assert [key for key in settings if f'"{key}"' not in source] == []
     # KBase login, whose Auth2 service (ci, appdev or production) the operator names: the hub refuses to
     # start until then.

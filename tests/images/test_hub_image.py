@@ -5,6 +5,7 @@ configurable-http-proxy that runs apart (the real one, from npm)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import subprocess
@@ -94,10 +95,18 @@ def test_the_hub_runs_as_deployed_with_a_separate_proxy(
     data = tmp_path / "data"
     data.mkdir()
     data.chmod(0o777)  # fsGroup makes the claim writable in a cluster
-    env = {
+    hub_secrets = {
         "JUPYTERHUB_COOKIE_SECRET": secrets.token_hex(32),
         "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
         "CONFIGPROXY_AUTH_TOKEN": token,
+    }
+    secret_files = tmp_path / "hub-secrets"  # the Secret's volume: root's files, group fsGroup, 0440
+    secret_files.mkdir()
+    for name, value in hub_secrets.items():
+        (secret_files / name).write_text(value)
+        os.chown(secret_files / name, 0, 1000)
+        (secret_files / name).chmod(0o440)
+    env = {
         "CONFIGPROXY_API_URL": f"http://127.0.0.1:{api}",
         "BERDL_HUB_BIND_URL": f"http://127.0.0.1:{hub_port}",
         # The only authenticator installed in the image that needs no outside service; dev mode allows it.
@@ -111,6 +120,7 @@ def test_the_hub_runs_as_deployed_with_a_separate_proxy(
         "run", "--detach", "--name", CONTAINER, "--network", "host",
         "--user", "1000:1000", "--read-only", "--tmpfs", "/tmp",
         "--volume", f"{data}:/srv/jupyterhub/data",
+        "--volume", f"{secret_files}:/etc/berdl/hub-secrets:ro",
         *[f"--env={name}={value}" for name, value in env.items()],
         HUB_IMAGE,
     )  # fmt: skip
@@ -123,8 +133,11 @@ def test_the_hub_runs_as_deployed_with_a_separate_proxy(
         assert "JupyterHub is now running" in logs.stderr
         assert "BERDLSpawner" in hub_image("exec", CONTAINER, "python3", "-c", _SPAWNER_CLASS).stdout
         assert (data / "jupyterhub.sqlite").stat().st_size > 0  # the database is on the volume
-        for value in (env["JUPYTERHUB_COOKIE_SECRET"], env["JUPYTERHUB_CRYPT_KEY"], token):
+        environments = hub_image("exec", CONTAINER, "python3", "-c", _EVERY_ENVIRONMENT).stdout
+        assert "BERDL_HUB_BIND_URL=" in environments  # the hub's, and the idle culler's
+        for value in hub_secrets.values():
             assert value not in logs.stdout + logs.stderr
+            assert value not in environments  # the secrets came from the files
     finally:
         hub_image("rm", "--force", "--ignore", CONTAINER)
 
@@ -133,4 +146,9 @@ def test_the_hub_runs_as_deployed_with_a_separate_proxy(
 _SPAWNER_CLASS = (
     "from importlib.metadata import entry_points; "
     "print(entry_points(group='jupyterhub.spawners')['berdl'].load().__name__)"
+)
+
+# Every process environment in the container, as /proc shows it to a process of the same user.
+_EVERY_ENVIRONMENT = (
+    "import glob; print(''.join(open(p, errors='replace').read() for p in glob.glob('/proc/[0-9]*/environ')))"
 )

@@ -1,0 +1,185 @@
+"""The NetworkPolicies of deploy/, as rendered, select the pods the manifests and BERDLSpawner really
+create, allow every path BERDL needs, and refuse the rest: the cloud metadata address, the hub's
+database, private ranges nobody listed, other users' servers."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tests.deploy.netpol import Peer, allowed, pod, selecting
+from tests.deploy.rendered import named, overlay, render
+from tests.images.manifests import spawner_pod
+
+UDP = "UDP"
+
+
+@pytest.fixture(scope="module", params=["berdl", "research-hub"], ids=["deploy", "overlay"])
+def namespace(request: pytest.FixtureRequest) -> str:
+    """deploy/ itself, and an overlay that moves it to another namespace."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def objects(namespace: str, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return render() if namespace == "berdl" else render(overlay(tmp_path_factory.mktemp("netpol"), namespace))
+
+
+@pytest.fixture(scope="module")
+def policies(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    assert {p["metadata"]["name"] for p in found} == {"hub", "proxy-api", "singleuser", "singleuser-services"}
+    return found
+
+
+@pytest.fixture(scope="module")
+def pods(objects: list[dict[str, Any]], namespace: str) -> dict[str, Peer]:
+    """Every pod of a running deployment: the hub and the proxy as their Deployments make them, user
+    pods as BERDLSpawner builds them, Spark pods with the labels the Spark Cluster Manager's templates
+    (kbase/cdm-kube-spark-manager, src/templates) give them, and the pods around them."""
+
+    def template(name: str) -> dict[str, Any]:
+        return named(objects, "Deployment", name)["spec"]["template"]
+
+    def spark(component: str, ip: str) -> Peer:
+        labels = {
+            "app": "spark",
+            "component": component,
+            "user": "alice",
+            "cluster-id": "spark-alice-1a2b3c4d",
+        }
+        return Peer(f"spark-{component}", ip, labels, namespace)
+
+    return {
+        "hub": pod("hub", "10.1.0.2", template("hub"), namespace),
+        "proxy": pod("proxy", "10.1.0.3", template("proxy"), namespace),
+        "alice": pod("alice", "10.1.0.10", spawner_pod("alice"), namespace),
+        "alice-named": pod(
+            "alice-named",
+            "10.1.0.11",
+            spawner_pod("alice", orm_spawner=SimpleNamespace(name="big", server=None)),
+            namespace,
+        ),
+        "bob": pod("bob", "10.1.0.12", spawner_pod("bob"), namespace),
+        "spark-master": spark("master", "10.1.0.20"),
+        "spark-worker": spark("worker", "10.1.0.21"),
+        "kube-dns": Peer("kube-dns", "10.2.0.10", {"k8s-app": "kube-dns"}, "kube-system", {"dns": 53}),
+        # The hub's PostgreSQL, run in the same namespace, and a stranger pod there.
+        "hub-db": Peer("hub-db", "10.1.0.30", {"app": "postgres"}, namespace, {"postgres": 5432}),
+        "other": Peer("other", "10.1.0.31", {"app": "something-else"}, namespace),
+        # An operator's service opened to notebooks by label, and an unlabeled neighbour of it.
+        "minio": Peer(
+            "minio", "10.3.0.5", {"app": "minio", "berdl.kbase.us/notebook-access": "true"}, "minio"
+        ),
+        "minio-console": Peer("minio-console", "10.3.0.6", {"app": "minio-console"}, "minio"),
+    }
+
+
+METADATA = Peer("cloud metadata", "169.254.169.254")
+PYPI = Peer("a package index", "151.101.0.223")
+KBASE = Peer("KBase", "128.3.56.133")
+DB_OUTSIDE = Peer("the hub's database outside the cluster", "10.20.0.5")
+KUBE_API = Peer("the Kubernetes API", "10.96.0.1")
+PRIVATE = [Peer("unlisted", ip) for ip in ("10.0.0.1", "172.16.5.5", "192.168.1.1", "100.64.0.7")]
+
+
+def test_each_policy_selects_exactly_the_pods_it_is_for(
+    policies: list[dict[str, Any]], pods: dict[str, Peer]
+) -> None:
+    assert selecting(policies, pods["hub"]) == ["hub"]
+    assert selecting(policies, pods["proxy"]) == ["proxy-api"]
+    for user_pod in ("alice", "alice-named", "bob"):
+        assert sorted(selecting(policies, pods[user_pod])) == ["singleuser", "singleuser-services"]
+    for other in ("spark-master", "spark-worker", "hub-db", "other"):
+        assert selecting(policies, pods[other]) == []
+
+
+def test_the_spawners_pod_has_the_ports_the_policies_name(pods: dict[str, Peer]) -> None:
+    assert pods["alice"].ports == {"notebook-port": 8888}
+    assert pods["hub"].ports == {"hub": 8081}
+    assert pods["proxy"].ports == {"http": 8000, "api": 8001}
+
+
+@pytest.mark.parametrize(
+    ("source", "destination", "port", "protocol"),
+    [
+        ("proxy", "alice", 8888, "TCP"),  # users reach their servers through the proxy
+        ("proxy", "alice-named", 8888, "TCP"),
+        ("hub", "alice", 8888, "TCP"),  # the hub checks that a server is up
+        ("alice", "hub", 8081, "TCP"),  # JUPYTERHUB_API_URL
+        ("proxy", "hub", 8081, "TCP"),  # the proxy's default target
+        ("hub", "proxy", 8001, "TCP"),  # routes
+        ("alice", "kube-dns", 53, UDP),
+        ("alice", "kube-dns", 53, "TCP"),
+        ("proxy", "kube-dns", 53, UDP),
+        ("alice", "spark-master", 7077, "TCP"),  # SPARK_MASTER_URL
+        ("alice", "spark-worker", 38211, "TCP"),  # the driver talks to its executors
+        ("spark-master", "alice", 41234, "TCP"),  # the master and executors reach the driver's ports
+        ("spark-worker", "alice", 41234, "TCP"),
+        ("spark-worker", "alice", 45678, "TCP"),  # the block manager, another random port
+        ("alice", "minio", 9000, "TCP"),  # an operator's service, opened by label
+        ("hub", "hub-db", 5432, "TCP"),
+        ("hub", "minio", 9000, "TCP"),
+    ],
+)
+def test_the_paths_berdl_needs_are_open(
+    policies: list[dict[str, Any]],
+    pods: dict[str, Peer],
+    source: str,
+    destination: str,
+    port: int,
+    protocol: str,
+) -> None:
+    assert allowed(policies, pods[source], pods[destination], port, protocol)
+
+
+def test_users_reach_the_public_internet_and_everyone_reaches_the_proxy(
+    policies: list[dict[str, Any]], pods: dict[str, Peer]
+) -> None:
+    for address in (PYPI, KBASE):
+        assert allowed(policies, pods["alice"], address, 443)
+    assert allowed(policies, PYPI, pods["proxy"], 8000)  # users arrive from anywhere
+    for address in (PYPI, KBASE, DB_OUTSIDE, KUBE_API):
+        assert allowed(policies, pods["hub"], address, 443)  # Kubernetes API, KBase, the database
+
+
+@pytest.mark.parametrize("source", ["alice", "alice-named", "hub", "proxy"])
+def test_nobody_reaches_the_cloud_metadata_address(
+    policies: list[dict[str, Any]], pods: dict[str, Peer], source: str
+) -> None:
+    for port, protocol in ((80, "TCP"), (443, "TCP"), (53, UDP), (53, "TCP")):
+        assert not allowed(policies, pods[source], METADATA, port, protocol)
+
+
+@pytest.mark.parametrize(
+    ("source", "destination", "port"),
+    [
+        ("alice", "hub-db", 5432),  # the hub's database
+        ("alice", "bob", 8888),  # another user's server
+        ("alice", "proxy", 8001),  # the proxy's API
+        ("alice", "hub", 8888),  # the hub, on anything but its API port
+        ("alice", "other", 8080),  # in-cluster services nobody opened
+        ("alice", "minio-console", 9001),  # the unlabeled neighbour of an opened service
+        ("alice", "kube-dns", 8080),  # the DNS pods, on anything but DNS
+        ("other", "hub", 8081),  # the hub is for the proxy and the user pods
+        ("spark-worker", "hub", 8081),
+        ("other", "alice", 8888),
+        ("other", "proxy", 8001),
+        ("proxy", "hub-db", 5432),  # the proxy reaches only the hub, the servers and DNS
+    ],
+)
+def test_other_paths_between_pods_are_closed(
+    policies: list[dict[str, Any]], pods: dict[str, Peer], source: str, destination: str, port: int
+) -> None:
+    assert not allowed(policies, pods[source], pods[destination], port)
+
+
+def test_user_pods_reach_no_private_address_nobody_listed(
+    policies: list[dict[str, Any]], pods: dict[str, Peer]
+) -> None:
+    for address in (DB_OUTSIDE, KUBE_API, *PRIVATE):
+        for port in (443, 5432, 6443):
+            assert not allowed(policies, pods["alice"], address, port), address
+    assert not allowed(policies, pods["proxy"], PYPI, 443)

@@ -1,0 +1,44 @@
+"""A user's server for the hub tests: the smallest HTTP server JupyterHub can spawn and route to.
+
+Run by SimpleLocalProcessSpawner as `python -m hubtest_userserver` (SPAWNER_CONFIG, for the tests'
+extra config); it listens where the hub says (JUPYTERHUB_SERVICE_URL) and answers every GET with the
+user's name, and $BERDL_GREETING when the spawner sets it, so a test can tell through the proxy whether
+the user's route is there and what the spawner's settings were.
+"""
+
+from __future__ import annotations
+
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+# For the tests' extra config (after test_hub.EXTRA_CONFIG, which defines `name`, the test service):
+# this server as the user's, and a role that lets the test service create users and start servers.
+SPAWNER_CONFIG = """
+import sys
+c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+c.Spawner.cmd = [sys.executable, "-m", "hubtest_userserver"]
+c.SimpleLocalProcessSpawner.home_dir_template = {homes!r} + "/{{username}}"
+spawn_scopes = ["servers", "admin:users"]
+c.JupyterHub.load_roles.append({{"name": "berdl-test-spawn", "scopes": spawn_scopes, "services": [name]}})
+"""
+
+
+class Answer(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        greeting = os.environ.get("BERDL_GREETING")
+        text = f"server of {os.environ['JUPYTERHUB_USER']}\n" + (f"{greeting}\n" if greeting else "")
+        body = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet: the hub's log is the one read
+        pass
+
+
+if __name__ == "__main__":
+    where = urlsplit(os.environ["JUPYTERHUB_SERVICE_URL"])
+    ThreadingHTTPServer((where.hostname or "127.0.0.1", where.port or 80), Answer).serve_forever()
