@@ -31,6 +31,8 @@ class PlanContext:
 class ApplyContext:
     home: SafeHome
     ledger: Ledger
+    #: What a change found while it was applied and the report must say (the step's name is added).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,8 @@ def apply_plan(plans: list[StepPlan], ctx: ApplyContext) -> list[StepOutcome]:
                     error = f"{change.action} ~/{change.path}: {_reason(failure)}"
                     break
                 applied.append(change)
+        plan.warnings.extend(ctx.warnings)
+        ctx.warnings.clear()
         seconds = plan.seconds + time.perf_counter() - started
         outcomes.append(_outcome(plan, applied, error, seconds))
     return outcomes

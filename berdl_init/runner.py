@@ -16,11 +16,11 @@ import stat
 import time
 
 from berdl_init import privileges
-from berdl_init.errors import HomeError
+from berdl_init.errors import HomeError, SettingsError
 from berdl_init.plan import ApplyContext, Change, PlanContext, apply_plan, make_plan, preview_plan
 from berdl_init.report import Report, ReportedChange
 from berdl_init.safefs import SafeHome
-from berdl_init.settings import Settings
+from berdl_init.settings import Settings, unknown_variables
 from berdl_init.state import LOCK, STATE_DIR, Ledger, home_lock, load_ledger, save_ledger
 from berdl_init.steps import PLANNERS
 from berdl_init.steps.dotfiles import render_all
@@ -31,26 +31,47 @@ STATELESS = (
     "dotfile counts as the user's"
 )
 
+#: Who a dry run as root becomes when no owner is known: it only reads, and never as root, since the venv
+#: step runs the venv's own python, which the user controls.
+NOBODY = 65534
+
+UNKNOWN_OWNER = (
+    "BERDL_UID and BERDL_GID are not set and the home names no user (missing or owned by root), so the "
+    "owner of what would be created is unknown; a real run as root refuses to start. This dry run looks at "
+    f"the home as uid {NOBODY}"
+)
+
 #: How long a run waits for another run on the same home (two named servers starting together).
 LOCK_TIMEOUT = 120.0
 
 
-def run(settings: Settings, *, dry_run: bool, lock_timeout: float = LOCK_TIMEOUT) -> Report:
+def run(settings: Settings, *, dry_run: bool, lock_timeout: float | None = None) -> Report:
     started = time.perf_counter()
+    if lock_timeout is None:  # another run may be restoring a venv's packages meanwhile
+        lock_timeout = LOCK_TIMEOUT + (settings.venv_restore_timeout if settings.venv_restore else 0)
     report = Report(home=str(settings.home), dry_run=dry_run)
+    report.warnings.extend(unknown_variables(os.environ))
     home_stat = _home_stat(settings)
+    owner = None
+    if privileges.is_root():
+        try:
+            owner = privileges.home_owner(settings, home_stat)
+        except SettingsError:
+            if not dry_run:
+                raise
+            report.warnings.append(UNKNOWN_OWNER)
 
     templates_checked = False
-    fix = _home_fix(settings, home_stat)
+    fix = _home_fix(home_stat, owner)
     if fix is not None:
         report.changes.append(ReportedChange("home", fix))
         if not dry_run:
             _check_templates(settings)
             templates_checked = True
-            _fix_home_folder(settings, home_stat)
+            _fix_home_folder(settings, owner)
             home_stat = _home_stat(settings)
     if privileges.is_root():
-        privileges.drop_privileges(*privileges.home_owner(settings, home_stat))
+        privileges.drop_privileges(*(owner or (NOBODY, NOBODY)))
 
     with _open_home(settings, home_stat, dry_run) as home:
         if not dry_run and not templates_checked and not _exists(home, LOCK):
@@ -120,25 +141,27 @@ def _home_stat(settings: Settings) -> os.stat_result | None:
     return st
 
 
-def _home_fix(settings: Settings, home_stat: os.stat_result | None) -> Change | None:
-    """What must happen to the home folder itself before the steps can run, if anything.
+def _home_fix(home_stat: os.stat_result | None, owner: tuple[int, int] | None) -> Change | None:
+    """What must happen to the home folder itself before the steps can run, if anything; `owner` is who
+    it must belong to as root (None: unknown, in a dry run).
 
     Reported like a step's change, but made by _fix_home_folder before the steps plan.
     """
     if home_stat is None:
         return Change("mkdir", ".", "the home")
-    if privileges.is_root():
-        uid, gid = privileges.home_owner(settings, home_stat)
-        if (home_stat.st_uid, home_stat.st_gid) != (uid, gid):
-            return Change(
-                "chown", ".", f"{home_stat.st_uid}:{home_stat.st_gid} -> {uid}:{gid}, this folder only"
-            )
+    if not privileges.is_root():
+        return None
+    now = f"{home_stat.st_uid}:{home_stat.st_gid}"
+    if owner is None:
+        return Change("chown", ".", f"{now} -> BERDL_UID:BERDL_GID (not set), this folder only")
+    if (home_stat.st_uid, home_stat.st_gid) != owner:
+        return Change("chown", ".", f"{now} -> {owner[0]}:{owner[1]}, this folder only")
     return None
 
 
-def _fix_home_folder(settings: Settings, home_stat: os.stat_result | None) -> None:
-    if privileges.is_root():
-        privileges.fix_home(settings.home, *privileges.home_owner(settings, home_stat))
+def _fix_home_folder(settings: Settings, owner: tuple[int, int] | None) -> None:
+    if owner is not None:  # running as root
+        privileges.fix_home(settings.home, *owner)
         return
     try:
         os.mkdir(settings.home, 0o755)

@@ -125,6 +125,16 @@ class SafeHome:
         finally:
             os.close(fd)
 
+    def listdir(self, rel: str) -> list[str]:
+        """The names in the folder `rel` ("." for the home itself); empty when it does not exist."""
+        try:
+            fd = self.fd if rel == "." else self._walk(split(rel), create=False, mode=0o755)
+        except FileNotFoundError:
+            return []
+        if fd is None:
+            return []
+        return os.listdir(fd)
+
     # -- changing --------------------------------------------------------------------------------
 
     def makedirs(self, rel: str, mode: int = 0o755) -> None:
@@ -208,6 +218,17 @@ class SafeHome:
         dst_fd, dst_name = self._locate(dst, create=True)
         os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
         self._forget_folders()
+
+    def unlink(self, rel: str) -> None:
+        """Remove the file (or symlink) `rel` itself, if it exists."""
+        dir_fd, name = self._locate(rel, create=False)
+        if dir_fd is None:
+            return
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return
+        os.fsync(dir_fd)
 
     def remove_tree(self, rel: str) -> None:
         """Remove the folder `rel` and everything in it, if it exists (symlinks inside are not followed)."""

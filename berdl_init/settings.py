@@ -7,10 +7,12 @@ whose one line names the setting, the value and what is expected.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -36,6 +38,20 @@ RESERVED_TEMPLATE_VARS = frozenset({"user", "home", "venv_dir", "venv_python"})
 
 #: Settings whose values may hold secrets: their values are never echoed in an error.
 _REDACTED = frozenset({"template_vars"})
+
+#: BERDL_ variables that other parts of the project read (the hub, its deployment, the image builds and
+#: the tests): a pod's environment may hold them, and they are not misspelt berdl-init settings.
+OTHER_PARTS_PREFIXES = ("BERDL_HUB_", "BERDL_TEST_")
+OTHER_PARTS_NAMES = frozenset(
+    {
+        "BERDL_IDLE_TIMEOUT",
+        "BERDL_NOTEBOOK_IMAGE",
+        "BERDL_INIT_IMAGE",
+        "BERDL_DEBIAN_MIRROR",
+        "BERDL_WORK_DIR",
+        "BERDL_PODMAN_DIR",
+    }
+)
 
 
 def _default_home() -> Path:
@@ -95,6 +111,10 @@ class Settings(BaseSettings):
     venv_dir: Path | None = None
     venv_python: Path = Field(default_factory=base_interpreter)
     venv_system_site_packages: bool = True
+    #: After a rebuild on a new Python, install again what the user had installed in the old venv.
+    venv_restore: bool = True
+    #: How long that may take, in seconds: it runs inside the pod's start.
+    venv_restore_timeout: float = Field(default=120.0, gt=0, le=3600)
     favorites: list[Favorite] | None = None
     favorites_root: str = "/"
 
@@ -199,6 +219,22 @@ def _check_interpreter(python: Path) -> None:
         raise ValueError(f"{prefix}: no such executable file")
     if (python.parent.parent / "pyvenv.cfg").exists():
         raise ValueError(f"{prefix}: is a virtualenv's python; a base interpreter is expected")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each BERDL_ variable that is no setting of berdl-init nor another part's: a typo
+    (BERDL_VENV_PYHTON) would otherwise be ignored without a word. Named with the closest setting."""
+    known = sorted(f"BERDL_{name.upper()}" for name in Settings.model_fields)
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith("BERDL_") or name in known or name in OTHER_PARTS_NAMES:
+            continue
+        if name.startswith(OTHER_PARTS_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{name} is not a berdl-init setting and is ignored{hint}")
+    return warnings
 
 
 def load_settings(overrides: dict[str, Any], config_file: Path | None = None) -> Settings:

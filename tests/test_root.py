@@ -247,3 +247,30 @@ def test_BERDL_UID_without_BERDL_GID_never_takes_root_s_group(user_python: Path,
     assert "BERDL_GID" in out["error"]
     assert "BERDL_GID" in run.stderr
     assert listing(base) == before
+
+
+@pytest.mark.parametrize("state", ["missing", "root-owned"])
+def test_a_dry_run_as_root_without_BERDL_UID_shows_the_plan_and_warns(
+    user_python: Path, base: Path, state: str
+) -> None:
+    home = base / USER
+    if state == "root-owned":
+        home.mkdir()
+        home.chmod(0o755)
+    before = listing(base)
+
+    out, _ = berdl(user_python, home, "--skip", "venv", "--dry-run")
+
+    assert out["ok"] is True
+    paths = [change["path"] for change in out["changes"]]
+    assert {".", ".jupyter/runtime", ".bashrc"} <= set(paths)
+    home_fix = out["changes"][0]
+    if state == "missing":
+        assert (home_fix["action"], home_fix["path"]) == ("mkdir", ".")
+    else:
+        assert (home_fix["action"], home_fix["detail"]) == (
+            "chown",
+            "0:0 -> BERDL_UID:BERDL_GID (not set), this folder only",
+        )
+    assert any("owner of what would be created is unknown" in warning for warning in out["warnings"])
+    assert listing(base) == before

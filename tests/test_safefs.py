@@ -151,3 +151,34 @@ def test_opening_a_home_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(UnsafePathError, match="is a symlink or not a folder"):
         SafeHome.open(tmp_path / "link")
+
+
+def test_unlink_removes_a_file_and_a_symlink_itself_and_nothing_through_a_symlinked_folder(
+    home: SafeHome,
+) -> None:
+    home.write("venv/marker", b"x")
+    os.symlink("/outside/secret", "/home/alice/venv/link")
+    os.symlink("/outside/dir", "/home/alice/aside")
+    Path("/outside/dir/marker").write_text("outside")
+
+    home.unlink("venv/marker")
+    home.unlink("venv/link")
+    home.unlink("venv/absent")
+    with pytest.raises(UnsafePathError):
+        home.unlink("aside/marker")
+
+    assert os.listdir("/home/alice/venv") == []
+    assert Path("/outside/secret").read_text() == "outside"
+    assert Path("/outside/dir/marker").read_text() == "outside"
+
+
+def test_listdir_lists_a_folder_and_refuses_a_symlinked_one(home: SafeHome) -> None:
+    home.write("envs/a", b"")
+    home.makedirs("envs/b")
+    os.symlink("/outside/dir", "/home/alice/linked")
+
+    assert sorted(home.listdir("envs")) == ["a", "b"]
+    assert home.listdir("missing") == []
+    assert "envs" in home.listdir(".")
+    with pytest.raises(UnsafePathError):
+        home.listdir("linked")

@@ -14,16 +14,21 @@ def _record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def build_wheel(dest: Path, name: str, version: str, files: dict[str, bytes]) -> Path:
+def build_wheel(
+    dest: Path, name: str, version: str, files: dict[str, bytes], requires_python: str | None = None
+) -> Path:
     """Write `{name}-{version}-py3-none-any.whl` into `dest` holding `files` (wheel path -> bytes).
 
-    The wheel has the three files pip needs in its .dist-info: METADATA, WHEEL and a RECORD with the
-    sha256 and size of every file.
+    The wheel has the three files pip needs in its .dist-info: METADATA (with Requires-Python when
+    given), WHEEL and a RECORD with the sha256 and size of every file.
     """
     dist = re.sub(r"[-_.]+", "_", name).lower()
     info = f"{dist}-{version}.dist-info"
     contents = dict(files)
-    contents[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    if requires_python is not None:
+        metadata += f"Requires-Python: {requires_python}\n"
+    contents[f"{info}/METADATA"] = metadata.encode()
     contents[f"{info}/WHEEL"] = (
         b"Wheel-Version: 1.0\nGenerator: berdl-init-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     )
@@ -39,9 +44,10 @@ def build_wheel(dest: Path, name: str, version: str, files: dict[str, bytes]) ->
     return wheel
 
 
-def module_wheel(dest: Path, name: str, version: str = "1.0") -> Path:
-    """A wheel with one package `name` whose __init__ defines MARKER = name."""
-    return build_wheel(dest, name, version, {f"{name}/__init__.py": f"MARKER = {name!r}\n".encode()})
+def module_wheel(dest: Path, name: str, version: str = "1.0", requires_python: str | None = None) -> Path:
+    """A wheel with one package `name` whose __init__ defines MARKER = name and VERSION = version."""
+    source = f"MARKER = {name!r}\nVERSION = {version!r}\n".encode()
+    return build_wheel(dest, name, version, {f"{name}/__init__.py": source}, requires_python)
 
 
 #: Stand-ins for ipykernel's logos: distinct bytes, so a copy is checked byte for byte.

@@ -1,7 +1,9 @@
 """The base virtualenv, and the kernelspec that makes it the user's notebook kernel.
 
-A venv counts as present only when its pyvenv.cfg and its python agree with the configured interpreter;
-one built on another interpreter (after an image upgrade) is moved aside, never deleted, and rebuilt.
+A venv counts as present when its pyvenv.cfg names the configured interpreter and its major.minor
+version, and its python runs: a patch release of the image's Python keeps it. One built on another
+interpreter or another minor version (after an image upgrade) is moved aside, never deleted, and
+rebuilt; then what the user had installed in it is installed again (berdl_init/restore.py).
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from berdl_init.errors import UnsafePathError
 from berdl_init.managed import plan_managed_file
@@ -22,15 +26,28 @@ from berdl_init.safefs import temp_name
 from berdl_init.state import sha256
 from berdl_init.venvbuild import PIP_COMMANDS, build_venv, pip_launcher
 
+if TYPE_CHECKING:
+    from berdl_init.restore import Outcome
+
 KERNEL_DIR = ".jupyter/data/kernels/python3"
 KERNEL_LOGOS = ("logo-32x32.png", "logo-64x64.png", "logo-svg.svg")
 PROBE_TIMEOUT = 30.0
+#: While a restore has not finished: in the old venv (written before it is moved aside, so that a run
+#: killed before the new venv is published still knows what to restore) and in the new one (published with
+#: it): {"from": the old venv, home-relative}. The restore removes both when it ends; a run killed before
+#: leaves them, and the next run restores.
+RESTORE_PENDING = "berdl-restore-pending.json"
+#: In a rebuilt venv, what its restore could not install and the command that does; kept until the user
+#: deletes it, and new terminals mention it meanwhile (images/notebook/berdl-venv-notice.sh).
+NOT_RESTORED = "berdl-not-restored.txt"
 
 
 @dataclass(frozen=True)
 class BuildVenv(Change):
     python: Path
     system_site_packages: bool
+    #: The old venv (home-relative) whose packages are to be installed again in this one, if any.
+    restore_from: str | None = None
 
     def apply(self, ctx: ApplyContext) -> None:
         parent = PurePosixPath(self.path).parent.as_posix()
@@ -45,6 +62,8 @@ class BuildVenv(Change):
             with tempfile.TemporaryDirectory(prefix="berdl-init-venv-") as scratch:
                 private = Path(scratch) / name
                 build_venv(private, ctx.home.absolute(self.path), self.python, self.system_site_packages)
+                if self.restore_from is not None:
+                    (private / RESTORE_PENDING).write_bytes(_pending(self.restore_from))
                 ctx.home.copy_in(private, build)
         except (Exception, SystemExit) as error:
             # virtualenv reports most failures as RuntimeError and the like, and a destination it finds
@@ -70,10 +89,70 @@ class BuildVenv(Change):
 
 
 @dataclass(frozen=True)
-class MoveAside(Change):
-    to: str
+class RestorePackages(Change):
+    """Install again in the venv at `path` what the user had installed in the old venv `restore_from`."""
+
+    restore_from: str
+    timeout: float
 
     def apply(self, ctx: ApplyContext) -> None:
+        # Imported here: only a rebuilt venv needs it, and a run with nothing to do stays light.
+        from berdl_init.restore import old_distributions, restore
+
+        venv = ctx.home.absolute(self.path)
+        python = venv / "bin" / "python"
+        old = []
+        aside = ctx.home.lstat(self.restore_from)
+        if aside is not None and stat.S_ISDIR(aside.st_mode):  # a symlink moved aside is no venv of ours
+            try:
+                # Read by path, as the user: the old venv is theirs, and only its metadata files are read.
+                old = old_distributions(ctx.home.absolute(self.restore_from))
+            except (OSError, ValueError) as error:  # unreadable, or metadata that is not text
+                ctx.warnings.append(f"the packages of ~/{self.restore_from} cannot be read: {error}")
+        outcome = restore(old, python, self.timeout)
+        self._report(ctx, outcome, python)
+        # The old venv's mark first: while the new venv's is there, the next run restores again.
+        with contextlib.suppress(UnsafePathError, NotADirectoryError):
+            ctx.home.unlink(f"{self.restore_from}/{RESTORE_PENDING}")
+        ctx.home.unlink(f"{self.path}/{RESTORE_PENDING}")
+
+    def _report(self, ctx: ApplyContext, outcome: Outcome, python: Path) -> None:
+        from berdl_init.restore import not_restored_text
+
+        cfg = parse_pyvenv_cfg((ctx.home.read(f"{self.path}/pyvenv.cfg") or b"").decode(errors="replace"))
+        version = ".".join(cfg.get("version_info", "").split(".")[:2]) or "(unknown)"
+        if outcome.missing:
+            text = not_restored_text(outcome, python, self.restore_from, version)
+            ctx.home.write(f"{self.path}/{NOT_RESTORED}", text)
+        else:  # what a killed run's restore listed has come back since
+            ctx.home.unlink(f"{self.path}/{NOT_RESTORED}")
+
+        if outcome.restored or outcome.newer:
+            count = len(outcome.restored) + len(outcome.newer)
+            ctx.warnings.append(
+                f"{count} package(s) of ~/{self.restore_from} installed again in ~/{self.path}"
+            )
+        ctx.warnings.extend(
+            f"{dist.name} {dist.version} does not install on Python {version}: {now} was installed instead"
+            for dist, now in outcome.newer
+        )
+        if outcome.missing:
+            names = ", ".join(f"{dist.name} {dist.version} ({why})" for dist, why in outcome.missing)
+            ctx.warnings.append(
+                f"not installed again: {names}; ~/{self.path}/{NOT_RESTORED} has the command that does"
+            )
+
+
+@dataclass(frozen=True)
+class MoveAside(Change):
+    to: str
+    #: Whether the old venv's packages are to be restored: it is then marked first (RESTORE_PENDING).
+    restore: bool = False
+
+    def apply(self, ctx: ApplyContext) -> None:
+        if self.restore:
+            with contextlib.suppress(UnsafePathError, NotADirectoryError):  # not a folder: nothing to restore
+                ctx.home.write(f"{self.path}/{RESTORE_PENDING}", _pending(self.to), mode=0o644)
         ctx.home.rename(self.path, self.to)
 
 
@@ -85,13 +164,35 @@ def plan(ctx: PlanContext) -> StepPlan:
     problem = found.problem
     rebuild = problem is not None
     if problem == "absent":
-        step.changes.append(_build(rel, settings.venv_python, settings.venv_system_site_packages, "new"))
+        # A run killed between moving the old venv aside and publishing the new one left a marked aside.
+        restore_from = _unfinished_aside(ctx, rel) if settings.venv_restore else None
+        step.changes.append(
+            _build(rel, settings.venv_python, settings.venv_system_site_packages, "new", restore_from)
+        )
+        if restore_from is not None:
+            step.changes.append(_restore(rel, restore_from, settings.venv_restore_timeout))
     elif problem is not None:
         aside = _aside_name(ctx, rel)
-        step.changes.append(MoveAside("move-aside", rel, f"{problem}; kept as ~/{aside}", to=aside))
-        step.changes.append(_build(rel, settings.venv_python, settings.venv_system_site_packages, "rebuilt"))
+        restore_from = aside if settings.venv_restore else None
+        step.changes.append(
+            MoveAside(
+                "move-aside",
+                rel,
+                f"{problem}; kept as ~/{aside}",
+                to=aside,
+                restore=restore_from is not None,
+            )
+        )
+        step.changes.append(
+            _build(rel, settings.venv_python, settings.venv_system_site_packages, "rebuilt", restore_from)
+        )
         step.warnings.append(f"the venv ~/{rel} {problem}: it was moved to ~/{aside} and rebuilt")
+        if restore_from is not None:
+            step.changes.append(_restore(rel, restore_from, settings.venv_restore_timeout))
     else:
+        pending = _pending_restore(ctx, rel) if settings.venv_restore else None
+        if pending is not None:  # a run killed while restoring
+            step.changes.append(_restore(rel, pending, settings.venv_restore_timeout))
         sees_image = found.sees_system_site_packages
         if sees_image != settings.venv_system_site_packages:
             # Rebuilding would hide what the user installed in it: keep it, and say how to get a new one.
@@ -109,7 +210,9 @@ def plan(ctx: PlanContext) -> StepPlan:
     return step
 
 
-def _build(rel: str, python: Path, system_site_packages: bool, detail: str) -> BuildVenv:
+def _build(
+    rel: str, python: Path, system_site_packages: bool, detail: str, restore_from: str | None = None
+) -> BuildVenv:
     flavour = "with the image's packages" if system_site_packages else "isolated, with pip"
     return BuildVenv(
         "build-venv",
@@ -117,7 +220,59 @@ def _build(rel: str, python: Path, system_site_packages: bool, detail: str) -> B
         f"{detail}, on {python}, {flavour}",
         python=python,
         system_site_packages=system_site_packages,
+        restore_from=restore_from,
     )
+
+
+def _restore(rel: str, restore_from: str, timeout: float) -> RestorePackages:
+    return RestorePackages(
+        "restore-packages",
+        rel,
+        f"install again what ~/{restore_from} had (at most {timeout:g} s)",
+        restore_from=restore_from,
+        timeout=timeout,
+    )
+
+
+def _pending(restore_from: str) -> bytes:
+    return (json.dumps({"from": restore_from}) + "\n").encode()
+
+
+def _unfinished_aside(ctx: PlanContext, rel: str) -> str | None:
+    """The newest moved-aside venv still marked as to be restored, if any."""
+    parent = PurePosixPath(rel).parent.as_posix()
+    prefix = f"{PurePosixPath(rel).name}.berdl-old-"
+    try:
+        names = sorted((name for name in ctx.home.listdir(parent) if name.startswith(prefix)), reverse=True)
+    except OSError:
+        return None
+    for name in names:
+        aside = name if parent == "." else f"{parent}/{name}"
+        if _pending_restore(ctx, aside) == aside:
+            return aside
+    return None
+
+
+def _pending_restore(ctx: PlanContext, rel: str) -> str | None:
+    """The old venv named by the restore marker in the venv `rel`, if it has one."""
+    try:
+        data = ctx.home.read(f"{rel}/{RESTORE_PENDING}")
+    except OSError:
+        return None
+    if data is None:
+        return None
+    try:
+        found = json.loads(data).get("from")
+    except (ValueError, AttributeError):
+        found = None
+    if not isinstance(found, str) or not _inside(found):
+        return None
+    return found
+
+
+def _inside(rel: str) -> bool:
+    path = PurePosixPath(rel)
+    return bool(path.parts) and not path.is_absolute() and ".." not in path.parts
 
 
 @dataclass(frozen=True)
@@ -151,7 +306,8 @@ def inspect(ctx: PlanContext, rel: str, python: Path) -> FoundVenv:
     interpreter_version = _python_version(ctx, python, wanted)
     if interpreter_version is None:
         raise OSError(f"the interpreter {python} does not run")
-    if built_for != interpreter_version:
+    # A patch release (3.11.6 -> 3.11.7) keeps the venv: same ABI, same site-packages folder.
+    if _minor(built_for) != _minor(interpreter_version):
         return FoundVenv(
             f"was built for Python {built_for or '(unknown)'}, and the interpreter is now "
             f"{interpreter_version}",
@@ -161,7 +317,9 @@ def inspect(ctx: PlanContext, rel: str, python: Path) -> FoundVenv:
     # (venv.create() from Python code, which the replaced spawner used); a copy must run too.
     venv_python = ctx.home.absolute(f"{rel}/bin/python")
     real = os.path.realpath(venv_python)
-    if real != wanted and _python_version(ctx, venv_python, real) != interpreter_version:
+    if real != wanted and _minor(_python_version(ctx, venv_python, real) or "") != _minor(
+        interpreter_version
+    ):
         return FoundVenv("has a python that does not run as the interpreter does", cfg)
     return FoundVenv(None, cfg)
 
@@ -198,6 +356,10 @@ def _three_part(version: str) -> str:
     return ".".join(version.split(".")[:3])
 
 
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
 def _python_version(ctx: PlanContext, python: Path, real: str) -> str | None:
     """The X.Y.Z version `python` runs as, or None when it does not run.
 
@@ -219,12 +381,17 @@ def _python_version(ctx: PlanContext, python: Path, real: str) -> str | None:
 
 
 def _identity(real: str) -> str | None:
-    """What changes when the interpreter's file is replaced (an image upgrade), even at the same path."""
+    """What changes when the interpreter's file is replaced (an image upgrade), even at the same path.
+
+    Not the device or the inode: each container's root filesystem is an overlay mount of its own, whose
+    device number differs from one pod start to the next (and inode numbers may too), while the same
+    image layer keeps the file's size and times. A new layer brings new times.
+    """
     try:
         st = os.stat(real)
     except OSError:
         return None
-    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _aside_name(ctx: PlanContext, rel: str) -> str:

@@ -59,7 +59,7 @@ class KBaseLoginHandler(BaseHandler):
                 "login.html",
                 login_service=authenticator.login_service,
                 authenticator_login_url=authenticator.kbase_login_link(self),
-                announcement="You are not logged in to KBase. Log in on KBase's page, then come back.",
+                announcement_login=self.not_logged_in_announcement(),
             )
             self.finish(html)
             return
@@ -67,6 +67,15 @@ class KBaseLoginHandler(BaseHandler):
         if user is None:  # a name JupyterHub refuses, or a blocked user
             raise refusal(403, "This KBase account may not use this hub.")
         self.redirect(self.get_next_url(user), permanent=False)
+
+    def not_logged_in_announcement(self) -> str:
+        """What the login page says to a user without a KBase cookie, below the operator's own login
+        announcement (`JupyterHub.template_vars`: `announcement_login`, else `announcement`), which it
+        must not replace."""
+        notice = "You are not logged in to KBase. Log in on KBase's page, then come back."
+        template_vars = self.settings.get("template_vars", {})
+        operator = template_vars.get("announcement_login") or template_vars.get("announcement")
+        return f"{operator}<br>{notice}" if isinstance(operator, str) and operator else notice
 
 
 class KBaseAuthenticator(Authenticator):

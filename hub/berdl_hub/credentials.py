@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -80,32 +80,55 @@ class SecretError(Exception):
     """The Kubernetes API refused or did not answer a call about the Secret; `str()` holds no value."""
 
 
-async def _call(what: str, call: Any, timeout: float) -> Any:
-    try:
-        return await asyncio.wait_for(call, timeout)
-    except asyncio.TimeoutError:
-        raise SecretError(f"{what}: no answer within {timeout:g} s") from None
+# Answers worth another try: the API server (or what is in front of it) was busy.
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-async def create(api: Any, namespace: str, body: Mapping[str, Any], *, timeout: float) -> None:
+async def _call(what: str, call: Callable[[], Awaitable[Any]], timeout: float, retry_for: float) -> None:
+    """Run `call` with `timeout` per attempt, trying again after a time-out or a busy answer, with a
+    growing pause, until `retry_for` seconds have passed (as KubeSpawner does with its own calls). Create
+    and delete are safe to repeat: a repeated create meets the first one's Secret (409), a repeated
+    delete finds none (404)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + retry_for
+    pause = 0.1
+    while True:
+        try:
+            await asyncio.wait_for(call(), timeout)
+            return
+        except asyncio.TimeoutError:
+            problem = f"no answer within {timeout:g} s"
+        except ApiException as exc:
+            if exc.status not in _RETRY_STATUSES:
+                raise
+            problem = f"Kubernetes answered {exc.status} {exc.reason}"
+        if loop.time() + pause > deadline:
+            raise SecretError(f"{what}: {problem}, for {retry_for:g} s")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 2.0)
+
+
+async def create(
+    api: Any, namespace: str, body: Mapping[str, Any], *, timeout: float, retry_for: float
+) -> None:
     """Create the Secret; one left by an earlier pod of the same name is replaced (deleted, created)."""
     name = body["metadata"]["name"]
     what = f"creating Secret {namespace}/{name}"
     for attempt in (1, 2):
         try:
-            await _call(what, api.create_namespaced_secret(namespace, dict(body)), timeout)
+            await _call(what, lambda: api.create_namespaced_secret(namespace, dict(body)), timeout, retry_for)
             return
         except ApiException as exc:
             if exc.status != 409 or attempt == 2:
                 raise SecretError(f"{what}: Kubernetes answered {exc.status} {exc.reason}") from None
-        await delete(api, namespace, name, timeout=timeout)
+        await delete(api, namespace, name, timeout=timeout, retry_for=retry_for)
 
 
-async def delete(api: Any, namespace: str, name: str, *, timeout: float) -> bool:
+async def delete(api: Any, namespace: str, name: str, *, timeout: float, retry_for: float) -> bool:
     """Delete the Secret; False when there was none (also success)."""
     what = f"deleting Secret {namespace}/{name}"
     try:
-        await _call(what, api.delete_namespaced_secret(name, namespace), timeout)
+        await _call(what, lambda: api.delete_namespaced_secret(name, namespace), timeout, retry_for)
     except ApiException as exc:
         if exc.status == 404:
             return False

@@ -156,6 +156,16 @@ def notebook_security_context(uid: int | None) -> dict[str, Any]:
     return context
 
 
+# Seconds of berdl-init's time budget kept for all but its package restore: the lock, the first
+# virtualenv build (about 0.3 s on a local disk, bench/) and its copy into a home on a slow NFS server.
+INIT_BUILD_ALLOWANCE = 30.0
+
+
+def restore_timeout(init_time_budget: float) -> float:
+    """The bound of berdl-init's package restore that keeps the whole run within `init_time_budget`."""
+    return max(init_time_budget - INIT_BUILD_ALLOWANCE, 0.0)
+
+
 def init_env(
     *,
     home: str,
@@ -165,13 +175,21 @@ def init_env(
     favorites_root: str,
     favorites: Sequence[Mapping[str, str]] | None = None,
     template_vars: Mapping[str, Any] | None = None,
+    restore_timeout: float | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> list[dict[str, str]]:
     """The `BERDL_*` settings berdl-init reads, for one user. Never any hub secret.
 
-    A uid or gid of None is left out: berdl-init then takes the home's owner.
+    A uid or gid of None is left out: berdl-init then takes the home's owner. `restore_timeout` bounds
+    the package restore after an image upgrade (0: no restore), unless `extra` (the operator's) sets it.
     """
-    env: dict[str, str] = dict(extra or {})
+    env: dict[str, str] = {}
+    if restore_timeout is not None:
+        if restore_timeout > 0:
+            env["BERDL_VENV_RESTORE_TIMEOUT"] = f"{restore_timeout:g}"
+        else:
+            env["BERDL_VENV_RESTORE"] = "false"
+    env.update(extra or {})
     env.update(BERDL_HOME=home, BERDL_USER=user, BERDL_FAVORITES_ROOT=favorites_root)
     for name, value in (("BERDL_UID", uid), ("BERDL_GID", gid)):
         if value is None:

@@ -1,11 +1,13 @@
-"""BERDLSpawner: KubeSpawner plus the four things BERDL needs per user.
+"""BERDLSpawner: KubeSpawner plus what BERDL needs per user, each part in a module of its own.
 
 1. the berdl-init initContainer, added to each pod manifest as it is built (never stored in
-   `self.init_containers`, so a second spawn cannot add a second one);
-2. an explicit per-user environment (never the hub's whole environment);
-3. the home volume, shared folders, admins' extra mounts and admins' resources;
-4. the personal Spark cluster (created before the pod, deleted on every way out) and the user's MinIO
-   credentials.
+   `self.init_containers`, so a second spawn cannot add a second one) (`manifest`);
+2. an explicit per-user environment (never the hub's whole environment); the user's credentials only
+   in a Secret per server, owned by the pod, read through `secretKeyRef` (`credentials`);
+3. the home volume, shared folders, admins' extra mounts and admins' resources (`manifest`);
+4. the user's one Spark cluster, shared by their servers, created before the first server's pod and
+   deleted when the last one stops (`user_cluster`, `services`), and the user's MinIO credentials;
+5. settings checked together when the hub loads them (`spawner_settings`).
 
 Everything static (packages, Jupyter settings, dotfile templates) lives in the images.
 """
@@ -33,7 +35,7 @@ from .services import (
     SparkCluster,
     SparkClusterManager,
 )
-from .spawner_settings import SpawnerConfigError
+from .spawner_settings import SpawnerConfigError  # noqa: F401  (what check_config raises)
 from .user_cluster import ClusterShare
 
 # Hub variables that must never reach a user pod, even when an operator lists them to forward.
@@ -58,6 +60,8 @@ class _NoBodies(logging.Filter):
 
 
 logging.getLogger("kubernetes_asyncio.client.rest").addFilter(_NoBodies())
+
+DEFAULT_UID = 1000  # the docker-stacks user (jovyan); berdl-init gives the home to it
 
 _ADMIN_RESOURCE_KEYS = frozenset({"cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee"})
 
@@ -150,13 +154,16 @@ class BERDLSpawner(KubeSpawner):
     )
 
     init_time_budget = Float(
-        60.0,
+        150.0,
         config=True,
-        help="""Seconds berdl-init may take at worst in a start: its first virtualenv build and, after an
+        help=f"""Seconds berdl-init may take at worst in a start: its first virtualenv build and, after an
         image upgrade, its bounded restore of the user's packages.
 
-        Only checked, when the hub loads its configuration: spark_create_timeout plus this must stay
-        below start_timeout, leaving the rest of start_timeout for an image pull.""",
+        berdl-init is held to it: its restore gets this minus {manifest.INIT_BUILD_ALLOWANCE:g} s for
+        the rest of its run (BERDL_VENV_RESTORE_TIMEOUT; none at all when nothing is left), unless
+        init_environment sets BERDL_VENV_RESTORE_TIMEOUT itself. When the hub loads its configuration,
+        spark_create_timeout plus this must stay below start_timeout, leaving the rest of start_timeout
+        for an image pull.""",
     )
 
     # --- the home and other volumes ------------------------------------------------------------------
@@ -280,17 +287,19 @@ class BERDLSpawner(KubeSpawner):
 
     # --- defaults that differ from KubeSpawner's ------------------------------------------------------
     start_timeout = Integer(
-        300,
+        480,
         config=True,
-        help="""Seconds a start may take: the Spark cluster's creation, an image pull, berdl-init's first
-        virtualenv build and the notebook's own start (zero-to-jupyterhub-k8s uses 300 too).
+        help="""Seconds a start may take: the Spark cluster's creation (spark_create_timeout, 180 s), then
+        an image pull, berdl-init (init_time_budget, 150 s, which holds the package restore after an
+        image upgrade) and the notebook's own start. zero-to-jupyterhub-k8s uses 300 s, with no Spark
+        cluster to create first; 480 leaves 150 s for the pull of a large image.
 
         The hub refuses a configuration where spark_create_timeout plus init_time_budget does not fit.""",
     )
 
     @default("uid")
     def _default_uid(self) -> int:
-        return 1000  # the docker-stacks user (jovyan); berdl-init gives the home to it
+        return DEFAULT_UID
 
     @default("gid")
     def _default_gid(self) -> int:
@@ -421,9 +430,9 @@ class BERDLSpawner(KubeSpawner):
         )
 
     def _init_as_root(self) -> bool:
-        if self.init_runs_as_root is not None:
-            return self.init_runs_as_root
-        return self.home_volume_type == "hostPath" and self.home_host_path_type == "DirectoryOrCreate"
+        return spawner_settings.init_as_root(
+            self.init_runs_as_root, self.home_volume_type, self.home_host_path_type
+        )
 
     def format_string(self, s: str) -> str:
         """Expand notebook_dir and default_url with the same `{username}` as the volume paths.
@@ -467,6 +476,7 @@ class BERDLSpawner(KubeSpawner):
             favorites_root=manifest.favorites_root(self._server_root(), home),
             favorites=favorites,
             template_vars=self.init_template_vars,
+            restore_timeout=manifest.restore_timeout(self.init_time_budget),
             extra=self.init_environment,
         )
         return manifest.init_container(
@@ -521,7 +531,7 @@ class BERDLSpawner(KubeSpawner):
         spec.volumes = list(spec.volumes or []) + [_k8s_model(V1Volume, v) for v in volumes]
 
         notebook = next(c for c in spec.containers if c.name == "notebook")
-        notebook.env = list(notebook.env or []) + self._credential_references()
+        notebook.env = list(notebook.env or []) + self._reference_variables()
         notebook.volume_mounts = list(notebook.volume_mounts or []) + [
             _k8s_model(V1VolumeMount, m) for m in mounts
         ]
@@ -538,7 +548,8 @@ class BERDLSpawner(KubeSpawner):
     # --- environment ---------------------------------------------------------------------------------
     def get_env(self) -> dict[str, Any]:
         """JupyterHub's per-server variables, BERDL's defaults, the operator's `environment` (which wins
-        over those defaults); no credential (the pod reads those from the server's Secret)."""
+        over those defaults); no credential. get_pod_manifest() adds the variables that are references
+        (the credentials, from the server's Secret, and SPARK_DRIVER_HOST)."""
         home = self._home_mount_path()
         env: dict[str, Any] = {
             "HOME": home,
@@ -547,8 +558,6 @@ class BERDLSpawner(KubeSpawner):
             "JUPYTER_CONFIG_DIR": f"{home}/.jupyter",
             "JUPYTER_DATA_DIR": f"{home}/.jupyter/data",
             "JUPYTER_RUNTIME_DIR": f"{home}/.jupyter/runtime",
-            # The executors connect back to the driver in the notebook pod, by the pod's own address.
-            "SPARK_DRIVER_HOST": {"valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         }
         env.update((name, os.environ[name]) for name in self.hub_env_to_forward if name in os.environ)
         env.update(super().get_env())
@@ -560,13 +569,20 @@ class BERDLSpawner(KubeSpawner):
             env.pop(variable, None)
         return env
 
-    def _credential_references(self) -> list[V1EnvVar]:
-        """The notebook's variables read from the server's Secret, for the credentials it holds.
+    def _reference_variables(self) -> list[V1EnvVar]:
+        """The notebook's variables that are references, not values: the credentials the server's Secret
+        holds, and SPARK_DRIVER_HOST (the executors connect back to the driver by the pod's own address)
+        unless the operator's `environment` sets it.
 
         Added as models after KubeSpawner's make_pod, which deep-copies every dict-valued variable."""
+        refs = []
+        if "SPARK_DRIVER_HOST" not in self.environment:
+            refs.append(
+                {"name": "SPARK_DRIVER_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+            )
         held = self.credential_values()
         keys = {v: k for v, k in credentials.KEY_OF_VARIABLE.items() if k in held}
-        refs = credentials.env_references(credentials.secret_name(self.pod_name), keys)
+        refs += credentials.env_references(credentials.secret_name(self.pod_name), keys)
         return [_k8s_model(V1EnvVar, ref) for ref in refs]
 
     def credential_values(self) -> dict[str, str]:
@@ -715,7 +731,13 @@ class BERDLSpawner(KubeSpawner):
         that, nor rely on it); errors are logged, never raised."""
         name = credentials.secret_name(self.pod_name)
         try:
-            await credentials.delete(self.api, self.namespace, name, timeout=self.k8s_api_request_timeout)
+            await credentials.delete(
+                self.api,
+                self.namespace,
+                name,
+                timeout=self.k8s_api_request_timeout,
+                retry_for=self.k8s_api_request_retry_timeout,
+            )
         except credentials.SecretError as exc:
             self.log.error("Could not delete the credentials of %s: %s", self._log_name, exc)
 
@@ -813,49 +835,7 @@ class BERDLSpawner(KubeSpawner):
     def check_config(cls, config: Any) -> None:
         """Refuse settings that do not fit together (SpawnerConfigError names each); the hub's
         configuration calls this once it is complete."""
-        values = {
-            name: _configured(cls, config, name)
-            for name in (
-                "start_timeout",
-                "spark_create_timeout",
-                "spark_cluster_manager_url",
-                "init_time_budget",
-                "uid",
-                "init_runs_as_root",
-                "home_volume_type",
-                "home_host_path_type",
-            )
-        }
-        as_root = values["init_runs_as_root"]
-        if as_root is None:
-            as_root = values["home_volume_type"] == "hostPath" and values["home_host_path_type"] == (
-                "DirectoryOrCreate"
-            )
-        found = spawner_settings.problems(
-            start_timeout=values["start_timeout"],
-            spark_create_timeout=values["spark_create_timeout"],
-            spark_enabled=bool(values["spark_cluster_manager_url"]),
-            init_time_budget=values["init_time_budget"],
-            uid=values["uid"],
-            init_as_root=bool(as_root),
-        )
-        if found:
-            raise SpawnerConfigError(found)
-
-
-_OWN_DEFAULTS = {"uid": 1000}  # the defaults BERDLSpawner computes (@default) rather than declares
-
-
-def _configured(cls: type[BERDLSpawner], config: Any, name: str) -> Any:
-    """The value a BERDLSpawner would get for `name` from `config`: traitlets reads the sections of the
-    class and its parents, the most derived winning; else the class default."""
-    for klass in cls.mro():
-        section = klass.__name__
-        if section in config and name in config[section]:
-            return config[section][name]
-    if name in _OWN_DEFAULTS:
-        return _OWN_DEFAULTS[name]
-    return cls.class_traits()[name].default()
+        spawner_settings.check_config(cls, config, own_defaults={"uid": DEFAULT_UID})
 
 
 async def _create_credentials_secret(spawner: BERDLSpawner, pod: dict[str, Any]) -> None:
@@ -874,4 +854,10 @@ async def _create_credentials_secret(spawner: BERDLSpawner, pod: dict[str, Any])
         pod_uid=pod["metadata"]["uid"],
         labels=pod["metadata"].get("labels"),
     )
-    await credentials.create(spawner.api, spawner.namespace, body, timeout=spawner.k8s_api_request_timeout)
+    await credentials.create(
+        spawner.api,
+        spawner.namespace,
+        body,
+        timeout=spawner.k8s_api_request_timeout,
+        retry_for=spawner.k8s_api_request_retry_timeout,
+    )

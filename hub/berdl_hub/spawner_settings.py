@@ -1,12 +1,13 @@
 """Checks of BERDLSpawner settings that only make sense together, run when the hub loads its config.
 
 A trait validator sees one value at a time, in whatever order the configuration sets them; these checks
-need several. `problems()` takes plain values (tested without a spawner); BERDLSpawner's
-`check_config()` gathers them from the hub's configuration and refuses it with every problem named.
+need several. `problems()` takes plain values (tested without a spawner); `check_config()` gathers them
+from the hub's configuration as a spawner class would read it, and refuses it with every problem named.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -17,6 +18,14 @@ class SpawnerConfigError(ValueError):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"BERDLSpawner settings refused, {len(problems)} problem(s):\n{lines}")
+
+
+def init_as_root(setting: bool | None, home_volume_type: str, home_host_path_type: str) -> bool:
+    """Whether berdl-init starts as root: as set, else exactly for a hostPath home of type
+    DirectoryOrCreate, which the kubelet creates as root:root 0755."""
+    if setting is not None:
+        return setting
+    return home_volume_type == "hostPath" and home_host_path_type == "DirectoryOrCreate"
 
 
 def timing_problem(
@@ -70,3 +79,46 @@ def problems(
         uid_problem(uid, init_as_root),
     ]
     return [problem for problem in found if problem]
+
+
+_CHECKED = (
+    "start_timeout",
+    "spark_create_timeout",
+    "spark_cluster_manager_url",
+    "init_time_budget",
+    "uid",
+    "init_runs_as_root",
+    "home_volume_type",
+    "home_host_path_type",
+)
+
+
+def configured(cls: type, config: Any, name: str, own_defaults: Mapping[str, Any]) -> Any:
+    """The value an instance of `cls` would get for `name` from `config`: traitlets reads the sections
+    of the class and of its parents, the most derived winning; else the class's default (`own_defaults`
+    for those it computes with @default rather than declares)."""
+    for klass in cls.mro():
+        section = klass.__name__
+        if section in config and name in config[section]:
+            return config[section][name]
+    if name in own_defaults:
+        return own_defaults[name]
+    return cls.class_traits()[name].default()  # type: ignore[attr-defined]
+
+
+def check_config(cls: type, config: Any, own_defaults: Mapping[str, Any]) -> None:
+    """Raise SpawnerConfigError when the settings `config` gives a `cls` spawner do not fit together."""
+    values = {name: configured(cls, config, name, own_defaults) for name in _CHECKED}
+    as_root = init_as_root(
+        values["init_runs_as_root"], values["home_volume_type"], values["home_host_path_type"]
+    )
+    found = problems(
+        start_timeout=values["start_timeout"],
+        spark_create_timeout=values["spark_create_timeout"],
+        spark_enabled=bool(values["spark_cluster_manager_url"]),
+        init_time_budget=values["init_time_budget"],
+        uid=values["uid"],
+        init_as_root=as_root,
+    )
+    if found:
+        raise SpawnerConfigError(found)

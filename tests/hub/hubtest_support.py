@@ -355,11 +355,10 @@ class Kubelet(Background):
             while True:
                 async with session.get(pods) as response:
                     items = (await response.json()).get("items", []) if response.status == 200 else []
-                secrets = await self._secrets(session) if items else {}
-                for pod in items:
+                waiting = [p for p in items if p.get("status", {}).get("phase") not in ("Running", "Failed")]
+                secrets = await self._secrets(session) if waiting else {}
+                for pod in waiting:
                     name = pod["metadata"]["name"]
-                    if pod.get("status", {}).get("phase") in ("Running", "Failed"):
-                        continue
                     if self.init_exit_code:
                         await self._fail_init(session, f"{pods}/{name}", pod)
                         continue

@@ -19,6 +19,8 @@ import sys
 c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
 c.Spawner.cmd = [sys.executable, "-m", "hubtest_userserver"]
 c.SimpleLocalProcessSpawner.home_dir_template = {homes!r} + "/{{username}}"
+# The users of these tests are made through the API, with no KBase login whose token a spawn would check.
+c.KBaseAuthenticator.refresh_pre_spawn = False
 spawn_scopes = ["servers", "admin:users"]
 c.JupyterHub.load_roles.append({{"name": "berdl-test-spawn", "scopes": spawn_scopes, "services": [name]}})
 """

@@ -119,6 +119,8 @@ def hub_env(
     (tmp / "extra_config.py").write_text(EXTRA_CONFIG)
     return {
         **base_env(),
+        # For the test user servers the hub may spawn (hubtest_userserver), found beside this module.
+        "PYTHONPATH": str(Path(__file__).parent),
         "KUBECONFIG": str(tmp / "kubeconfig"),
         "JUPYTERHUB_COOKIE_SECRET": COOKIE_SECRET,
         "JUPYTERHUB_CRYPT_KEY": CRYPT_KEY,

@@ -17,7 +17,7 @@ def test_a_start_timeout_that_cannot_hold_a_start_is_refused_at_hub_load(tmp_pat
     code, output = run_hub_expecting_refusal(env, tmp_path)
     assert code == 2, output
     assert (
-        "start_timeout 120 s must be longer than spark_create_timeout 180 s + init_time_budget 60 s = 240 s"
+        "start_timeout 120 s must be longer than spark_create_timeout 180 s + init_time_budget 150 s = 330 s"
         in output
     )
     assert list((tmp_path / "hub-cwd").iterdir()) == []

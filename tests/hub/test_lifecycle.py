@@ -5,7 +5,6 @@ their specs. Every test also scans all captured logs for the tokens and keys it 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import kmock
@@ -136,11 +135,10 @@ async def test_a_failing_berdl_init_ends_the_spawn_at_once_and_deletes_the_clust
     code: int, meaning: str, stack: Stack, all_logs: pytest.LogCaptureFixture
 ) -> None:
     stack.kubelet.init_exit_code = code
+    # Waiting out start_timeout would end in a TimeoutError, not in berdl-init's own reason.
     spawner = stack.spawner(start_timeout=60)
-    began = time.monotonic()
     with pytest.raises(SpawnRefused) as raised:
         await spawner.start()
-    assert time.monotonic() - began < 30  # not the 60 s start_timeout
     assert f"berdl-init exited with status {code}" in raised.value.jupyterhub_message
     assert meaning in raised.value.jupyterhub_message
     assert stack.spark.clusters == {}
@@ -230,14 +228,12 @@ async def test_fifty_spawns_at_once_do_not_wait_for_each_other(
     )
     spawners = [stack.spawner(f"user{i:02d}", token=t, spark_create_timeout=30) for i, t in enumerate(tokens)]
 
-    began = time.monotonic()
     urls = await asyncio.gather(*(s.start() for s in spawners))
-    elapsed = time.monotonic() - began
 
     assert len(urls) == 50
     assert len(stack.spark.clusters) == 50
-    assert elapsed < 15, f"50 spawns took {elapsed:.1f} s"
-    assert stack.spark.max_in_flight >= 40  # the slow POSTs overlapped instead of queueing
+    # The slow POSTs overlapped instead of queueing (how long it took is bench/'s to measure).
+    assert stack.spark.max_in_flight >= 40
     await asyncio.gather(*(s.stop() for s in spawners))
     assert stack.spark.clusters == {}
     assert_no_secret_in(all_logs.text, tokens)

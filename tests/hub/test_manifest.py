@@ -260,3 +260,26 @@ async def test_init_failure_reads_only_berdl_init_and_only_errors() -> None:
     assert "status 1): it failed" in (
         manifest.init_failure(pod("berdl-init", {"terminated": {"exitCode": 1}})) or ""
     )
+
+
+@pytest.mark.parametrize(
+    ("traits", "expected"),
+    [
+        # The default budget: the restore gets what the venv build and the rest leave of it.
+        ({}, {"BERDL_VENV_RESTORE_TIMEOUT": "120"}),
+        ({"init_time_budget": 45.5}, {"BERDL_VENV_RESTORE_TIMEOUT": "15.5"}),
+        # Nothing left for a restore: none at all, rather than one that overruns the budget.
+        ({"init_time_budget": 20.0}, {"BERDL_VENV_RESTORE": "false"}),
+        # The operator's own bound wins, as init_environment's values do.
+        ({"init_environment": {"BERDL_VENV_RESTORE_TIMEOUT": "600"}}, {"BERDL_VENV_RESTORE_TIMEOUT": "600"}),
+    ],
+)
+async def test_berdl_init_is_held_to_its_time_budget(
+    make_spawner: Callable[..., BERDLSpawner], traits: dict[str, Any], expected: dict[str, str]
+) -> None:
+    (init,) = by_name((await pod_dict(make_spawner(**traits)))["spec"]["initContainers"], "berdl-init")
+    env = env_of(init)
+    restore_settings = {
+        k: v for k, v in env.items() if k in ("BERDL_VENV_RESTORE", "BERDL_VENV_RESTORE_TIMEOUT")
+    }
+    assert restore_settings == expected

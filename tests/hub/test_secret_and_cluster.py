@@ -235,3 +235,26 @@ async def test_a_pod_of_the_same_name_is_replaced_without_losing_the_cluster(sta
     assert stack.kubelet.resolved[spawner.pod_name]["KBASE_AUTH_TOKEN"] == TOKEN
     await spawner.stop()
     assert stack.spark.clusters == {}
+
+
+async def test_an_operators_after_pod_created_hook_runs_after_the_secret_is_made(stack: Stack) -> None:
+    seen: list[list[str]] = []
+
+    async def hook(spawner: BERDLSpawner, pod: dict[str, Any]) -> None:
+        seen.append(stack.secrets())
+
+    spawner = stack.spawner(after_pod_created_hook=hook)
+    await spawner.start()
+    assert seen == [["jupyter-alice-credentials"]]
+    await spawner.stop()
+
+
+async def test_a_busy_api_server_is_asked_again_for_the_secret(stack: Stack) -> None:
+    stack.k8s["post /api/v1/namespaces/berdl/secrets"][:1] << kmock.KubernetesError(
+        status=503, reason="Service Unavailable", message="etcdserver: request timed out"
+    )
+    spawner = stack.spawner()
+    await spawner.start()
+    assert stack.secrets() == ["jupyter-alice-credentials"]
+    assert stack.kubelet.resolved[spawner.pod_name]["KBASE_AUTH_TOKEN"] == TOKEN
+    await spawner.stop()

@@ -53,7 +53,7 @@ def test_an_authenticator_that_is_not_installed_is_one_line_and_exit_2(tmp_path:
         "  - JUPYTERHUB_AUTHENTICATOR_CLASS 'kbase_auth_typo.KBaseAuthenticator' is not an installed "
         "authenticator: use an entry point name ("
     )
-    assert "dummy, null, pam" in line  # the installed ones, as JupyterHub finds them
+    assert "dummy, kbase, null, pam" in line  # the installed ones, as JupyterHub finds them
     assert line.endswith(") or the class path of an Authenticator")
     assert "Traceback" not in output
 
@@ -200,5 +200,5 @@ def test_an_older_postgresql_schema_is_upgraded_only_when_the_tree_says_so(
         (tmp_path / "tree.yaml").write_text("JupyterHub:\n  upgrade_db: true\n")
         env["BERDL_HUB_CONFIG_TREE"] = str(tmp_path / "tree.yaml")
         log = run_hub_until_healthy(env, tmp_path)
-    assert "Upgrading postgresql://jupyterhub@" in log
+    assert "Upgrading postgresql://jupyterhub:[redacted]@" in log  # the password, held in the URL, redacted
     assert_no_secret_in(log + output, SECRETS)

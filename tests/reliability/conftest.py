@@ -110,6 +110,8 @@ def shared_base() -> Iterator[Path]:
 # -- trees -------------------------------------------------------------------------------------------
 
 _ASIDE = re.compile(r"\.berdl-old-\d{8}T\d{6}(-\d+)?")
+#: The same in file contents (a rebuilt venv's restore files name the old venv).
+_ASIDE_BYTES = re.compile(_ASIDE.pattern.encode())
 
 
 def tree(root: Path, *, home: Path | None = None, times: bool = False) -> dict[str, tuple[Any, ...]]:
@@ -117,7 +119,8 @@ def tree(root: Path, *, home: Path | None = None, times: bool = False) -> dict[s
 
     Each entry: (type, mode, uid, gid, sha256 of the bytes or the link target[, mtime_ns, ctime_ns]).
     With `home`, that path is replaced by "<HOME>" in bytes and link targets, and the time stamps of
-    moved-aside venvs by "*", so homes at different paths or made at different times compare equal.
+    moved-aside venvs by "*" (in names and bytes), so homes at different paths or made at different times
+    compare equal.
     """
     entries: dict[str, tuple[Any, ...]] = {}
     if not os.path.lexists(root):
@@ -132,7 +135,7 @@ def tree(root: Path, *, home: Path | None = None, times: bool = False) -> dict[s
         if stat.S_ISREG(st.st_mode):
             data = path.read_bytes()
             if home is not None:
-                data = data.replace(str(home).encode(), b"<HOME>")
+                data = _ASIDE_BYTES.sub(b".berdl-old-*", data.replace(str(home).encode(), b"<HOME>"))
             content = hashlib.sha256(data).hexdigest()
         elif stat.S_ISLNK(st.st_mode):
             content = os.readlink(path)

@@ -403,9 +403,14 @@ async def _serve_all(config: dict[str, Any]) -> None:
         k8s_url = str(k8s_server.url).rstrip("/")
 
         async def state(request: web.Request) -> web.Response:
-            pods = [key for key, obj in k8s.objects.items() if not obj.deleted]
+            left = Counter(key[0].plural for key, obj in k8s.objects.items() if not obj.deleted)
             return web.json_response(
-                {"spark": spark.state(), "governance": governance.state(), "pods": len(pods)}
+                {
+                    "spark": spark.state(),
+                    "governance": governance.state(),
+                    "pods": left["pods"],
+                    "secrets": left["secrets"],  # the servers' credentials Secrets
+                }
             )
 
         async def set_delay(request: web.Request) -> web.Response:

@@ -346,7 +346,7 @@ def test_a_lying_pyvenv_cfg(built_home: Path, tmp_path: Path, scratch: Path, mak
         assert any(warning in w for w in report["warnings"]), report["warnings"]
     asides = sorted(venv.parent.glob(f"{venv.name}.berdl-old-*"))
     if outcome == "aside":
-        assert [c["action"] for c in report["changes"]] == ["move-aside", "build-venv"]
+        assert [c["action"] for c in report["changes"]] == ["move-aside", "build-venv", "restore-packages"]
         assert len(asides) == 1
         assert tree(asides[0]) == old
         assert (venv / "pyvenv.cfg").is_file()

@@ -11,13 +11,19 @@ traced once tells how many there are; then, for every N, from the same starting 
    (paths, types, modes, owners, bytes, link targets; the time stamp in a moved-aside venv's name aside).
 
 Two scenarios: a cold run (no home at all) and an update (a home made by an older configuration: other
-templates, fewer favorites, a venv whose pyvenv.cfg names another Python, a runtime folder with a loose
-mode), which exercises every kind of change: mkdir, chmod, write over a managed file, move-aside, build.
+templates, fewer favorites, a venv whose pyvenv.cfg names another minor Python and holds two packages of
+the user's, a runtime folder with a loose mode), which exercises every kind of change: mkdir, chmod, write
+over a managed file, move-aside, build, and the restore of the user's packages (one from the "index", a
+folder of wheels; one from a file of the user's, which is listed instead).
+
+A venv published with its restore still pending (berdl-restore-pending.json in it) is a state of its own
+after a kill: the next run finishes the restore, which the comparison with the reference home checks.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -30,7 +36,9 @@ from typing import Any
 
 import pytest
 
+from berdl_init.safefs import temp_name
 from berdl_init.settings import PACKAGED_TEMPLATES
+from berdl_init.steps.venv import NOT_RESTORED, RESTORE_PENDING
 from tests.reliability.conftest import (
     FAVORITES_REL,
     KILLER,
@@ -40,6 +48,7 @@ from tests.reliability.conftest import (
     diff,
     tree,
 )
+from tests.wheels import module_wheel
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("as_root")]
 
@@ -74,6 +83,11 @@ class Slot:
     def shared(self) -> Path:
         return self.root / "shared"
 
+    @property
+    def index(self) -> Path:
+        """The package "index" of the restore: a folder of wheels."""
+        return self.root / "index"
+
 
 @dataclass
 class Outcome:
@@ -85,7 +99,20 @@ class Outcome:
 
 def new_settings(slot: Slot) -> dict[str, str]:
     favorites = [{"path": str(slot.home), "name": "Home"}, {"path": str(slot.shared), "name": "Shared"}]
-    return {"BERDL_FAVORITES": json.dumps(favorites)}
+    index = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(slot.index)}
+    return {"BERDL_FAVORITES": json.dumps(favorites), **index}
+
+
+def user_pip(slot: Slot, *requirements: str) -> None:
+    """The user's `pip install` in the venv, from the index."""
+    python = slot.home / VENV_REL / "bin" / "python"
+    options = ["--no-index", "--find-links", str(slot.index), "--no-cache-dir", "--disable-pip-version-check"]
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", *options, *requirements],
+        env={**os.environ, "PIP_CONFIG_FILE": os.devnull},
+        check=True,
+        timeout=300,
+    )
 
 
 def prepare(slot: Slot, old_templates: Path) -> None:
@@ -104,6 +131,8 @@ def prepare(slot: Slot, old_templates: Path) -> None:
         "".join("version_info = 3.0.1.final.0\n" if x.startswith("version_info") else x for x in lines)
     )
     (slot.home / VENV_REL / "marker.txt").write_text("the user's\n")
+    module_wheel(slot.index, "fromindex", "1.0")
+    user_pip(slot, "fromindex==1.0", str(module_wheel(slot.root / "mine", "localwheel", "1.0")))
     shutil.copytree(slot.home, slot.seed, symlinks=True)
     shutil.rmtree(slot.home)
 
@@ -132,6 +161,8 @@ def step_of(path: str, slot: Slot) -> str:
     """Which part of the run an operation on `path` belongs to."""
     if path == str(slot.home):
         return "home"
+    if RESTORE_PENDING in path or NOT_RESTORED in path:
+        return "restore"
     if not path.startswith(f"{slot.home}/") or ".virtualenvs" in path or "/kernels/" in path:
         return "venv"  # virtualenv's own scratch files (and /dev/null for its child's input)
     if "favorites" in path or path.endswith((".jupyter/lab", "user-settings", "@jlab-enhanced")):
@@ -152,21 +183,44 @@ def managed_state(home: Path) -> dict[str, Any]:
         path = home / rel
         state[rel] = path.read_bytes() if path.is_file() and not path.is_symlink() else None
     venv = home / VENV_REL
-    state["venv"] = tree(venv) if venv.exists() else None
-    state["asides"] = [tree(p) for p in sorted(venv.parent.glob(f"{venv.name}.berdl-old-*"))]
+    # Normalised as the reference is (home path, the old venv's time stamp in the restore's files).
+    state["venv"] = tree(venv, home=home) if venv.exists() else None
+    state["asides"] = [tree(p, home=home) for p in sorted(venv.parent.glob(f"{venv.name}.berdl-old-*"))]
     runtime = home / ".jupyter/runtime"
     state["runtime-mode"] = runtime.lstat().st_mode & 0o777 if runtime.exists() else None
     return state
 
 
+def unmarked(venv: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A venv's tree without the restore's mark (or its temporary name): an old venv is marked just before
+    it is moved aside, and keeps the mark until its restore ends; the rest must be the venv it was."""
+    if venv is None:
+        return None
+    return {
+        key: value for key, value in venv.items() if key not in (RESTORE_PENDING, temp_name(RESTORE_PENDING))
+    }
+
+
+def restoring(venv: dict[str, Any] | None, after: dict[str, Any]) -> bool:
+    """The new venv, marked, with part of what its restore installs: each entry as after the run (but the
+    temporary file of the list of what is missing, which the next write of the list replaces)."""
+    if venv is None or RESTORE_PENDING not in venv:
+        return False
+    entries = (unmarked(venv) or {}).items()
+    return all(after.get(key) == value for key, value in entries if key != temp_name(NOT_RESTORED))
+
+
 def partial_problems(now: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     problems = []
     for key in (*MANAGED_FILES, "venv", "runtime-mode"):
-        if now[key] is not None and now[key] not in (before[key], after[key]):
+        if key == "venv" and restoring(now[key], after[key]):
+            continue  # the new venv, published with its restore not finished: the re-run must finish it
+        value = unmarked(now[key]) if key == "venv" else now[key]
+        if value is not None and value not in (before[key], after[key]):
             problems.append(f"{key} is neither as before the run nor as after it")
     old_venv = before["venv"]
     for aside in now["asides"]:
-        if aside != old_venv:
+        if unmarked(aside) != old_venv:
             problems.append("a moved-aside venv differs from the venv it was")
     return problems
 
@@ -231,6 +285,7 @@ def test_killed_at_every_operation_the_rerun_completes_and_nothing_is_partial(
     venv_ops = [n for n in range(1, total + 1) if steps[n] == "venv"]
     sample = set(random.Random(scenario).sample(venv_ops, min(VENV_SAMPLE, len(venv_ops))))
     renames = {n for n in venv_ops if operations[n] == "rename"}  # the move-aside and the publishing
+    # ... and every operation of the restore, including the copy of its marker into the build.
     points = [n for n in range(1, total + 1) if steps[n] != "venv" or n in sample | renames]
     with ThreadPoolExecutor(WORKERS) as pool:
         futures = [
@@ -256,7 +311,7 @@ def test_killed_at_every_operation_the_rerun_completes_and_nothing_is_partial(
     )
     expected_steps = {"home", "dirs", "dotfiles", "venv", "favorites", "lock+ledger"}
     if scenario == "update":
-        expected_steps -= {"home"}
+        expected_steps = expected_steps - {"home"} | {"restore"}
     assert set(per_step) == expected_steps
 
 
