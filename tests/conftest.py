@@ -13,6 +13,10 @@ import pytest
 # Imported before any pyfakefs test starts: a module first imported inside a fake file system keeps
 # references to pyfakefs's classes (pydantic's validators capture pathlib.Path when a model is built).
 import berdl_init.runner  # noqa: F401
+from tests.images.podman import Podman, is_root
+
+#: How long the slow podman steps took (tests/images/conftest.py prints them at the end).
+PODMAN_SECONDS: dict[str, float] = {}
 
 
 def skip_or_fail(message: str) -> NoReturn:
@@ -32,6 +36,29 @@ def require_tool(name: str) -> str:
     if path:
         return path
     skip_or_fail(f"{name} is not installed (scripts/setup installs it)")
+
+
+def require_root() -> None:
+    """Rootful podman with overlay storage (see images/podman) needs root; CI runs as root."""
+    if is_root():
+        return
+    skip_or_fail("the image tests run podman as root (overlay storage, hostPath volumes)")
+
+
+@pytest.fixture(scope="session")
+def podman() -> Podman:
+    """The project's podman, with localhost/berdl-init:test and localhost/berdl-notebook:test built,
+    once per run for tests/images and tests/e2e alike.
+
+    The first build of a machine makes the Debian base with debootstrap (its tarball is then cached in
+    .work/images) and the stand-in image; later ones reuse podman's layer cache in .work/podman.
+    """
+    for tool in ("podman", "runc", "debootstrap"):
+        require_tool(tool)
+    require_root()
+    podman = Podman(seconds=PODMAN_SECONDS)
+    podman.build_images()
+    return podman
 
 
 @pytest.fixture

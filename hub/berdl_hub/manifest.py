@@ -212,8 +212,13 @@ def init_container(
     security_context: Mapping[str, Any],
     resources: Mapping[str, Any],
     args: Sequence[str] = ("--json",),
+    folder_mounts: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The initContainer running the image's `berdl-init` entrypoint on the user's home."""
+    """The initContainer running the image's `berdl-init` entrypoint on the user's home.
+
+    `folder_mounts` (the pod's shared and admin folders) are mounted read-only: berdl-init only checks
+    that a configured favorite's folder exists, and skips one it cannot see.
+    """
     container: dict[str, Any] = {
         "name": INIT_CONTAINER_NAME,
         "image": image,
@@ -221,6 +226,7 @@ def init_container(
         "env": env,
         "volumeMounts": [
             dict(home_mount),
+            *({**m, "readOnly": True} for m in folder_mounts),
             # virtualenv writes temporary files while it works; the root filesystem is read-only.
             {"name": INIT_TMP_VOLUME, "mountPath": "/tmp"},
         ],

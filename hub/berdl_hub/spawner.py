@@ -305,6 +305,12 @@ class BERDLSpawner(KubeSpawner):
     def _default_gid(self) -> int:
         return 100
 
+    @default("cmd")
+    def _default_cmd(self) -> list[str]:
+        # As zero-to-jupyterhub does: the image's own CMD (docker-stacks' start-notebook.py, or
+        # `jupyter lab`) need not start a server that talks to the hub.
+        return ["jupyterhub-singleuser"]
+
     @default("image")
     def _default_image(self) -> str:
         return ""  # required: KubeSpawner's default (a generic singleuser image) is not a BERDL notebook
@@ -446,7 +452,9 @@ class BERDLSpawner(KubeSpawner):
     async def _resolve(self, value: Any) -> Any:
         return await maybe_future(value(self)) if callable(value) else value
 
-    async def _init_container(self, home_mount: dict[str, Any], uid: int | None) -> dict[str, Any]:
+    async def _init_container(
+        self, home_mount: dict[str, Any], uid: int | None, folder_mounts: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         if not self.init_image:
             raise ValueError("BERDLSpawner.init_image is not set")
         gid = await self._resolve(self.gid)
@@ -480,6 +488,7 @@ class BERDLSpawner(KubeSpawner):
             # the pod's own dicts, not the setting's: a modify_pod_hook may change them
             resources={k: dict(v) if isinstance(v, Mapping) else v for k, v in self.init_resources.items()},
             args=self.init_args,
+            folder_mounts=folder_mounts,
         )
 
     async def get_pod_manifest(self) -> Any:
@@ -532,7 +541,7 @@ class BERDLSpawner(KubeSpawner):
         )
 
         # berdl-init first: other initContainers may expect a prepared home.
-        init = _k8s_model(V1Container, await self._init_container(home_mount, uid))
+        init = _k8s_model(V1Container, await self._init_container(home_mount, uid, mounts[1:]))
         spec.init_containers = [init, *(spec.init_containers or [])]
         return pod
 

@@ -1,0 +1,39 @@
+"""Fixtures of the end-to-end journey: one stack and one browser for the whole module, with the images
+tests/images builds (the shared `podman` fixture: built once per run)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_tool
+from tests.e2e.browser import chromium
+from tests.e2e.stack import Stack, running_stack
+from tests.e2e.users import make_users
+from tests.hub.hubtest_procs import REPO
+from tests.images.podman import Podman
+from tests.wheels import module_wheel
+
+#: Screenshots and every process's log, for a person to look at when a step fails (not committed).
+E2E_WORK = REPO / ".work" / "e2e"
+#: The package alice installs with %pip from the shared folder.
+PROBE_PACKAGE = "berdl_probe_alice"
+
+
+@pytest.fixture(scope="module")
+def stack(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    for tool in ("node", "runuser"):
+        require_tool(tool)
+    wheel = module_wheel(tmp_path_factory.mktemp("wheels"), PROBE_PACKAGE)
+    with running_stack(
+        E2E_WORK, make_users("alice", "bob"), wheels={wheel.name: wheel.read_bytes()}
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as launched:
+        yield launched

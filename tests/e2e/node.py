@@ -1,0 +1,331 @@
+"""A node for the Kubernetes API stand-in: plays each pod of a namespace with `podman kube play`.
+
+It does what a kubelet does for the pods the hub's spawner posts, with the real images:
+
+- a new pod gets its own loopback address; the pod is changed only as `localpod.for_this_machine`
+  lists; the Secrets its containers read are fetched from the API and made podman secrets first;
+- its real state goes back into the API as a kubelet reports it: phase, init container and container
+  statuses with exit codes, readiness, `podIP`;
+- a pod deleted in the API is removed from podman with its podman secrets, after its containers' logs
+  are saved; the Secrets it owned are deleted (the garbage collection kmock does not do, `kube_gc`).
+
+Each initContainer's log is kept under `log_dir/POD/CONTAINER.log`, one section per play, the way
+`kubectl logs -c` reads it after the container ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import json
+import logging
+import random
+import socket
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.e2e import kube_gc, localpod
+from tests.e2e.podman_async import AsyncPodman
+from tests.hub.hubtest_support import Background
+
+log = logging.getLogger("berdl.e2e.node")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def loopback_addresses(port: int) -> Iterator[str]:
+    """127.X.Y.Z addresses, in a block of 127.0.0.0/8 chosen at random (so that two stacks on one
+    machine rarely meet), skipping any where something already listens on `port`."""
+    block = ipaddress.ip_network(f"127.{random.randint(16, 250)}.0.0/16")
+    for address in block.hosts():
+        with socket.socket() as probe:
+            try:
+                probe.bind((str(address), port))
+            except OSError:
+                continue
+        yield str(address)
+
+
+@dataclass
+class PlayedPod:
+    name: str
+    uid: str
+    ip: str
+    manifest: Path
+    containers: list[str]
+    init_containers: list[str]
+    secrets: set[str]
+    status: dict[str, Any] = field(default_factory=dict)
+    inspected_at: float = 0.0
+
+
+def _container_status(name: str, inspected: dict[str, Any] | None, *, init: bool) -> dict[str, Any]:
+    """One entry of containerStatuses / initContainerStatuses, from `podman container inspect`."""
+    if inspected is None:
+        return {"name": name, "ready": False, "restartCount": 0, "image": "", "imageID": "",
+                "state": {"waiting": {"reason": "PodInitializing"}}}  # fmt: skip
+    state = inspected["State"]
+    entry: dict[str, Any] = {
+        "name": name,
+        "image": inspected.get("ImageName", ""),
+        "imageID": inspected.get("Image", ""),
+        "containerID": f"podman://{inspected['Id']}",
+        "restartCount": inspected.get("RestartCount", 0),
+    }
+    if state.get("Running"):
+        entry.update(ready=not init, started=True, state={"running": {"startedAt": state["StartedAt"]}})
+    elif state.get("Status") in ("exited", "stopped"):
+        code = int(state.get("ExitCode", 0))
+        reason = "Completed" if code == 0 else "Error"
+        terminated = {"exitCode": code, "reason": reason, "finishedAt": state.get("FinishedAt", "")}
+        entry.update(ready=init and code == 0, started=False, state={"terminated": terminated})
+    else:
+        entry.update(ready=False, started=False, state={"waiting": {"reason": "ContainerCreating"}})
+    return entry
+
+
+class Node(Background):
+    """Plays the pods of `namespace` in the API at `api_url`; see the module's description."""
+
+    def __init__(
+        self,
+        api_url: str,
+        namespace: str,
+        *,
+        host_root: Path,
+        images: Mapping[str, str],
+        log_dir: Path,
+        podman: AsyncPodman | None = None,
+        port: int = 8888,
+        poll_seconds: float = 0.25,
+        refresh_seconds: float = 2.0,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.namespace = namespace
+        self.host_root = host_root
+        self.images = dict(images)
+        self.log_dir = log_dir
+        self.podman = podman or AsyncPodman()
+        self.poll_seconds = poll_seconds
+        self.refresh_seconds = refresh_seconds  # how often running pods are inspected (podman is slow)
+        self.addresses = loopback_addresses(port)
+        self.played: dict[str, PlayedPod] = {}
+        self.plays = 0
+        self._work: dict[str, asyncio.Task[None]] = {}  # per pod name: its play or removal, in order
+        self._folder = Path(tempfile.mkdtemp(prefix="berdl-node-"))
+        self._folder.chmod(0o700)  # secrets pass through here
+
+    @property
+    def pods_url(self) -> str:
+        return f"{self.api_url}/api/v1/namespaces/{self.namespace}/pods"
+
+    def init_log(self, pod: str, container: str) -> str:
+        """The log of `container`, an initContainer of `pod`, as saved after the pod's last play."""
+        return (self.log_dir / pod / f"{container}.log").read_text()
+
+    # --- the loop ------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            self._session = session
+            while True:
+                try:
+                    await self._round(session)
+                except (aiohttp.ClientError, OSError) as error:
+                    log.warning("node: the API did not answer: %s", error)
+                await asyncio.sleep(self.poll_seconds)
+
+    async def _round(self, session: aiohttp.ClientSession) -> None:
+        async with session.get(self.pods_url) as response:
+            items = (await response.json()).get("items", []) if response.status == 200 else []
+        listed = {pod["metadata"]["name"]: pod for pod in items}
+        for name, played in list(self.played.items()):
+            pod = listed.get(name)
+            if (
+                pod is None
+                or pod["metadata"].get("uid") != played.uid
+                or pod["metadata"].get("deletionTimestamp")
+            ):
+                self._then(name, self._remove(session, played))
+        for name, pod in listed.items():
+            busy = name in self._work and not self._work[name].done()
+            if name not in self.played and not busy and not pod["metadata"].get("deletionTimestamp"):
+                status = pod.get("status") or {}
+                if status.get("phase") in (None, "Pending") and not status.get("podIP"):
+                    self._then(name, self._play(session, pod))
+        now = time.monotonic()
+        for played in list(self.played.values()):
+            busy = played.name in self._work and not self._work[played.name].done()
+            if not busy and now - played.inspected_at >= self.refresh_seconds:
+                self._then(played.name, self._refresh(session, played))
+
+    def _then(self, name: str, step: Any) -> None:
+        """Run `step` after what is already under way for this pod (a removal before a new play)."""
+        before = self._work.get(name)
+
+        async def chained() -> None:
+            if before is not None:
+                with contextlib.suppress(Exception):
+                    await before
+            try:
+                await step
+            except Exception:
+                log.exception("node: pod %s", name)
+
+        self._work[name] = asyncio.create_task(chained())
+
+    async def __aexit__(self, *exc: object) -> None:
+        await super().__aexit__(*exc)
+        for task in self._work.values():
+            task.cancel()
+        # Nothing of this node outlives it: its pods and their podman secrets go.
+        for played in list(self.played.values()):
+            await self._remove_from_podman(played)
+        self.played.clear()
+
+    # --- status --------------------------------------------------------------------------------------
+    async def _report(self, session: aiohttp.ClientSession, name: str, status: dict[str, Any]) -> None:
+        async with session.patch(f"{self.pods_url}/{name}", json={"status": status}) as response:
+            if response.status != 200:
+                log.warning("node: status of %s not taken: %s", name, response.status)
+
+    async def _observed(self, played: PlayedPod) -> dict[str, Any]:
+        inits = [
+            _container_status(c, await self.podman.inspect(f"{played.name}-{c}"), init=True)
+            for c in played.init_containers
+        ]
+        mains = [
+            _container_status(c, await self.podman.inspect(f"{played.name}-{c}"), init=False)
+            for c in played.containers
+        ]
+        running = [m for m in mains if "running" in m["state"]]
+        ended = [m for m in mains if "terminated" in m["state"]]
+        failed_init = [i for i in inits if i["state"].get("terminated", {}).get("exitCode")]
+        if failed_init:
+            phase = "Pending"
+            for status in failed_init:  # as with restartPolicy OnFailure: the kubelet would retry it
+                status["lastState"], status["state"] = (
+                    status["state"],
+                    {"waiting": {"reason": "CrashLoopBackOff"}},
+                )
+        elif mains and len(ended) == len(mains):
+            phase = "Succeeded" if all(m["state"]["terminated"]["exitCode"] == 0 for m in ended) else "Failed"
+        elif running:
+            phase = "Running"
+        else:
+            phase = "Pending"
+        ready = bool(mains) and all(m["ready"] for m in mains)
+        return {
+            "phase": phase,
+            "hostIP": "127.0.0.1",
+            "podIP": played.ip,
+            "podIPs": [{"ip": played.ip}],
+            "startTime": played.status.get("startTime", _now()),
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "initContainerStatuses": inits,
+            "containerStatuses": mains,
+        }
+
+    async def _refresh(self, session: aiohttp.ClientSession, played: PlayedPod) -> None:
+        status = await self._observed(played)
+        played.inspected_at = time.monotonic()
+        if status != played.status:
+            played.status = status
+            await self._report(session, played.name, status)
+
+    # --- play ----------------------------------------------------------------------------------------
+    async def _podman_secret(self, session: aiohttp.ClientSession, name: str) -> bool:
+        """The Secret `name` of the API as a podman secret: a flat JSON object of base64 values, the
+        form podman 4.3 reads. False when the API has no such Secret (yet)."""
+        async with session.get(
+            f"{self.api_url}/api/v1/namespaces/{self.namespace}/secrets/{name}"
+        ) as response:
+            if response.status != 200:
+                return False
+            secret = await response.json()
+        data = dict(secret.get("data") or {})
+        for key, value in (secret.get("stringData") or {}).items():  # what an API server would convert
+            data[key] = base64.b64encode(value.encode()).decode()
+        path = self._folder / f"{name}.json"
+        path.touch(mode=0o600)
+        try:
+            path.write_text(json.dumps(data))
+            await self.podman("secret", "rm", name)
+            result = await self.podman("secret", "create", name, str(path))
+        finally:
+            path.unlink()
+        if result.returncode != 0:
+            raise RuntimeError(result.describe())
+        return True
+
+    async def _play(self, session: aiohttp.ClientSession, pod: dict[str, Any]) -> None:
+        name, spec = pod["metadata"]["name"], pod["spec"]
+        ip = next(self.addresses)
+        played = PlayedPod(
+            name=name,
+            uid=pod["metadata"]["uid"],
+            ip=ip,
+            manifest=self._folder / f"{name}.json",
+            containers=[c["name"] for c in spec["containers"]],
+            init_containers=[c["name"] for c in spec.get("initContainers", [])],
+            secrets=localpod.secret_refs(pod),
+        )
+        local = localpod.for_this_machine(pod, pod_ip=ip, host_root=str(self.host_root), images=self.images)
+        played.manifest.write_text(json.dumps(local))
+        self.played[name] = played
+        played.status = {"phase": "Pending", "hostIP": "127.0.0.1", "startTime": _now()}
+        await self._report(session, name, played.status)
+        # The kubelet retries a container whose Secret is not there yet: wait for the spawner to make it.
+        missing = set(played.secrets)
+        while missing:
+            missing = {s for s in missing if not await self._podman_secret(session, s)}
+            if missing:
+                await asyncio.sleep(self.poll_seconds)
+        await self.podman("pod", "rm", "--force", "--ignore", name)  # what a killed earlier run left
+        self.plays += 1
+        result = await self.podman(
+            "kube", "play", "--log-driver", "k8s-file", str(played.manifest), timeout=900
+        )
+        if result.returncode != 0:
+            log.warning("node: %s", result.describe())
+        await self._save_init_logs(played)
+        await self._refresh(session, played)
+
+    async def _save_init_logs(self, played: PlayedPod) -> None:
+        folder = self.log_dir / played.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for container in played.init_containers:
+            result = await self.podman("logs", f"{played.name}-{container}")
+            (folder / f"{container}.log").write_text(result.stdout)
+            (folder / f"{container}.stderr.log").write_text(result.stderr)
+
+    # --- removal -------------------------------------------------------------------------------------
+    async def _remove_from_podman(self, played: PlayedPod) -> None:
+        folder = self.log_dir / played.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for container in played.containers:
+            result = await self.podman("logs", f"{played.name}-{container}")
+            with open(folder / f"{container}.log", "a") as saved:
+                saved.write(result.stdout + result.stderr)
+        await self.podman("kube", "down", str(played.manifest), timeout=300)
+        await self.podman("pod", "rm", "--force", "--ignore", played.name)
+        for secret in played.secrets:
+            await self.podman("secret", "rm", secret)
+        played.manifest.unlink(missing_ok=True)
+
+    async def _remove(self, session: aiohttp.ClientSession, played: PlayedPod) -> None:
+        if self.played.get(played.name) is not played:
+            return  # removed already
+        await self._remove_from_podman(played)
+        del self.played[played.name]
+        deleted = await kube_gc.delete_dependents(session, self.api_url, self.namespace, played.uid)
+        log.info("node: removed pod %s and its dependents %s", played.name, deleted)

@@ -1,0 +1,178 @@
+"""The whole BERDL stack on one machine: real PostgreSQL, configurable-http-proxy and JupyterHub (with
+hub/jupyterhub_config.py), the stand-ins (standins.py) and the node playing the real images.
+
+Everything writes its log under `work/logs/` and the node's folders (homes, the shared folder) live
+under `work/node/`, so a person can look at both when something fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.e2e.standins import StandIns, standins
+from tests.e2e.users import User
+from tests.hub.hubtest_kbase import kbase_env
+from tests.hub.hubtest_procs import (
+    REPO,
+    Process,
+    base_env,
+    free_port,
+    postgres_server,
+    proxy_command,
+    start,
+    wait_for,
+)
+from tests.hub.hubtest_support import NAMESPACE
+from tests.images.podman import INIT_IMAGE, NOTEBOOK_IMAGE
+
+# The image names the hub is configured with, as in a deployment; the node plays the local builds.
+HUB_NOTEBOOK_IMAGE = "ghcr.io/kbase/berdl-notebook:e2e"
+HUB_INIT_IMAGE = "ghcr.io/kbase/berdl-init:e2e"
+LOCAL_IMAGES = {HUB_NOTEBOOK_IMAGE: NOTEBOOK_IMAGE, HUB_INIT_IMAGE: INIT_IMAGE}
+#: On the node, as an operator would have it: homes below HOMES, a read-only shared folder.
+HOMES = "/mnt/berdl/homes"
+SHARED = "/mnt/berdl/shared"
+SHARED_IN_POD = "/shared"
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{{name: kmock, cluster: {{server: "{url}"}}}}]
+contexts: [{{name: kmock, context: {{cluster: kmock, user: hub, namespace: {namespace}}}}}]
+current-context: kmock
+users: [{{name: hub, user: {{token: e2e-kube-token}}}}]
+"""
+
+# The operator's settings of this hub (BERDL_HUB_EXTRA_CONFIG), as a deployment would set them.
+EXTRA_CONFIG = f"""
+c.BERDLSpawner.namespace = {NAMESPACE!r}
+c.BERDLSpawner.home_host_path = {HOMES!r} + "/{{username}}"
+c.BERDLSpawner.shared_mounts = [
+    {{"name": "shared", "mount_path": {SHARED_IN_POD!r}, "host_path": {SHARED!r}, "read_only": True}},
+]
+# The server's root is "/", so that the home and the shared folder are both below it.
+c.BERDLSpawner.notebook_dir = "/"
+c.BERDLSpawner.default_url = "/lab"
+c.BERDLSpawner.init_favorites = [
+    {{"path": "/home/{{username}}", "name": "Home"}},
+    {{"path": {SHARED_IN_POD!r}, "name": "Shared"}},
+]
+# A cold start on this machine builds the first venv and starts JupyterLab on 2 busy cores.
+c.BERDLSpawner.start_timeout = 600
+c.BERDLSpawner.http_timeout = 300
+"""
+
+
+@dataclass
+class Stack:
+    work: Path
+    users: dict[str, User]
+    standins: StandIns
+    public_url: str
+    hub: Process
+    proxy: Process
+    node_root: Path
+    secrets: list[str] = field(repr=False)
+
+    def home(self, user: str) -> Path:
+        return self.node_root / HOMES.lstrip("/") / user
+
+    @property
+    def shared(self) -> Path:
+        return self.node_root / SHARED.lstrip("/")
+
+    def logs(self) -> str:
+        """Every log the stack wrote, in one text."""
+        return "".join(p.read_text(errors="replace") for p in sorted((self.work / "logs").rglob("*.log")))
+
+
+def _prepare_node(node_root: Path, wheels: Mapping[str, bytes]) -> None:
+    """The node's folders: where homes go, and a shared folder holding a README and some wheels."""
+    (node_root / HOMES.lstrip("/")).mkdir(parents=True)
+    shared = node_root / SHARED.lstrip("/")
+    (shared / "wheels").mkdir(parents=True)
+    (shared / "README.txt").write_text("BERDL shared data (read-only)\n")
+    for name, data in wheels.items():
+        (shared / "wheels" / name).write_bytes(data)
+
+
+@contextlib.contextmanager
+def running_stack(work: Path, users: list[User], *, wheels: Mapping[str, bytes] = {}) -> Iterator[Stack]:
+    """Start everything in `work` (emptied first); stop everything, the pods too, on the way out."""
+    shutil.rmtree(work, ignore_errors=True)
+    logs, node_root = work / "logs", work / "node"
+    logs.mkdir(parents=True)
+    _prepare_node(node_root, wheels)
+    by_name = {u.name: u for u in users}
+    cookie_secret, crypt_key = secrets.token_hex(32), secrets.token_hex(32)
+    proxy_token, pg_password = secrets.token_hex(32), "pg-" + secrets.token_hex(12)
+    all_secrets = [cookie_secret, crypt_key, proxy_token, pg_password] + [s for u in users for s in u.secrets]
+
+    with (
+        postgres_server(pg_password) as postgres,
+        standins(users, host_root=node_root, images=LOCAL_IMAGES, log_dir=logs) as services,
+    ):
+        hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
+        hub_url = f"http://127.0.0.1:{hub_port}"
+        proxy = start(
+            "configurable-http-proxy",
+            proxy_command(proxy_port, proxy_api_port, hub_url),
+            {**base_env(), "CONFIGPROXY_AUTH_TOKEN": proxy_token},
+            logs / "proxy.log",
+        )
+        hub = None
+        try:
+            wait_for(f"http://127.0.0.1:{proxy_api_port}/api/routes", 30, proxy)
+            (work / "kubeconfig").write_text(KUBECONFIG.format(url=services.api_url, namespace=NAMESPACE))
+            (work / "extra_config.py").write_text(EXTRA_CONFIG)
+            (work / "hub").mkdir()
+            env = {
+                **base_env(),
+                **kbase_env(services.auth2_url),  # KBase login against the Auth2 stand-in
+                "KUBECONFIG": str(work / "kubeconfig"),
+                "JUPYTERHUB_COOKIE_SECRET": cookie_secret,
+                "JUPYTERHUB_CRYPT_KEY": crypt_key,
+                "JUPYTERHUB_DB_URL": postgres.url,
+                "PGPASSWORD": postgres.password,
+                "CONFIGPROXY_API_URL": f"http://127.0.0.1:{proxy_api_port}",
+                "CONFIGPROXY_AUTH_TOKEN": proxy_token,
+                "BERDL_HUB_BIND_URL": hub_url,
+                "BERDL_HUB_CONNECT_URL": hub_url,  # the pods share the host's network
+                "BERDL_HUB_EXTRA_CONFIG": str(work / "extra_config.py"),
+                "BERDL_IDLE_TIMEOUT": "0",
+                "BERDL_NOTEBOOK_IMAGE": HUB_NOTEBOOK_IMAGE,
+                "BERDL_INIT_IMAGE": HUB_INIT_IMAGE,
+                "SPARK_CLUSTER_MANAGER_API_URL": services.spark_url,
+                "GOVERNANCE_API_URL": services.governance_url,
+            }
+            cmd = [
+                sys.executable,
+                "-m",
+                "jupyterhub",
+                "-f",
+                str(REPO / "hub" / "jupyterhub_config.py"),
+                "--debug",
+            ]
+            hub = start("jupyterhub", cmd, env, logs / "hub.log", cwd=work / "hub")
+            wait_for(f"{hub_url}/hub/health", 120, hub)
+            yield Stack(
+                work=work,
+                users=by_name,
+                standins=services,
+                public_url=f"http://127.0.0.1:{proxy_port}",
+                hub=hub,
+                proxy=proxy,
+                node_root=node_root,
+                secrets=all_secrets,
+            )
+        finally:
+            if hub is not None:
+                hub.stop()
+            proxy.stop()
+            shutil.copy(postgres.log_path, logs / "postgres.log")

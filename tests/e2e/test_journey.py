@@ -1,0 +1,197 @@
+"""The whole system, end to end: a real browser logs in on the KBase login stand-in and works in
+JupyterLab, on the pod the hub's own spawn created and the node played with the real images.
+
+The steps run in order on one stack (tests/e2e/stack.py) and build on each other; each asserts what the
+user sees or what the system holds. Screenshots and every process's log are in .work/e2e/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.browser import UserBrowser
+from tests.e2e.conftest import E2E_WORK, PROBE_PACKAGE
+from tests.e2e.stack import SHARED_IN_POD, Stack
+from tests.hub.hubtest_support import assert_no_secret_in
+
+pytestmark = pytest.mark.slow
+
+VENV_IN_POD = "/home/alice/.virtualenvs/envs/alice_default_env"
+CREDENTIALS = ("KBASE_AUTH_TOKEN", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY")
+# What the notebook reports: only digests of the credentials, so that no screenshot holds one.
+ENVIRONMENT_PROBE = f"""import hashlib, json, os, sys
+digest = lambda name: hashlib.sha256(os.environ.get(name, "").encode()).hexdigest()
+print(json.dumps({{"prefix": sys.prefix, "spark": os.environ.get("SPARK_MASTER_URL"),
+                  "digests": {{name: digest(name) for name in {CREDENTIALS!r}}}}}))"""
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def eventually(condition: Callable[[], Any], what: str, timeout: float = 300) -> Any:
+    """Wait for the node or the hub to catch up; fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not so after {timeout} s")
+
+
+def pod_of(stack: Stack, user: str) -> dict[str, Any]:
+    return stack.standins.objects("v1/pods")[f"jupyter-{user}"]
+
+
+def podman_pods(stack: Stack) -> set[str]:
+    listed = stack.standins.loop.run(stack.standins.node.podman("pod", "ps", "--format", "{{.Name}}"))
+    return set(listed.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def alice(stack: Stack, browser: Any) -> UserBrowser:
+    return UserBrowser.open(browser, "alice", stack.public_url, E2E_WORK / "shots")
+
+
+@pytest.fixture(scope="module")
+def bob(stack: Stack, browser: Any) -> UserBrowser:
+    return UserBrowser.open(browser, "bob", stack.public_url, E2E_WORK / "shots")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_secret_in_any_log(stack: Stack) -> Iterator[None]:
+    """After the journey: no token, key or password in any log of any process, pods included."""
+    yield
+    assert_no_secret_in(stack.logs(), stack.secrets)
+
+
+def test_1_login_and_spawn(stack: Stack, alice: UserBrowser) -> None:
+    alice.log_in_on_kbase()
+    assert any(url.startswith(stack.standins.auth2_url + "/login") for url in alice.visited), alice.visited
+    assert alice.page.context.cookies(stack.public_url)[0]["name"] in {
+        "kbase_session",
+        "jupyterhub-session-id",
+    }
+    assert "kbase_session" in {c["name"] for c in alice.page.context.cookies(stack.public_url)}
+    alice.start_server()
+    assert any("/hub/spawn-pending/alice" in url for url in alice.visited), alice.visited
+    assert alice.path() == "/user/alice/lab"
+    alice.shot("lab")
+
+
+def test_2_jupyterlab_favorites(alice: UserBrowser) -> None:
+    assert alice.favorites() == ["Home", "Shared"]
+    alice.shot("favorites")
+
+
+def test_2_notebook_runs_in_the_home_venv_with_the_user_environment(stack: Stack, alice: UserBrowser) -> None:
+    alice.open_favorite("Home")
+    reported = alice.json_from_notebook(ENVIRONMENT_PROBE, new=True)
+    alice.shot("notebook")
+    user = stack.users["alice"]
+    cluster = stack.standins.spark.clusters[user.kbase_token]
+    assert reported["prefix"] == VENV_IN_POD
+    assert reported["spark"] == f"spark://spark-master-{cluster}:7077"  # as the Spark stand-in answered
+    assert reported["digests"] == {
+        "KBASE_AUTH_TOKEN": sha256(user.kbase_token),
+        "MINIO_ACCESS_KEY": sha256(user.minio_access_key),
+        "MINIO_SECRET_KEY": sha256(user.minio_secret_key),
+    }
+
+
+def test_2_pip_install_in_a_notebook_lands_in_the_home(stack: Stack, alice: UserBrowser) -> None:
+    wheel = next((stack.shared / "wheels").glob(f"{PROBE_PACKAGE}-*.whl"))
+    printed = alice.run_in_notebook(
+        f"%pip install --no-index {SHARED_IN_POD}/wheels/{wheel.name}\nprint(json.dumps('pip done'))"
+    )
+    assert "Successfully installed" in printed, printed
+    venv = stack.home("alice") / VENV_IN_POD.removeprefix("/home/alice/")
+    installed = list(venv.glob(f"lib/python3*/site-packages/{PROBE_PACKAGE}/__init__.py"))
+    assert len(installed) == 1, printed
+    assert installed[0].stat().st_uid == 1000
+    alice.save_as("journey.ipynb")
+    assert (stack.home("alice") / "journey.ipynb").is_file()
+    alice.shot("notebook-output")
+
+
+def test_2_terminal_shows_the_venv_prompt(alice: UserBrowser) -> None:
+    text = alice.terminal_text("echo venv: $VIRTUAL_ENV")
+    alice.shot("terminal")
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[0].startswith("(alice_default_env) "), lines
+    assert f"venv: {VENV_IN_POD}" in lines
+
+
+def test_3_kubernetes_holds_no_credential_in_the_pod_and_an_owned_secret(stack: Stack) -> None:
+    pod = pod_of(stack, "alice")
+    user = stack.users["alice"]
+    assert_no_secret_in(json.dumps(pod), user.secrets)
+    secrets = stack.standins.objects("v1/secrets")
+    owned = {
+        name: secret
+        for name, secret in secrets.items()
+        if any(o.get("uid") == pod["metadata"]["uid"] for o in secret["metadata"].get("ownerReferences", []))
+    }
+    assert list(owned) == ["jupyter-alice-credentials"], list(secrets)
+    owner = owned["jupyter-alice-credentials"]["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == ("Pod", "jupyter-alice")
+
+
+def test_4_a_second_user_gets_a_pod_of_his_own(stack: Stack, alice: UserBrowser, bob: UserBrowser) -> None:
+    bob.log_in_on_kbase()
+    bob.start_server()
+    assert bob.path() == "/user/bob/lab"
+    assert bob.favorites() == ["Home", "Shared"]
+    bob.shot("lab")
+    pods = {user: pod_of(stack, user) for user in ("alice", "bob")}
+    assert pods["alice"]["status"]["phase"] == pods["bob"]["status"]["phase"] == "Running"
+    assert pods["alice"]["status"]["podIP"] != pods["bob"]["status"]["podIP"]
+    assert all(pod["status"]["podIP"].startswith("127.") for pod in pods.values())
+    homes = {
+        user: {v["hostPath"]["path"] for v in pod["spec"]["volumes"] if "hostPath" in v}
+        for user, pod in pods.items()
+    }
+    assert homes["alice"] & homes["bob"] == {"/mnt/berdl/shared"}
+    assert "/mnt/berdl/homes/alice" in homes["alice"]
+    assert "/mnt/berdl/homes/bob" in homes["bob"]
+    assert (stack.home("bob") / ".bashrc").is_file()
+    assert not (stack.home("bob") / "journey.ipynb").exists()
+    assert len(stack.standins.spark.clusters) == 2  # one cluster each
+    assert {"jupyter-alice", "jupyter-bob"} <= podman_pods(stack)
+
+
+def test_5_stop_from_the_control_panel(stack: Stack, alice: UserBrowser) -> None:
+    token = stack.users["alice"].kbase_token
+    deleted_before = stack.standins.spark.deleted
+    alice.stop_server()
+    eventually(
+        lambda: "jupyter-alice" not in stack.standins.objects("v1/pods"), "the pod is gone from the API"
+    )
+    eventually(lambda: "jupyter-alice" not in podman_pods(stack), "the pod is gone from podman")
+    eventually(
+        lambda: "jupyter-alice-credentials" not in stack.standins.objects("v1/secrets"), "the Secret is gone"
+    )
+    assert token not in stack.standins.spark.clusters
+    assert stack.standins.spark.deleted == deleted_before + 1
+    assert "jupyter-bob" in podman_pods(stack)  # bob's server is not touched
+
+
+def test_6_start_again_keeps_the_files_and_changes_nothing(stack: Stack, alice: UserBrowser) -> None:
+    alice.start_server()
+    alice.shot("lab-again")
+    assert (stack.home("alice") / "journey.ipynb").is_file()
+    alice.open_favorite("Home")
+    imported = alice.json_from_notebook(
+        f"import json, {PROBE_PACKAGE} as probe; print(json.dumps(probe.MARKER))", new=True
+    )
+    assert imported == PROBE_PACKAGE
+    report = json.loads(stack.standins.node.init_log("jupyter-alice", "berdl-init"))
+    assert report["ok"] is True
+    assert report["changes"] == [], report["changes"]
