@@ -312,15 +312,9 @@ def pip_children(pid: int) -> list[int]:
     return found
 
 
-def test_a_restore_killed_while_pip_runs_is_finished_by_the_next_run(tmp_path: Path, wheels: Path) -> None:
-    """SIGKILL to the whole process group (as when the pod goes) while the restore's pip waits for an index
-    that never answers; the next run, with an index that answers, finishes the restore."""
-    link = tmp_path / "image/bin/python3"
-    point(link, pyenv("3.11"))
-    home = prepared_home(tmp_path, wheels, link)
-    venv = venv_of(home)
-    point(link, pyenv("3.12"))
-
+def kill_while_pip_runs(tmp_path: Path, home: Path, link: Path) -> None:
+    """Run berdl-init and SIGKILL its whole process group (as when the pod goes) while the restore's pip
+    waits for an index that never answers."""
     with socket.create_server(("127.0.0.1", 0)) as silent:
         env = berdl_env(
             tmp_path,
@@ -346,6 +340,17 @@ def test_a_restore_killed_while_pip_runs_is_finished_by_the_next_run(tmp_path: P
             os.killpg(child.pid, signal.SIGKILL)
             child.wait(timeout=TIMEOUT)
 
+
+def test_a_restore_killed_while_pip_runs_is_finished_by_the_next_run(tmp_path: Path, wheels: Path) -> None:
+    """Killed once while pip runs; the next run, with an index that answers, finishes the restore."""
+    link = tmp_path / "image/bin/python3"
+    point(link, pyenv("3.11"))
+    home = prepared_home(tmp_path, wheels, link)
+    venv = venv_of(home)
+    point(link, pyenv("3.12"))
+
+    kill_while_pip_runs(tmp_path, home, link)
+
     assert (venv / "berdl-restore-pending.json").is_file()
     assert imports(tmp_path, venv / "bin" / "python", "fromindex") is None
     pending = berdl(home, tmp_path, "--check", "--only", "venv", status=1, BERDL_VENV_PYTHON=str(link))
@@ -359,6 +364,44 @@ def test_a_restore_killed_while_pip_runs_is_finished_by_the_next_run(tmp_path: P
     assert not (venv / "berdl-restore-pending.json").exists()
     assert "localwheel 1.0" in (venv / NOT_RESTORED).read_text()
     assert len(list(venv.parent.glob(f"{venv.name}.berdl-old-*"))) == 1
+
+
+def test_a_restore_killed_twice_is_listed_not_run_again(tmp_path: Path, wheels: Path) -> None:
+    """A restore that kills the pod each time it runs (pip filling /tmp, or over the memory limit) must not
+    keep the server from starting: after two killed attempts, the third run only lists what is missing."""
+    link = tmp_path / "image/bin/python3"
+    point(link, pyenv("3.11"))
+    home = prepared_home(tmp_path, wheels, link)
+    venv = venv_of(home)
+    point(link, pyenv("3.12"))
+
+    kill_while_pip_runs(tmp_path, home, link)
+    kill_while_pip_runs(tmp_path, home, link)  # the first kill's restore, run again, killed again
+
+    # An index that answers, and a pip log: a pip started here would install fromindex and write the log.
+    pip_log = tmp_path / "pip.log"
+    env = {"BERDL_VENV_PYTHON": str(link), "PIP_LOG": str(pip_log), **index_env(wheels)}
+    report = berdl(home, tmp_path, "--only", "venv", "--strict", **env)
+
+    assert report["ok"] is True
+    assert [action for _, action, _ in changes(report)] == ["restore-packages"]
+    assert not pip_log.exists()
+    python = venv / "bin" / "python"
+    assert imports(tmp_path, python, "fromindex") is None
+    assert not (venv / "berdl-restore-pending.json").exists()
+    (aside,) = venv.parent.glob(f"{venv.name}.berdl-old-*")
+    assert not (aside / "berdl-restore-pending.json").exists()
+    warnings = "\n".join(report["warnings"])
+    assert "was interrupted 2 times" in warnings
+    text = (venv / NOT_RESTORED).read_text()
+    assert "#   fromindex 1.0: not attempted again: its restore was interrupted 2 times" in text
+    assert "#   oldonly 1.0: not attempted again" in text
+    arguments = shlex.split(text.splitlines()[-1])[4:]  # after PYTHON -m pip install
+    assert arguments == [str(tmp_path / "mine/localwheel-1.0-py3-none-any.whl"), "fromindex", "oldonly"]
+
+    again = berdl(home, tmp_path, "--only", "venv", **env)
+    assert again["changes"] == []
+    assert (venv / NOT_RESTORED).is_file()  # the user's to act on, and to delete
 
 
 def test_a_run_with_nothing_to_do_imports_no_heavy_library(tmp_path: Path) -> None:

@@ -241,7 +241,10 @@ class KBaseAuthenticator(Authenticator):
         before a spawn). A new KBase cookie replaces the stored token; a revoked or expired token,
         a lost role or a cookie of another KBase user ends the session."""
         state = await user.get_auth_state() or {}
-        token = self.session_token(handler) or state.get(TOKEN_KEY)
+        # The request's KBase cookie is the user's only on their own requests: an admin starting
+        # alice's server sends the admin's cookie, and must not end alice's session with it.
+        cookie = self.session_token(handler) if _is_own_request(handler, user) else None
+        token = cookie or state.get(TOKEN_KEY)
         if not token:
             return False
         try:
@@ -266,8 +269,26 @@ class KBaseAuthenticator(Authenticator):
             authentication["admin"] = admin
         return authentication
 
+    @default("allow_existing_users")
+    def _default_allow_existing_users(self) -> bool:
+        # JupyterHub turns this on with any allowed_users and then adds every user who ever logged in
+        # to the allow list: a user whose KBase role was taken away would stay in. The roles decide.
+        return False
+
     def _passes_allow(self, username: str, authentication: dict[str, Any]) -> bool:
         try:
             return self.check_allowed(username, authentication)
         except web.HTTPError:
             return False
+
+
+def _is_own_request(handler: web.RequestHandler | None, user: Any) -> bool:
+    """Whether `handler`'s request is `user`'s own. While JupyterHub authenticates a request (the
+    refresh of get_current_user), its user is not known yet, and the request is the one refreshed."""
+    if handler is None:
+        return False
+    try:
+        requester = handler.current_user
+    except RuntimeError:  # JupyterHub's handlers: "Must call async get_current_user first!"
+        return True
+    return requester is None or getattr(requester, "name", None) == user.name

@@ -67,7 +67,9 @@ def manifest(
                     "kind": "Pod",
                     "name": pod_name,
                     "uid": pod_uid,
-                    "blockOwnerDeletion": True,
+                    # No blockOwnerDeletion: where OwnerReferencesPermissionEnforcement is on
+                    # (OpenShift), setting it needs `update` on pods/finalizers, which the hub's Role
+                    # does not grant; the garbage collector deletes the Secret with the pod without it.
                     "controller": False,
                 }
             ],

@@ -676,6 +676,7 @@ class BERDLSpawner(KubeSpawner):
                     self._spark_config(),
                     functools.partial(self._create_spark_cluster, token),
                 )
+                self._save_state()
             except ServiceError as exc:
                 if exc.may_have_acted:  # a time-out or a 5xx may still have built it
                     share.delete_pending = True
@@ -691,6 +692,15 @@ class BERDLSpawner(KubeSpawner):
                     "This server shares the Spark cluster of your other running server, with the size "
                     "that server started it with, not the one of the profile chosen here."
                 )
+
+    def _save_state(self) -> None:
+        """Write this server's state (its cluster share) to the hub's database now. JupyterHub saves it
+        only once start() returns: a hub that dies in between would forget that this server holds the
+        user's cluster, and nothing would delete it."""
+        if self.orm_spawner is None or self.db is None:
+            return
+        self.orm_spawner.state = self.get_state()
+        self.db.commit()
 
     async def _delete_spark_cluster(self, why: str) -> bool:
         """DELETE /clusters; errors are logged, never raised, so that stopping always completes."""

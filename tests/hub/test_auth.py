@@ -32,7 +32,12 @@ APPROVED, ADMIN = "BERDL_USER", "CDM_JUPYTERHUB_ADMIN"
 
 
 class Probe(web.RequestHandler):
-    """GET /login: JupyterHub's login sequence; GET /refresh?user=NAME: refresh_user of that user."""
+    """GET /login: JupyterHub's login sequence; GET /refresh?user=NAME: refresh_user of that user;
+    `&as=OTHER`: the request of another, already known user (an admin starting NAME's server)."""
+
+    def get_current_user(self) -> FakeUser | None:
+        name = self.get_argument("as", None)
+        return FakeUser(name) if name else None
 
     async def get(self, what: str) -> None:
         authenticator: KBaseAuthenticator = self.settings["authenticator"]
@@ -258,6 +263,30 @@ async def test_a_cookie_of_another_user_or_a_lost_role_ends_the_session(rig: Rig
     assert body["result"]["admin"] is False  # the admin role is gone, and admin with it
     rig.auth2.set_roles("alice", [])
     assert await rig.get("/refresh?user=alice") == (200, {"result": False})
+
+
+async def test_an_admin_starting_a_users_server_refreshes_it_with_the_users_stored_token(rig: Rig) -> None:
+    alice = rig.add_user("alice", customroles=[APPROVED])
+    ada = rig.add_user("ada", customroles=[APPROVED, ADMIN])
+    rig.users["alice"] = FakeUser("alice", auth_state={"kbase_token": alice})
+    # JupyterHub refreshes alice before the spawn with ada's request, which carries ada's KBase cookie.
+    status, body = await rig.get("/refresh?user=alice&as=ada", {"kbase_session": ada})
+    assert status == 200
+    assert body["result"]["auth_state"]["kbase_token"] == alice
+
+
+async def test_a_lost_role_ends_access_also_beside_an_allow_list(rig: Rig) -> None:
+    """With allowed_users set, JupyterHub by default keeps every user who ever logged in allowed."""
+    rig.authenticator.allowed_users = {"breakglass"}
+    token = rig.add_user("alice", customroles=[APPROVED])
+    _, body = await rig.login(token)
+    rig.authenticator.add_user(FakeUser("alice"))  # what the hub does at a login and at each start
+    rig.users["alice"] = FakeUser("alice", auth_state=body["result"]["auth_state"])
+    rig.auth2.set_roles("alice", [])
+    assert await rig.get("/refresh?user=alice") == (200, {"result": False})
+    status, refused = await rig.login(token)
+    assert status == 403
+    assert "none of the roles this hub needs" in refused["refused"]
 
 
 async def test_a_user_with_no_stored_token_must_log_in(rig: Rig) -> None:

@@ -80,7 +80,6 @@ async def test_the_secret_is_there_before_the_notebook_owned_by_the_pod_and_gone
             "kind": "Pod",
             "name": spawner.pod_name,
             "uid": pod["metadata"]["uid"],
-            "blockOwnerDeletion": True,
             "controller": False,
         }
     ]
@@ -162,6 +161,27 @@ async def test_the_last_stop_deletes_the_cluster_also_after_a_hub_restart(stack:
     await revived["analysis"].start()
     assert stack.spark.calls.count(("POST", "/clusters")) == 2
     await revived["analysis"].stop()
+    assert stack.spark.clusters == {}
+
+
+async def test_a_hub_that_dies_during_a_spawn_has_saved_the_cluster_it_made(stack: Stack) -> None:
+    """JupyterHub writes a spawner's state to its database only once start() returns."""
+    committed: list[dict[str, Any]] = []
+
+    class Database:  # the hub's session: what is committed is what a restarted hub reads back
+        def commit(self) -> None:
+            committed.append({"state": dict(spawner.orm_spawner.state), "pods": stack.pods()})
+
+    spawner = stack.spawner(db=Database())
+    await spawner.start()
+    # Committed before the pod existed: a hub killed from then on still finds the share in its database.
+    (first, *_) = committed
+    assert first["pods"] == []
+    assert first["state"]["berdl_spark"]["holds"] is True
+
+    revived = stack.spawner(user=alice(), server="")
+    revived.load_state(first["state"])
+    await revived.stop()
     assert stack.spark.clusters == {}
 
 
