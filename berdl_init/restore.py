@@ -118,14 +118,7 @@ def provided_names(python: Path, timeout: float) -> set[str] | None:
 def restore(old: list[Distribution], python: Path, timeout: float) -> Outcome:
     """Install `old` (from which the image's distributions are left out) into the venv of `python`."""
     deadline = time.monotonic() + timeout
-    outcome = Outcome()
-    provided = provided_names(python, timeout)
-    if provided is None:
-        outcome.missing = [(dist, "the new venv's python does not run") for dist in old]
-        return outcome
-    wanted = [dist for dist in old if canonicalize_name(dist.name) not in provided]
-    from_index = [dist for dist in wanted if dist.source is None]
-    outcome.missing = [(dist, f"{dist.origin}, not from a package index") for dist in wanted if dist.source]
+    outcome, from_index = _to_install(old, python, timeout)
     if not from_index:
         return outcome
 
@@ -147,6 +140,27 @@ def restore(old: list[Distribution], python: Path, timeout: float) -> Outcome:
         else:
             outcome.missing.append((dist, newer_error if newer_error == TIMED_OUT else error))
     return outcome
+
+
+def list_only(old: list[Distribution], python: Path, timeout: float, why: str) -> Outcome:
+    """What `restore` would install, all listed as missing for `why`, and no pip run: for a restore that
+    is not to be attempted again. What the new venv has meanwhile (from an earlier attempt) is left out."""
+    outcome, from_index = _to_install(old, python, timeout)
+    outcome.missing += [(dist, why) for dist in from_index]
+    return outcome
+
+
+def _to_install(old: list[Distribution], python: Path, timeout: float) -> tuple[Outcome, list[Distribution]]:
+    """Those of `old` that the venv of `python` lacks and that an index can provide; and an Outcome that
+    lists the others it lacks (all of them when its python does not run: then nothing is installed)."""
+    outcome = Outcome()
+    provided = provided_names(python, timeout)
+    if provided is None:
+        outcome.missing = [(dist, "the new venv's python does not run") for dist in old]
+        return outcome, []
+    wanted = [dist for dist in old if canonicalize_name(dist.name) not in provided]
+    outcome.missing = [(dist, f"{dist.origin}, not from a package index") for dist in wanted if dist.source]
+    return outcome, [dist for dist in wanted if dist.source is None]
 
 
 TIMED_OUT = "out of time (BERDL_VENV_RESTORE_TIMEOUT)"

@@ -34,9 +34,14 @@ KERNEL_LOGOS = ("logo-32x32.png", "logo-64x64.png", "logo-svg.svg")
 PROBE_TIMEOUT = 30.0
 #: While a restore has not finished: in the old venv (written before it is moved aside, so that a run
 #: killed before the new venv is published still knows what to restore) and in the new one (published with
-#: it): {"from": the old venv, home-relative}. The restore removes both when it ends; a run killed before
-#: leaves them, and the next run restores.
+#: it): {"from": the old venv, home-relative, "attempts": how many restores have started}. The restore
+#: removes both when it ends; a run killed before leaves them, and the next run restores.
 RESTORE_PENDING = "berdl-restore-pending.json"
+#: How many restores start before a run gives up and only lists what is missing. A restore killed once
+#: (the pod stopped meanwhile) is run again; one killed every time it runs is most likely what kills the
+#: pod (pip filling the initContainer's /tmp, or over its memory limit), and running it at every start
+#: would keep the user's server from ever starting.
+RESTORE_ATTEMPTS = 2
 #: In a rebuilt venv, what its restore could not install and the command that does; kept until the user
 #: deletes it, and new terminals mention it meanwhile (images/notebook/berdl-venv-notice.sh).
 NOT_RESTORED = "berdl-not-restored.txt"
@@ -94,10 +99,12 @@ class RestorePackages(Change):
 
     restore_from: str
     timeout: float
+    #: How many restores into this venv had started (and not ended) before this run, by its marker.
+    attempts: int = 0
 
     def apply(self, ctx: ApplyContext) -> None:
         # Imported here: only a rebuilt venv needs it, and a run with nothing to do stays light.
-        from berdl_init.restore import old_distributions, restore
+        from berdl_init.restore import list_only, old_distributions, restore
 
         venv = ctx.home.absolute(self.path)
         python = venv / "bin" / "python"
@@ -109,7 +116,17 @@ class RestorePackages(Change):
                 old = old_distributions(ctx.home.absolute(self.restore_from))
             except (OSError, ValueError) as error:  # unreadable, or metadata that is not text
                 ctx.warnings.append(f"the packages of ~/{self.restore_from} cannot be read: {error}")
-        outcome = restore(old, python, self.timeout)
+        if self.attempts >= RESTORE_ATTEMPTS:
+            why = f"not attempted again: its restore was interrupted {self.attempts} times"
+            outcome = list_only(old, python, self.timeout, why)
+            ctx.warnings.append(
+                f"the restore of ~/{self.restore_from} was interrupted {self.attempts} times (the pod "
+                "stopped while pip ran: out of memory or of space in /tmp?): it is not attempted again"
+            )
+        else:
+            # Counted before pip starts: if pip is what kills the pod, the count survives it.
+            ctx.home.write(f"{self.path}/{RESTORE_PENDING}", _pending(self.restore_from, self.attempts + 1))
+            outcome = restore(old, python, self.timeout)
         self._report(ctx, outcome, python)
         # The old venv's mark first: while the new venv's is there, the next run restores again.
         with contextlib.suppress(UnsafePathError, NotADirectoryError):
@@ -192,7 +209,9 @@ def plan(ctx: PlanContext) -> StepPlan:
     else:
         pending = _pending_restore(ctx, rel) if settings.venv_restore else None
         if pending is not None:  # a run killed while restoring
-            step.changes.append(_restore(rel, pending, settings.venv_restore_timeout))
+            step.changes.append(
+                _restore(rel, pending.restore_from, settings.venv_restore_timeout, pending.attempts)
+            )
         sees_image = found.sees_system_site_packages
         if sees_image != settings.venv_system_site_packages:
             # Rebuilding would hide what the user installed in it: keep it, and say how to get a new one.
@@ -224,18 +243,26 @@ def _build(
     )
 
 
-def _restore(rel: str, restore_from: str, timeout: float) -> RestorePackages:
+def _restore(rel: str, restore_from: str, timeout: float, attempts: int = 0) -> RestorePackages:
+    if attempts >= RESTORE_ATTEMPTS:
+        detail = f"list what ~/{restore_from} had: its restore was interrupted {attempts} times"
+    else:
+        detail = f"install again what ~/{restore_from} had (at most {timeout:g} s)"
     return RestorePackages(
-        "restore-packages",
-        rel,
-        f"install again what ~/{restore_from} had (at most {timeout:g} s)",
-        restore_from=restore_from,
-        timeout=timeout,
+        "restore-packages", rel, detail, restore_from=restore_from, timeout=timeout, attempts=attempts
     )
 
 
-def _pending(restore_from: str) -> bytes:
-    return (json.dumps({"from": restore_from}) + "\n").encode()
+def _pending(restore_from: str, attempts: int = 0) -> bytes:
+    return (json.dumps({"from": restore_from, "attempts": attempts}) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class PendingRestore:
+    """What a restore marker says."""
+
+    restore_from: str
+    attempts: int
 
 
 def _unfinished_aside(ctx: PlanContext, rel: str) -> str | None:
@@ -248,13 +275,14 @@ def _unfinished_aside(ctx: PlanContext, rel: str) -> str | None:
         return None
     for name in names:
         aside = name if parent == "." else f"{parent}/{name}"
-        if _pending_restore(ctx, aside) == aside:
+        pending = _pending_restore(ctx, aside)
+        if pending is not None and pending.restore_from == aside:
             return aside
     return None
 
 
-def _pending_restore(ctx: PlanContext, rel: str) -> str | None:
-    """The old venv named by the restore marker in the venv `rel`, if it has one."""
+def _pending_restore(ctx: PlanContext, rel: str) -> PendingRestore | None:
+    """What the restore marker in the venv `rel` says, if it has one."""
     try:
         data = ctx.home.read(f"{rel}/{RESTORE_PENDING}")
     except OSError:
@@ -262,12 +290,16 @@ def _pending_restore(ctx: PlanContext, rel: str) -> str | None:
     if data is None:
         return None
     try:
-        found = json.loads(data).get("from")
+        marker = json.loads(data)
+        found, attempts = marker.get("from"), marker.get("attempts", 0)
     except (ValueError, AttributeError):
-        found = None
+        return None
     if not isinstance(found, str) or not _inside(found):
         return None
-    return found
+    # A marker of an older berdl-init has no count; one that is not a count is taken as none started.
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0:
+        attempts = 0
+    return PendingRestore(found, attempts)
 
 
 def _inside(rel: str) -> bool:
