@@ -415,15 +415,16 @@ def _python_version(ctx: PlanContext, python: Path, real: str) -> str | None:
 def _identity(real: str) -> str | None:
     """What changes when the interpreter's file is replaced (an image upgrade), even at the same path.
 
-    Not the device or the inode: each container's root filesystem is an overlay mount of its own, whose
-    device number differs from one pod start to the next (and inode numbers may too), while the same
-    image layer keeps the file's size and times. A new layer brings new times.
+    Only the size and the modification time, which an image layer carries: each container's root
+    filesystem is an overlay mount of its own, whose device number differs from one pod start to the
+    next (and inode numbers may too), and the change time is when a node unpacked the layer, so it differs
+    from node to node while the image is the same. An image upgrade brings a new interpreter file.
     """
     try:
         st = os.stat(real)
     except OSError:
         return None
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _aside_name(ctx: PlanContext, rel: str) -> str:
