@@ -105,6 +105,15 @@ def prepared_home(tmp_path: Path, wheels: Path, link: Path) -> Path:
     return home
 
 
+def home_after_minor_upgrade(tmp_path: Path, wheels: Path) -> tuple[Path, Path]:
+    """prepared_home() on 3.11, then the image's interpreter path moved to 3.12: (home, that path)."""
+    link = tmp_path / "image/bin/python3"
+    point(link, pyenv("3.11"))
+    home = prepared_home(tmp_path, wheels, link)
+    point(link, pyenv("3.12"))
+    return home, link
+
+
 def test_a_patch_release_keeps_the_venv_and_its_packages(tmp_path: Path, wheels: Path) -> None:
     link = tmp_path / "image/bin/python3"
     point(link, pyenv("3.11"))
@@ -225,10 +234,7 @@ def test_the_restore_can_be_turned_off(tmp_path: Path, wheels: Path) -> None:
 
 def test_a_restore_out_of_time_lists_the_rest_and_the_run_succeeds(tmp_path: Path, wheels: Path) -> None:
     """A package index that takes connections and never answers: the deadline ends the restore."""
-    link = tmp_path / "image/bin/python3"
-    point(link, pyenv("3.11"))
-    home = prepared_home(tmp_path, wheels, link)
-    point(link, pyenv("3.12"))
+    home, link = home_after_minor_upgrade(tmp_path, wheels)
 
     with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never accepts: the kernel's backlog
         report = berdl(
@@ -343,11 +349,8 @@ def kill_while_pip_runs(tmp_path: Path, home: Path, link: Path) -> None:
 
 def test_a_restore_killed_while_pip_runs_is_finished_by_the_next_run(tmp_path: Path, wheels: Path) -> None:
     """Killed once while pip runs; the next run, with an index that answers, finishes the restore."""
-    link = tmp_path / "image/bin/python3"
-    point(link, pyenv("3.11"))
-    home = prepared_home(tmp_path, wheels, link)
+    home, link = home_after_minor_upgrade(tmp_path, wheels)
     venv = venv_of(home)
-    point(link, pyenv("3.12"))
 
     kill_while_pip_runs(tmp_path, home, link)
 
@@ -369,11 +372,8 @@ def test_a_restore_killed_while_pip_runs_is_finished_by_the_next_run(tmp_path: P
 def test_a_restore_killed_twice_is_listed_not_run_again(tmp_path: Path, wheels: Path) -> None:
     """A restore that kills the pod each time it runs (pip filling /tmp, or over the memory limit) must not
     keep the server from starting: after two killed attempts, the third run only lists what is missing."""
-    link = tmp_path / "image/bin/python3"
-    point(link, pyenv("3.11"))
-    home = prepared_home(tmp_path, wheels, link)
+    home, link = home_after_minor_upgrade(tmp_path, wheels)
     venv = venv_of(home)
-    point(link, pyenv("3.12"))
 
     kill_while_pip_runs(tmp_path, home, link)
     kill_while_pip_runs(tmp_path, home, link)  # the first kill's restore, run again, killed again
