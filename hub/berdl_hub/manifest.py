@@ -161,9 +161,14 @@ def notebook_security_context(uid: int | None) -> dict[str, Any]:
 INIT_BUILD_ALLOWANCE = 30.0
 
 
+# The longest restore berdl-init accepts (BERDL_VENV_RESTORE_TIMEOUT); a longer one would be refused
+# with exit 2 at every start.
+MAX_RESTORE_TIMEOUT = 3600.0
+
+
 def restore_timeout(init_time_budget: float) -> float:
     """The bound of berdl-init's package restore that keeps the whole run within `init_time_budget`."""
-    return max(init_time_budget - INIT_BUILD_ALLOWANCE, 0.0)
+    return min(max(init_time_budget - INIT_BUILD_ALLOWANCE, 0.0), MAX_RESTORE_TIMEOUT)
 
 
 def init_env(

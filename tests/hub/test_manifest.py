@@ -270,6 +270,8 @@ async def test_init_failure_reads_only_berdl_init_and_only_errors() -> None:
         ({"init_time_budget": 45.5}, {"BERDL_VENV_RESTORE_TIMEOUT": "15.5"}),
         # Nothing left for a restore: none at all, rather than one that overruns the budget.
         ({"init_time_budget": 20.0}, {"BERDL_VENV_RESTORE": "false"}),
+        # No more than berdl-init accepts, which would refuse its settings at every start.
+        ({"init_time_budget": 7200.0}, {"BERDL_VENV_RESTORE_TIMEOUT": "3600"}),
         # The operator's own bound wins, as init_environment's values do.
         ({"init_environment": {"BERDL_VENV_RESTORE_TIMEOUT": "600"}}, {"BERDL_VENV_RESTORE_TIMEOUT": "600"}),
     ],
