@@ -8,8 +8,10 @@ under `work/node/`, so a person can look at both when something fails.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
+import signal
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -75,10 +77,16 @@ class Stack:
     users: dict[str, User]
     standins: StandIns
     public_url: str
+    hub_url: str
     hub: Process
     proxy: Process
     node_root: Path
     secrets: list[str] = field(repr=False)
+    #: How the hub and the proxy were started, so that a step can start them again the same way.
+    hub_env: dict[str, str] = field(repr=False, default_factory=dict)
+    proxy_cmd: list[str] = field(repr=False, default_factory=list)
+    proxy_env: dict[str, str] = field(repr=False, default_factory=dict)
+    _starts: int = field(repr=False, default=1)
 
     def home(self, user: str) -> Path:
         return self.node_root / HOMES.lstrip("/") / user
@@ -90,6 +98,42 @@ class Stack:
     def logs(self) -> str:
         """Every log the stack wrote, in one text."""
         return "".join(p.read_text(errors="replace") for p in sorted((self.work / "logs").rglob("*.log")))
+
+    def stop_hub(self, *, kill: bool = False) -> None:
+        """Stop the hub as Kubernetes does when it rolls the pod (SIGTERM), or kill it (SIGKILL), as an
+        OOM kill or a lost node does: no shutdown hook runs. The proxy and the pods stay."""
+        if kill and self.hub.popen.poll() is None:
+            os.killpg(self.hub.popen.pid, signal.SIGKILL)
+            self.hub.popen.wait()
+        self.hub.stop()
+
+    def start_hub(self, env: Mapping[str, str] = {}) -> None:
+        """Start the hub again with the settings it had (a new pod of the same Deployment), `env` on top;
+        wait until it answers. Each start logs to a file of its own."""
+        self._starts += 1
+        self.hub = _start_hub(self.work, {**self.hub_env, **env}, f"hub-{self._starts}.log")
+
+    def restart_proxy(self) -> None:
+        """A new proxy on the same ports, with an empty routing table, as a restarted proxy pod has."""
+        self.proxy.stop()
+        self._starts += 1
+        self.proxy = start(
+            "configurable-http-proxy",
+            self.proxy_cmd,
+            self.proxy_env,
+            self.work / "logs" / f"proxy-{self._starts}.log",
+        )
+
+
+def _start_hub(work: Path, env: dict[str, str], log_name: str) -> Process:
+    cmd = [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "hub" / "jupyterhub_config.py"), "--debug"]
+    hub = start("jupyterhub", cmd, env, work / "logs" / log_name, cwd=work / "hub")
+    try:
+        wait_for(f"{env['BERDL_HUB_BIND_URL']}/hub/health", 120, hub)
+    except BaseException:
+        hub.stop()
+        raise
+    return hub
 
 
 def _prepare_node(node_root: Path, wheels: Mapping[str, bytes]) -> None:
@@ -103,8 +147,18 @@ def _prepare_node(node_root: Path, wheels: Mapping[str, bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_stack(work: Path, users: list[User], *, wheels: Mapping[str, bytes] = {}) -> Iterator[Stack]:
-    """Start everything in `work` (emptied first); stop everything, the pods too, on the way out."""
+def running_stack(
+    work: Path,
+    users: list[User],
+    *,
+    wheels: Mapping[str, bytes] = {},
+    extra_config: str = "",
+    env: Mapping[str, str] = {},
+) -> Iterator[Stack]:
+    """Start everything in `work` (emptied first); stop everything, the pods too, on the way out.
+
+    `extra_config` is appended to the operator's settings (EXTRA_CONFIG); `env` is added to the hub's
+    environment (BERDL_* settings, for example), over this stack's own."""
     shutil.rmtree(work, ignore_errors=True)
     logs, node_root = work / "logs", work / "node"
     logs.mkdir(parents=True)
@@ -120,19 +174,16 @@ def running_stack(work: Path, users: list[User], *, wheels: Mapping[str, bytes] 
     ):
         hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
         hub_url = f"http://127.0.0.1:{hub_port}"
-        proxy = start(
-            "configurable-http-proxy",
-            proxy_command(proxy_port, proxy_api_port, hub_url),
-            {**base_env(), "CONFIGPROXY_AUTH_TOKEN": proxy_token},
-            logs / "proxy.log",
-        )
-        hub = None
+        proxy_cmd = proxy_command(proxy_port, proxy_api_port, hub_url)
+        proxy_env = {**base_env(), "CONFIGPROXY_AUTH_TOKEN": proxy_token}
+        proxy = start("configurable-http-proxy", proxy_cmd, proxy_env, logs / "proxy.log")
+        stack: Stack | None = None
         try:
             wait_for(f"http://127.0.0.1:{proxy_api_port}/api/routes", 30, proxy)
             (work / "kubeconfig").write_text(KUBECONFIG.format(url=services.api_url, namespace=NAMESPACE))
-            (work / "extra_config.py").write_text(EXTRA_CONFIG)
+            (work / "extra_config.py").write_text(EXTRA_CONFIG + extra_config)
             (work / "hub").mkdir()
-            env = {
+            hub_env = {
                 **base_env(),
                 **kbase_env(services.auth2_url),  # KBase login against the Auth2 stand-in
                 "KUBECONFIG": str(work / "kubeconfig"),
@@ -150,29 +201,26 @@ def running_stack(work: Path, users: list[User], *, wheels: Mapping[str, bytes] 
                 "BERDL_INIT_IMAGE": HUB_INIT_IMAGE,
                 "SPARK_CLUSTER_MANAGER_API_URL": services.spark_url,
                 "GOVERNANCE_API_URL": services.governance_url,
+                **env,
             }
-            cmd = [
-                sys.executable,
-                "-m",
-                "jupyterhub",
-                "-f",
-                str(REPO / "hub" / "jupyterhub_config.py"),
-                "--debug",
-            ]
-            hub = start("jupyterhub", cmd, env, logs / "hub.log", cwd=work / "hub")
-            wait_for(f"{hub_url}/hub/health", 120, hub)
-            yield Stack(
+            stack = Stack(
                 work=work,
                 users=by_name,
                 standins=services,
                 public_url=f"http://127.0.0.1:{proxy_port}",
-                hub=hub,
+                hub_url=hub_url,
+                hub=_start_hub(work, hub_env, "hub.log"),
                 proxy=proxy,
                 node_root=node_root,
                 secrets=all_secrets,
+                hub_env=hub_env,
+                proxy_cmd=proxy_cmd,
+                proxy_env=proxy_env,
             )
+            yield stack
         finally:
-            if hub is not None:
-                hub.stop()
+            if stack is not None:
+                stack.hub.stop()
+                proxy = stack.proxy
             proxy.stop()
             shutil.copy(postgres.log_path, logs / "postgres.log")
