@@ -78,7 +78,7 @@ c.BERDLSpawner.http_timeout = 300
 class Stack:
     work: Path
     users: dict[str, User]
-    standins: StandIns
+    standins: StandIns = field(repr=False)  # its stand-ins hold the users' tokens
     public_url: str
     hub_url: str
     hub: Process

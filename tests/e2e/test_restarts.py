@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from berdl_hub.auth import TOKEN_KEY
 
 from tests.conftest import require_tool
 from tests.e2e.browser import SPAWN_TIMEOUT_MS, UserBrowser
@@ -48,10 +49,15 @@ EXTRA_CONFIG = f"""
 # Only berdl-proxy-watch may give a restarted proxy its routes back: JupyterHub's own round
 # (update_last_activity, which also checks the routes) comes after an hour here.
 c.JupyterHub.last_activity_interval = 3600
-# The test reads the servers the hub lists through its REST API, with a token that may do nothing else.
+# The test reads the users' servers and decrypted auth state through the hub's REST API, with a token
+# that may do nothing else.
 c.JupyterHub.services.append({{"name": "e2e-observer", "api_token": {OBSERVER_TOKEN!r}}})
 c.JupyterHub.load_roles.append(
-    {{"name": "e2e-observer", "scopes": ["list:users", "read:servers"], "services": ["e2e-observer"]}}
+    {{
+        "name": "e2e-observer",
+        "scopes": ["list:users", "read:servers", "admin:auth_state"],
+        "services": ["e2e-observer"],
+    }}
 )
 """
 CLOCK_CELL = "import json, time\nprint(json.dumps({{'cell': {n}, 'at': time.time()}}))"
@@ -120,15 +126,26 @@ def no_secret_in_any_log(stack: Stack) -> Iterator[None]:
     assert_no_secret_in(stack.logs(), stack.secrets)
 
 
-def servers_listed(stack: Stack, user: str) -> dict[str, Any]:
-    """The user's servers as the hub's REST API lists them."""
+def user_model(stack: Stack, user: str) -> dict[str, Any]:
+    """The user as the hub's REST API shows them to the observer: servers and decrypted auth state."""
     answer = httpx.get(
         f"{stack.hub_url}/hub/api/users/{user}",
         headers={"Authorization": f"token {OBSERVER_TOKEN}"},
         timeout=10,
     )
     assert answer.status_code == 200, f"GET /hub/api/users/{user}: {answer.status_code} {answer.text[:300]}"
-    return answer.json()["servers"]
+    return answer.json()
+
+
+def servers_listed(stack: Stack, user: str) -> dict[str, Any]:
+    return user_model(stack, user)["servers"]
+
+
+def stored_token_decrypts(stack: Stack, user: str) -> bool:
+    """Whether the hub decrypts the user's stored auth state to their KBase token (a boolean, so that
+    a failure prints no token)."""
+    auth_state = user_model(stack, user).get("auth_state") or {}
+    return auth_state.get(TOKEN_KEY) == stack.users[user].kbase_token
 
 
 def pods_now(stack: Stack) -> Pods:
@@ -184,6 +201,9 @@ def test_1_hub_restart_keeps_the_login_the_open_lab_and_the_pods(
     seen.before_restart = before = pods_now(stack)
     stack.stop_hub()
     stack.start_hub()
+    # Before the browser's first request to the new hub: that one refreshes her login from her KBase
+    # cookie and stores the token again, encrypted with whatever key this hub has.
+    assert stored_token_decrypts(stack, "alice"), "the restarted hub does not decrypt her stored auth state"
 
     # The JupyterLab that was open before the restart runs a cell (the kernel's socket goes through the
     # proxy, which kept running).
@@ -206,8 +226,10 @@ def test_1_hub_restart_keeps_the_login_the_open_lab_and_the_pods(
 
 
 def test_1_her_stored_token_decrypts_after_the_restart(stack: Stack, alice: UserBrowser) -> None:
-    """A stop deletes the cluster the restarted hub knew of, and a start creates hers again: the Spark
-    stand-in creates a cluster only for a POST /clusters that carries a token it knows, filed under it.
+    """A stop deletes the cluster the restarted hub knew of (from the spawner's saved state), and a start
+    creates hers again: the Spark stand-in creates a cluster only for a POST /clusters that carries a
+    token it knows, filed under it. By then her first request to the new hub has refreshed the stored
+    token from her KBase cookie; that the old one decrypts is checked right after the restart.
 
     Only counts and booleans go into the assertions: pytest would print the stand-in, tokens and all."""
     spark, token = stack.standins.spark, stack.users["alice"].kbase_token
