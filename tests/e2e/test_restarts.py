@@ -258,6 +258,7 @@ def test_2_the_open_lab_runs_cells_while_the_hub_is_down(stack: Stack, alice: Us
     notebook server checks every other request of JupyterLab's (saving, listing) with the hub, and while
     the hub is down it answers them from HubAuth's cache: `cache_max_age`, 300 s in the jupyterhub the
     notebook image installs (5.5.4; an entry expires 300 s after it was stored, reads do not extend it).
+    The listing of her home at the end of the downtime is such a request.
     The lab was loaded by the step before, less than a minute before the hub stops, so cached checks
     outlast the downtime; a downtime beyond 300 s less that minute would test the cache, not the proxy.
     """
@@ -271,6 +272,10 @@ def test_2_the_open_lab_runs_cells_while_the_hub_is_down(stack: Stack, alice: Us
             assert not hub_answers(stack), "the hub answers: it was meant to be down"
             cells.append(alice.json_from_notebook(CLOCK_CELL.format(n=10 + n)))
         alice.shot("lab-while-the-hub-is-down")
+        # A request of the kind the cache answers, at the end of the downtime: her home's listing.
+        listing = alice.page.request.get(f"{stack.public_url}/user/alice/api/contents/home/alice")
+        assert listing.status == 200, f"{listing.status} {listing.text()[:300]}"
+        assert any(item["name"].endswith(".ipynb") for item in listing.json()["content"])
         assert stack.hub.popen.poll() is not None  # still down after the last cell
     finally:
         up_at = time.time()
