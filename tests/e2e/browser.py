@@ -98,7 +98,9 @@ class UserBrowser:
         """Press Stop My Server on the control panel and wait until it offers Start again."""
         self.page.goto(f"{self.public_url}/hub/home")
         self.page.click("#stop")
-        self.page.wait_for_selector("#start", state="visible", timeout=SPAWN_TIMEOUT_MS)
+        # #start is on the page all along (it leads to the running server, and ignores clicks while the
+        # server stops); the page hides #stop once the hub has stopped the server.
+        self.page.wait_for_selector("#stop", state="hidden", timeout=SPAWN_TIMEOUT_MS)
         self.shot("stopped")
 
     # --- JupyterLab ----------------------------------------------------------------------------------
@@ -109,13 +111,13 @@ class UserBrowser:
         return [item.inner_text().strip() for item in self.page.query_selector_all(".jp-Favorites-item")]
 
     def open_favorite(self, name: str) -> None:
-        """Click a favorite and wait until the file browser's breadcrumbs show its folder: the launcher
-        creates new notebooks where the file browser is, and on a busy machine a launcher opened right
-        after the click still made them in the server's root."""
-        item = self.page.locator(f".jp-Favorites-item:has-text({json.dumps(name)})").first
-        folder = (item.get_attribute("data-path") or "").strip("/")
-        item.click()
-        self.page.locator(f".jp-BreadCrumbs-item[data-path={json.dumps(folder)}]").first.wait_for()
+        """Click a favorite; returns once the file browser shows its folder. Before that, a launcher
+        still makes new notebooks in the folder it was in (for "/", "Permission denied")."""
+        favorite = self.page.locator(f".jp-Favorites-item:has-text({json.dumps(name)})").first
+        path = favorite.get_attribute("data-path")
+        favorite.click()
+        # The breadcrumbs follow the file browser's refresh, which comes after its change of folder.
+        self.page.locator(f".jp-BreadCrumbs-item[data-path$={json.dumps(path)}]").last.wait_for()
 
     def run_in_new_notebook(self, code: str) -> str:
         """In the file browser's folder, open a notebook on the default kernel from the launcher, run

@@ -16,6 +16,9 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from tests.e2e.standins import StandIns, standins
 from tests.e2e.users import User
@@ -75,7 +78,7 @@ c.BERDLSpawner.http_timeout = 300
 class Stack:
     work: Path
     users: dict[str, User]
-    standins: StandIns
+    standins: StandIns = field(repr=False)  # its stand-ins hold the users' tokens
     public_url: str
     hub_url: str
     hub: Process
@@ -113,8 +116,18 @@ class Stack:
         self._starts += 1
         self.hub = _start_hub(self.work, {**self.hub_env, **env}, f"hub-{self._starts}.log")
 
+    @property
+    def proxy_api_url(self) -> str:
+        return self.hub_env["CONFIGPROXY_API_URL"]
+
+    def proxy_routes(self) -> dict[str, Any]:
+        """The proxy's routing table, from its own API, by path ("/user/alice/")."""
+        headers = {"Authorization": f"token {self.proxy_env['CONFIGPROXY_AUTH_TOKEN']}"}
+        return httpx.get(f"{self.proxy_api_url}/api/routes", headers=headers, timeout=5).json()
+
     def restart_proxy(self) -> None:
-        """A new proxy on the same ports, with an empty routing table, as a restarted proxy pod has."""
+        """A new proxy on the same ports, with an empty routing table, as a restarted proxy pod has;
+        returns once it answers."""
         self.proxy.stop()
         self._starts += 1
         self.proxy = start(
@@ -123,6 +136,7 @@ class Stack:
             self.proxy_env,
             self.work / "logs" / f"proxy-{self._starts}.log",
         )
+        wait_for(f"{self.proxy_api_url}/api/routes", 30, self.proxy)
 
 
 def _start_hub(work: Path, env: dict[str, str], log_name: str) -> Process:
