@@ -68,6 +68,8 @@ class PlayedPod:
     secrets: set[str]
     #: The containers with terminationMessagePolicy FallbackToLogsOnError.
     log_fallback: set[str] = field(default_factory=set)
+    #: Per container, how its last run ended: a kubelet keeps it as `lastState` while a restart runs.
+    last_terminated: dict[str, dict[str, Any]] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
     inspected_at: float = 0.0
 
@@ -233,6 +235,10 @@ class Node(Background):
         if terminated and terminated["exitCode"] and container in played.log_fallback and inspected:
             with contextlib.suppress(OSError, KeyError):  # podman 4.3 keeps the path under HostConfig
                 terminated["message"] = log_tail(Path(inspected["HostConfig"]["LogConfig"]["Path"]))
+        if terminated:
+            played.last_terminated[container] = terminated
+        elif container in played.last_terminated:  # podman runs it again (restartPolicy OnFailure)
+            status["lastState"] = {"terminated": played.last_terminated[container]}
         return status
 
     async def _observed(self, played: PlayedPod) -> dict[str, Any]:

@@ -50,7 +50,19 @@ async def test_a_pod_still_starting_is_found_at_its_own_address(stack: Stack) ->
     )
     again = revived(stack, spawner)
     assert await again.poll() is None  # KubeSpawner: a Pending pod is running
-    assert await again.get_url() == "http://127.0.0.7:8888"
+    assert await again.get_url() == "http://127.0.0.7:8888/user/alice/"
+    await again.stop()
+
+
+async def test_a_running_pod_s_url_is_the_stored_one(stack: Stack) -> None:
+    # A hub restarted while the server runs: the URL it stored is right, and JupyterHub, which compares
+    # the two whole URLs, changes nothing.
+    spawner = stack.spawner()
+    await spawner.start()
+    again = revived(stack, spawner)
+    again.server.ip, again.server.port = "127.0.0.1", 8888
+    assert await again.poll() is None
+    assert await again.get_url() == again.server.url == "http://127.0.0.1:8888/user/alice/"
     await again.stop()
 
 
