@@ -68,8 +68,6 @@ class PlayedPod:
     secrets: set[str]
     #: The containers with terminationMessagePolicy FallbackToLogsOnError.
     log_fallback: set[str] = field(default_factory=set)
-    #: Per container, how its last run ended: a kubelet keeps it as `lastState` while a restart runs.
-    last_terminated: dict[str, dict[str, Any]] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
     inspected_at: float = 0.0
 
@@ -228,17 +226,32 @@ class Node(Background):
             if response.status != 200:
                 log.warning("node: status of %s not taken: %s", name, response.status)
 
+    async def _last_exit(self, container_id: str, since: str) -> dict[str, Any] | None:
+        """How the container's previous run ended, from podman's events: podman restarts a failed
+        container at once (restartPolicy OnFailure), where a kubelet waits (CrashLoopBackOff) and keeps
+        that run's end as `lastState` meanwhile."""
+        result = await self.podman(
+            "events", "--stream=false", "--since", since, "--format", "json",
+            "--filter", f"container={container_id}", "--filter", "event=died",
+        )  # fmt: skip
+        died = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        if result.returncode != 0 or not died:
+            return None
+        code = int(died[-1].get("ContainerExitCode", 0))
+        return {"exitCode": code, "reason": "Error" if code else "Completed", "finishedAt": died[-1]["Time"]}
+
     async def _status_of(self, played: PlayedPod, container: str, *, init: bool) -> dict[str, Any]:
         inspected = await self.podman.inspect(f"{played.name}-{container}")
         status = _container_status(container, inspected, init=init)
-        terminated = status["state"].get("terminated")
-        if terminated and terminated["exitCode"] and container in played.log_fallback and inspected:
-            with contextlib.suppress(OSError, KeyError):  # podman 4.3 keeps the path under HostConfig
-                terminated["message"] = log_tail(Path(inspected["HostConfig"]["LogConfig"]["Path"]))
-        if terminated:
-            played.last_terminated[container] = terminated
-        elif container in played.last_terminated:  # podman runs it again (restartPolicy OnFailure)
-            status["lastState"] = {"terminated": played.last_terminated[container]}
+        ended = status["state"].get("terminated")
+        if ended is None and inspected and inspected.get("RestartCount"):
+            before = await self._last_exit(inspected["Id"], played.status.get("startTime", _now()))
+            if before:
+                status["lastState"] = {"terminated": before}
+        for terminated in (ended, status.get("lastState", {}).get("terminated")):
+            if terminated and terminated["exitCode"] and container in played.log_fallback and inspected:
+                with contextlib.suppress(OSError, KeyError):  # podman 4.3 keeps the path under HostConfig
+                    terminated["message"] = log_tail(Path(inspected["HostConfig"]["LogConfig"]["Path"]))
         return status
 
     async def _observed(self, played: PlayedPod) -> dict[str, Any]:
