@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ from tests.e2e.conftest import E2E_WORK
 from tests.e2e.stack import Stack, running_stack
 from tests.e2e.test_journey import eventually, pod_of, podman_pods
 from tests.e2e.users import make_users
+from tests.hub.hubtest_procs import descendants
 from tests.hub.hubtest_support import assert_no_secret_in
 from tests.images.podman import Podman
 
@@ -78,6 +80,14 @@ def servers(stack: Stack, user: str) -> dict[str, Any]:
     )
     answer.raise_for_status()
     return answer.json()["servers"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def inspect(stack: Stack, container: str) -> dict[str, Any] | None:
@@ -169,8 +179,11 @@ def test_5_the_hub_killed_during_a_spawn(stack: Stack, browser: Any, carols_home
     assert before["cluster"] is not None
     pod_ip = pod_of(stack, "carol")["status"]["podIP"]
 
+    killed = [stack.hub.popen.pid, *descendants(stack.hub.popen.pid)]  # the hub and its services
+    assert len(killed) >= 2
     stack.stop_hub(kill=True)
     assert stack.hub.popen.returncode == -9
+    eventually(lambda: not any(map(alive, killed)), "nothing of the killed hub's container runs")
     stack.start_hub()
     # JupyterHub checks each server its database holds: poll() says carol's runs (a Pending pod), so the
     # hub asks the spawner for the server's URL and waits for it there (init_spawners, check_spawner).
