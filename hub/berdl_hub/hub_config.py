@@ -69,6 +69,7 @@ class HubSettings:
     hub_bind_url: str
     hub_connect_url: str
     idle_timeout: int
+    cull_every: int  # seconds between the idle culler's rounds
     extra_config: str
     config_tree: Config  # BERDL_HUB_CONFIG_TREE, read; empty when unset
 
@@ -216,6 +217,13 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
     idle_timeout = int(idle_text) if idle_text.isdigit() else -1
     if idle_timeout < 0:
         problems.append(f"BERDL_IDLE_TIMEOUT must be whole seconds (0 turns culling off), got {idle_text!r}")
+    cull_text = env.get("BERDL_CULL_EVERY", "").strip()
+    if cull_text:
+        cull_every = int(cull_text) if cull_text.isdigit() else 0
+        if cull_every < 1:
+            problems.append(f"BERDL_CULL_EVERY must be whole seconds, 1 or more, got {cull_text!r}")
+    else:
+        cull_every = default_cull_every(max(idle_timeout, 0))
 
     extra_config = env.get("BERDL_HUB_EXTRA_CONFIG", "").strip()
     if extra_config and not Path(extra_config).is_file():
@@ -243,9 +251,16 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
         hub_bind_url=hub_bind_url,
         hub_connect_url=hub_connect_url,
         idle_timeout=idle_timeout,
+        cull_every=cull_every,
         extra_config=extra_config,
         config_tree=tree,
     )
+
+
+def default_cull_every(idle_timeout: int) -> int:
+    """The culler's interval when BERDL_CULL_EVERY is unset: a quarter of the timeout, within 60 to
+    600 s (a server is stopped at most that much after its timeout)."""
+    return max(60, min(600, idle_timeout // 4))
 
 
 def _db_url_with_password(settings: HubSettings) -> str:
@@ -326,7 +341,7 @@ def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = Non
                     "-m",
                     "jupyterhub_idle_culler",
                     f"--timeout={settings.idle_timeout}",
-                    f"--cull-every={max(60, min(600, settings.idle_timeout // 4))}",
+                    f"--cull-every={settings.cull_every}",
                 ],
             }
         )

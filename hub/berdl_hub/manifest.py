@@ -257,7 +257,9 @@ INIT_EXIT_MEANINGS = {
 
 
 def init_failure(pod: Mapping[str, Any] | None) -> str | None:
-    """A message when the pod's berdl-init container has exited with an error, else None.
+    """A message when the pod's berdl-init container has exited with an error, else None: the one line
+    berdl-init printed about it (the kubelet's termination message, see `printed_reason`), its exit
+    status and what that means.
 
     With restartPolicy OnFailure the kubelet retries a failed initContainer forever: without this
     check a spawn would wait its whole start_timeout and end with a message that says nothing.
@@ -270,5 +272,26 @@ def init_failure(pod: Mapping[str, Any] | None) -> str | None:
             code = terminated.get("exitCode")
             if code:
                 meaning = INIT_EXIT_MEANINGS.get(code, "it failed")
-                return f"Your home could not be prepared (berdl-init exited with status {code}): {meaning}."
+                reason = printed_reason(terminated.get("message") or "")
+                said = f": {reason}" if reason else ""
+                status_note = f"berdl-init exited with status {code}: {meaning}"
+                return f"Your home could not be prepared{said} ({status_note})."
     return None
+
+
+# berdl-init's own line about why it failed starts with this (berdl_init.cli); --json also prints
+# the report object on stdout.
+_INIT_ERROR_PREFIX = "berdl-init: "
+_REASON_MAX = 500
+
+
+def printed_reason(message: str) -> str:
+    """berdl-init's one line about its failure, from a container's termination message.
+
+    The initContainer's terminationMessagePolicy is FallbackToLogsOnError: for a failed run the kubelet
+    puts the tail of its log there (at most 80 lines and 2 KiB). berdl-init's last line starting with
+    `berdl-init: ` is the reason; without one (a crash before berdl-init ran), the last line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    own = [line.removeprefix(_INIT_ERROR_PREFIX) for line in lines if line.startswith(_INIT_ERROR_PREFIX)]
+    reason = (own or lines or [""])[-1]
+    return reason if len(reason) <= _REASON_MAX else reason[: _REASON_MAX - 3] + "..."

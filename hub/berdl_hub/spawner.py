@@ -796,6 +796,22 @@ class BERDLSpawner(KubeSpawner):
         finally:
             self._starting = False
 
+    async def get_url(self) -> str:
+        """The server's URL, which JupyterHub asks for when it starts again and finds this server
+        running (poll() is None, also for a pod whose init container or notebook is still starting):
+        the pod's address, as start() would have returned it, once the pod has one, with the server's
+        path (JupyterHub compares it with the whole stored URL and warns when they differ).
+
+        A hub killed during a spawn stored only a placeholder (a random port on the hub's own host,
+        set before start() ran): JupyterHub would wait http_timeout on it and then stop a server
+        that was coming up."""
+        reflector = self.pod_reflector  # poll() started it
+        pod = reflector.pods.get(f"{self.namespace}/{self.pod_name}") if reflector else None
+        if pod and (pod.get("status") or {}).get("podIP") and not pod["metadata"].get("deletionTimestamp"):
+            # KubeSpawner's own rule for a pod's URL (pod_connect_ip, SSL, services), the one start() uses.
+            return self._get_pod_url(pod) + (self.server.base_url if self.server else "")
+        return await super().get_url()
+
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
         """BERDL's notes (they come from the steps before the pod), then KubeSpawner's pod events."""
         for message in list(self._notes or []):

@@ -5,7 +5,8 @@ It does what a kubelet does for the pods the hub's spawner posts, with the real 
 - a new pod gets its own loopback address; the pod is changed only as `localpod.for_this_machine`
   lists; the Secrets its containers read are fetched from the API and made podman secrets first;
 - its real state goes back into the API as a kubelet reports it: phase, init container and container
-  statuses with exit codes, readiness, `podIP`;
+  statuses with exit codes (and, for a failed container whose terminationMessagePolicy is
+  FallbackToLogsOnError, the tail of its log as the message), readiness, `podIP` (from the start);
 - a pod deleted in the API is removed from podman with its podman secrets, after its containers' logs
   are saved; the Secrets it owned are deleted (the garbage collection kmock does not do, `kube_gc`).
 
@@ -65,8 +66,35 @@ class PlayedPod:
     containers: list[str]
     init_containers: list[str]
     secrets: set[str]
+    #: The containers with terminationMessagePolicy FallbackToLogsOnError.
+    log_fallback: set[str] = field(default_factory=set)
     status: dict[str, Any] = field(default_factory=dict)
     inspected_at: float = 0.0
+
+
+# A kubelet's termination message from the log (terminationMessagePolicy FallbackToLogsOnError, for a
+# container that failed without writing its message file): the log's last 80 lines, both streams in the
+# order written, of which the last 2048 bytes (MaxContainerTerminationMessageLogLines and ...LogLength).
+FALLBACK_MESSAGE_LINES = 80
+FALLBACK_MESSAGE_BYTES = 2048
+
+
+def log_tail(log_path: Path) -> str:
+    """The termination message a kubelet reads from a container's log in the CRI format that podman's
+    k8s-file driver also writes: `TIME STREAM P|F TEXT`, P for a partial line continued in the next."""
+    lines, partial = [], ""
+    for record in log_path.read_text(errors="replace").splitlines():
+        parts = record.split(" ", 3)
+        if len(parts) < 3:
+            continue
+        text = parts[3] if len(parts) == 4 else ""
+        if parts[2] == "P":
+            partial += text
+            continue
+        lines.append(partial + text + "\n")
+        partial = ""
+    tail = "".join(lines[-FALLBACK_MESSAGE_LINES:]).encode()
+    return tail[-FALLBACK_MESSAGE_BYTES:].decode(errors="replace")
 
 
 def _container_status(name: str, inspected: dict[str, Any] | None, *, init: bool) -> dict[str, Any]:
@@ -198,15 +226,37 @@ class Node(Background):
             if response.status != 200:
                 log.warning("node: status of %s not taken: %s", name, response.status)
 
+    async def _last_exit(self, container_id: str, since: str) -> dict[str, Any] | None:
+        """How the container's previous run ended, from podman's events: podman restarts a failed
+        container at once (restartPolicy OnFailure), where a kubelet waits (CrashLoopBackOff) and keeps
+        that run's end as `lastState` meanwhile."""
+        result = await self.podman(
+            "events", "--stream=false", "--since", since, "--format", "json",
+            "--filter", f"container={container_id}", "--filter", "event=died",
+        )  # fmt: skip
+        died = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        if result.returncode != 0 or not died:
+            return None
+        code = int(died[-1].get("ContainerExitCode", 0))
+        return {"exitCode": code, "reason": "Error" if code else "Completed", "finishedAt": died[-1]["Time"]}
+
+    async def _status_of(self, played: PlayedPod, container: str, *, init: bool) -> dict[str, Any]:
+        inspected = await self.podman.inspect(f"{played.name}-{container}")
+        status = _container_status(container, inspected, init=init)
+        ended = status["state"].get("terminated")
+        if ended is None and inspected and inspected.get("RestartCount"):
+            before = await self._last_exit(inspected["Id"], played.status.get("startTime", _now()))
+            if before:
+                status["lastState"] = {"terminated": before}
+        for terminated in (ended, status.get("lastState", {}).get("terminated")):
+            if terminated and terminated["exitCode"] and container in played.log_fallback and inspected:
+                with contextlib.suppress(OSError, KeyError):  # podman 4.3 keeps the path under HostConfig
+                    terminated["message"] = log_tail(Path(inspected["HostConfig"]["LogConfig"]["Path"]))
+        return status
+
     async def _observed(self, played: PlayedPod) -> dict[str, Any]:
-        inits = [
-            _container_status(c, await self.podman.inspect(f"{played.name}-{c}"), init=True)
-            for c in played.init_containers
-        ]
-        mains = [
-            _container_status(c, await self.podman.inspect(f"{played.name}-{c}"), init=False)
-            for c in played.containers
-        ]
+        inits = [await self._status_of(played, c, init=True) for c in played.init_containers]
+        mains = [await self._status_of(played, c, init=False) for c in played.containers]
         running = [m for m in mains if "running" in m["state"]]
         ended = [m for m in mains if "terminated" in m["state"]]
         failed_init = [i for i in inits if i["state"].get("terminated", {}).get("exitCode")]
@@ -278,11 +328,23 @@ class Node(Background):
             containers=[c["name"] for c in spec["containers"]],
             init_containers=[c["name"] for c in spec.get("initContainers", [])],
             secrets=localpod.secret_refs(pod),
+            log_fallback={
+                c["name"]
+                for c in [*spec.get("initContainers", []), *spec["containers"]]
+                if c.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+            },
         )
         local = localpod.for_this_machine(pod, pod_ip=ip, host_root=str(self.host_root), images=self.images)
         played.manifest.write_text(json.dumps(local))
         self.played[name] = played
-        played.status = {"phase": "Pending", "hostIP": "127.0.0.1", "startTime": _now()}
+        # A kubelet reports the pod's address once its sandbox exists, before the init containers run.
+        played.status = {
+            "phase": "Pending",
+            "hostIP": "127.0.0.1",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "startTime": _now(),
+        }
         await self._report(session, name, played.status)
         # The kubelet retries a container whose Secret is not there yet: wait for the spawner to make it.
         missing = set(played.secrets)

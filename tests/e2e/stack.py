@@ -27,6 +27,7 @@ from tests.hub.hubtest_procs import (
     REPO,
     Process,
     base_env,
+    descendants,
     free_port,
     postgres_server,
     proxy_command,
@@ -104,9 +105,17 @@ class Stack:
 
     def stop_hub(self, *, kill: bool = False) -> None:
         """Stop the hub as Kubernetes does when it rolls the pod (SIGTERM), or kill it (SIGKILL), as an
-        OOM kill or a lost node does: no shutdown hook runs. The proxy and the pods stay."""
+        OOM kill or a lost node does: no shutdown hook runs. The proxy and the pods stay.
+
+        A kill takes every process of the hub's container, as the container's end does: the services
+        the hub started (the proxy watcher, the culler) run in sessions of their own, outside the
+        hub's process group, and would otherwise go on with their API tokens beside the next hub."""
         if kill and self.hub.popen.poll() is None:
+            services = descendants(self.hub.popen.pid)
             os.killpg(self.hub.popen.pid, signal.SIGKILL)
+            for pid in services:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             self.hub.popen.wait()
         self.hub.stop()
 

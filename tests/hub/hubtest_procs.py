@@ -70,6 +70,28 @@ class Process:
         return self.popen.returncode
 
 
+def children(pid: int) -> dict[int, str]:
+    """The processes whose parent is `pid`, with their command lines."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # ended meanwhile
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            found[int(entry.name)] = command
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`: its children, theirs, and so on."""
+    below = list(children(pid))
+    return below + [grandchild for child in below for grandchild in descendants(child)]
+
+
 def start(name: str, cmd: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> Process:
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(

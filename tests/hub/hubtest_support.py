@@ -314,6 +314,8 @@ class Kubelet(Background):
         self.started: set[str] = set()
         self.resolved: dict[str, dict[str, str]] = {}
         self.init_exit_code = 0  # non-zero: berdl-init fails and is retried, as with restartPolicy OnFailure
+        self.init_message = ""  # the failed berdl-init's termination message (its log's tail), if any
+        self.left_alone: set[str] = set()  # pods whose status a test sets itself (one still starting)
 
     def _resolve_secrets(self, pod: dict[str, Any], secrets: dict[str, dict[str, str]]) -> bool:
         values = {}
@@ -330,6 +332,12 @@ class Kubelet(Background):
             items = (await response.json()).get("items", []) if response.status == 200 else []
         return {item["metadata"]["name"]: item.get("data") or {} for item in items}
 
+    def _init_terminated(self) -> dict[str, Any]:
+        terminated: dict[str, Any] = {"exitCode": self.init_exit_code, "reason": "Error"}
+        if self.init_message:
+            terminated["message"] = self.init_message
+        return terminated
+
     async def _fail_init(self, session: aiohttp.ClientSession, url: str, pod: dict[str, Any]) -> None:
         init = pod["spec"]["initContainers"][0]
         status = {
@@ -342,7 +350,7 @@ class Kubelet(Background):
                     "ready": False,
                     "restartCount": 1,
                     "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                    "lastState": {"terminated": {"exitCode": self.init_exit_code, "reason": "Error"}},
+                    "lastState": {"terminated": self._init_terminated()},
                 }
             ],
         }
@@ -355,7 +363,12 @@ class Kubelet(Background):
             while True:
                 async with session.get(pods) as response:
                     items = (await response.json()).get("items", []) if response.status == 200 else []
-                waiting = [p for p in items if p.get("status", {}).get("phase") not in ("Running", "Failed")]
+                waiting = [
+                    p
+                    for p in items
+                    if p.get("status", {}).get("phase") not in ("Running", "Failed")
+                    and p["metadata"]["name"] not in self.left_alone
+                ]
                 secrets = await self._secrets(session) if waiting else {}
                 for pod in waiting:
                     name = pod["metadata"]["name"]

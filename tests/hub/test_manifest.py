@@ -257,7 +257,7 @@ async def test_init_failure_reads_only_berdl_init_and_only_errors() -> None:
     assert manifest.init_failure(pod("other", {"terminated": {"exitCode": 3}})) is None
     retried = pod("berdl-init", {"waiting": {"reason": "CrashLoopBackOff"}}, {"terminated": {"exitCode": 3}})
     assert "status 3" in (manifest.init_failure(retried) or "")
-    assert "status 1): it failed" in (
+    assert "status 1: it failed" in (
         manifest.init_failure(pod("berdl-init", {"terminated": {"exitCode": 1}})) or ""
     )
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from berdl_hub import hub_config, hub_secrets
+from hubtest_procs import children
 from hubtest_support import assert_no_secret_in
 from test_hub import (  # noqa: F401  (hub_stack and postgres are fixtures)
     ALICE_KBASE_TOKEN,
@@ -117,22 +118,6 @@ def test_forget_secrets_drops_all_four_from_os_environ() -> None:
 def process_environment(pid: int) -> str:
     """What `/proc/<pid>/environ` shows another process of the same user."""
     return Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").replace("\0", "\n")
-
-
-def children(pid: int) -> dict[int, str]:
-    """The processes whose parent is `pid`, with their command lines."""
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue  # ended meanwhile
-        if int(stat.rpartition(")")[2].split()[1]) == pid:
-            found[int(entry.name)] = command
-    return found
 
 
 @pytest.mark.slow
