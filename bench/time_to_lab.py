@@ -278,23 +278,43 @@ def split(stack: Stack, pod_name: str, moments: tuple[float, float, float], vari
     )
 
 
+#: What ends a wait for the server: JupyterLab's file browser, or JupyterHub's error page, or its
+#: progress page turned red (a failed spawn), so that a failure ends the start at once.
+OUTCOME = ".jp-DirListing-content, div.error, #progress-bar.bg-danger"
+
+
 def timed_start(stack: Stack, window: UserBrowser, variant: str) -> Start:
     """Press Start on the home page; wait for a usable JupyterLab; split the time."""
     page = window.page
     page.goto(f"{stack.public_url}/hub/home")
     page.wait_for_selector("#start", state="visible")
-    pressed = time.time()
-    page.click("#start")
     lab = re.compile(rf".*/user/{window.name}/lab.*")
-    page.wait_for_url(lab, timeout=SPAWN_TIMEOUT_MS, wait_until="commit")
-    arrived = time.time()
-    window.wait_for_lab()
+    arrivals: list[float] = []
+
+    def arrival(frame: Any) -> None:
+        if frame == page.main_frame and lab.match(frame.url):
+            arrivals.append(time.time())
+
+    page.on("framenavigated", arrival)
+    try:
+        pressed = time.time()
+        page.click("#start")
+        page.locator(OUTCOME).first.wait_for(timeout=SPAWN_TIMEOUT_MS)
+    finally:
+        page.remove_listener("framenavigated", arrival)
+    if not arrivals or not lab.match(page.url):
+        window.shot(f"{variant.replace(' ', '-')}-failed")
+        shown = " ".join(page.locator("body").inner_text().split())[:300]
+        logs = stack.work / "logs"
+        raise RuntimeError(
+            f"{variant}: no JupyterLab for {window.name}; the page says: {shown} (logs: {logs})"
+        )
     printed = run_in_console(window, CODE)
     usable = time.time()
     if printed.strip() != ANSWER:
         raise RuntimeError(f"{variant}: the console printed {printed!r}, not {ANSWER}")
     window.shot(variant.replace(" ", "-"))
-    return split(stack, f"jupyter-{window.name}", (pressed, arrived, usable), variant)
+    return split(stack, f"jupyter-{window.name}", (pressed, arrivals[0], usable), variant)
 
 
 def stop(stack: Stack, window: UserBrowser) -> None:
