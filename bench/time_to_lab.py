@@ -5,7 +5,7 @@ started in the same run from the same notebook image.
 
 It runs on the whole stack of tests/e2e (PostgreSQL, configurable-http-proxy, JupyterHub, the node
 stand-in playing the real images with podman, Debian's chromium) and needs what tests/e2e needs: root
-(rootful podman), podman, node, runuser, PostgreSQL and chromium.
+(rootful podman), podman, runc, node, runuser, PostgreSQL and chromium.
 
 A start is timed from the click on the home page's Start button to a usable JupyterLab: its file browser
 drawn, a console opened from the launcher on the user's default kernel, and that kernel's answer to one
@@ -137,7 +137,7 @@ class Scale:
     files_per_folder: int
 
 
-FULL = Scale(rounds=3, folders=2000, files_per_folder=100)
+FULL = Scale(rounds=5, folders=2000, files_per_folder=100)
 QUICK = Scale(rounds=1, folders=20, files_per_folder=100)
 
 
