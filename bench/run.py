@@ -1,9 +1,11 @@
-"""Benchmarks of berdl-init and the spawner, each a ratio against a baseline run in the same session.
+"""Benchmarks of berdl-init, the spawner and the time to JupyterLab, each a ratio against a baseline run
+in the same session.
 
-    python bench/run.py [--quick] [--output bench/results.json]
+    python bench/run.py [--quick] [--parts PART...] [--reuse-images] [--output bench/results.json]
 
 Prints a table and writes the figures as JSON. --quick uses small homes and few rounds: it checks that
-the benchmark still runs, not the figures. See bench/README.md for what each figure means.
+the benchmark still runs, not the figures. --parts runs some of berdl-init, spawner and ttl (all three
+by default); ttl needs what tests/e2e needs (time_to_lab.py). See bench/README.md for each figure.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(BENCH), str(ROOT)]
 
+from big_home import fill_home  # noqa: E402
 from harness import Case, Comparison, compare, count_syscalls_under  # noqa: E402
 from spawner_bench import measure_spawner  # noqa: E402
+from time_to_lab import measure_time_to_lab, missing_requirement  # noqa: E402
 
 from tests.wheels import fake_ipykernel_wheel  # noqa: E402
 
@@ -93,16 +97,6 @@ def image_app_data(work: Path) -> Path:
     subprocess.run([*command, "--system-site-packages", "--no-seed", str(target)], check=True)
     shutil.rmtree(target)
     return app_data
-
-
-def fill_home(home: Path, folders: int, files_per_folder: int) -> int:
-    """Many small files in many folders, the way a user's data and code pile up."""
-    for index in range(folders):
-        folder = home / "data" / f"d{index:04d}"
-        folder.mkdir(parents=True)
-        for number in range(files_per_folder):
-            (folder / f"f{number:03d}.txt").write_bytes(b"some data\n")
-    return folders * files_per_folder
 
 
 def remover(path: Path) -> Callable[[], None]:
@@ -193,13 +187,19 @@ def big_home_figures(scale: Scale, empty: Path, big: Path) -> list[Figure]:
     return figures
 
 
-def measure(scale: Scale, work: Path, quick: bool) -> list[Figure]:
-    empty = prepared_home(work / "empty", work / "wheels")
-    big = prepared_home(work / "big", work / "wheels")
-    figures = warm_figures(scale, empty)
-    figures += cold_figures(scale, work)
-    figures += big_home_figures(scale, empty, big)
-    figures += [Figure(**figure) for figure in measure_spawner(quick)]
+PARTS = ("berdl-init", "spawner", "ttl")
+
+
+def measure(scale: Scale, work: Path, quick: bool, parts: list[str]) -> list[Figure]:
+    figures: list[Figure] = []
+    if "berdl-init" in parts:
+        empty = prepared_home(work / "empty", work / "wheels")
+        big = prepared_home(work / "big", work / "wheels")
+        figures += warm_figures(scale, empty)
+        figures += cold_figures(scale, work)
+        figures += big_home_figures(scale, empty, big)
+    if "spawner" in parts:
+        figures += [Figure(**figure) for figure in measure_spawner(quick)]
     return figures
 
 
@@ -217,13 +217,24 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small homes, few rounds: checks the bench runs")
     parser.add_argument("--output", type=Path, default=BENCH / "results.json")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
+    parser.add_argument(
+        "--reuse-images", action="store_true", help="ttl: play the images already built, build none"
+    )
     args = parser.parse_args()
-    if not shutil.which("strace"):
+    if "berdl-init" in args.parts and not shutil.which("strace"):
         parser.error("strace is needed (scripts/setup installs it)")
+    missing = missing_requirement() if "ttl" in args.parts else None
+    if missing:
+        parser.error(f"ttl: {missing}")
 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="berdl-bench-") as work:
-        figures = measure(QUICK if args.quick else FULL, Path(work), args.quick)
+        figures = measure(QUICK if args.quick else FULL, Path(work), args.quick, args.parts)
+    starts: list[dict[str, object]] = []
+    if "ttl" in args.parts:
+        ttl_figures, starts = measure_time_to_lab(args.quick, args.reuse_images)
+        figures += [Figure(**figure) for figure in ttl_figures]
     print_table(figures)
     document = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -234,7 +245,9 @@ def main() -> int:
             "system": platform.platform(),
         },
         "seconds": round(time.time() - started, 1),
+        "parts": args.parts,
         "figures": [asdict(figure) for figure in figures],
+        "time_to_lab_starts": starts,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(document, indent=2) + "\n")

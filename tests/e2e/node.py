@@ -115,7 +115,12 @@ def _container_status(name: str, inspected: dict[str, Any] | None, *, init: bool
     elif state.get("Status") in ("exited", "stopped"):
         code = int(state.get("ExitCode", 0))
         reason = "Completed" if code == 0 else "Error"
-        terminated = {"exitCode": code, "reason": reason, "finishedAt": state.get("FinishedAt", "")}
+        terminated = {
+            "exitCode": code,
+            "reason": reason,
+            "startedAt": state.get("StartedAt", ""),
+            "finishedAt": state.get("FinishedAt", ""),
+        }
         entry.update(ready=init and code == 0, started=False, state={"terminated": terminated})
     else:
         entry.update(ready=False, started=False, state={"waiting": {"reason": "ContainerCreating"}})

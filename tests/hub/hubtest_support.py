@@ -232,6 +232,12 @@ class ApiServer(kmock.KubernetesEmulator):
 
     _versions = itertools.count(1)
 
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        # When each object was last created (wall-clock seconds), by (resource plural, name): the
+        # creationTimestamp an API server sets has whole seconds only, too coarse for bench/time_to_lab.py.
+        self.created_at: dict[tuple[str, str], float] = {}
+
     async def __call__(self, raw_request: web.BaseRequest) -> web.StreamResponse:
         # kubernetes_asyncio sends `watch=True`; the API server parses booleans loosely, kmock wants "true".
         watch = raw_request.rel_url.query.get("watch")
@@ -246,6 +252,8 @@ class ApiServer(kmock.KubernetesEmulator):
             meta.setdefault("uid", str(uuid.uuid4()))
             meta.setdefault("resourceVersion", str(next(self._versions)))
             meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            if request.resource is not None and "name" in meta:
+                self.created_at[(request.resource.plural, meta["name"])] = time.time()
             request.data.setdefault("status", {"phase": "Pending"})
         return await super()._handle(request)
 
