@@ -226,7 +226,7 @@ def main() -> int:
         parser.error("strace is needed (scripts/setup installs it)")
     missing = missing_requirement() if "ttl" in args.parts else None
     if missing:
-        parser.error(f"ttl: {missing}")
+        parser.error(f"ttl: {missing}; --parts berdl-init spawner leaves the time to JupyterLab out")
 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="berdl-bench-") as work:
