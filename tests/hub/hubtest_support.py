@@ -114,13 +114,16 @@ CLUSTER_LIMITS = {"worker_count": (1, 25), "worker_cores": (1, 64), "master_core
 
 @dataclass
 class SparkClusterManagerApp:
-    """A Spark Cluster Manager: one cluster per token. `mode` makes POST misbehave on purpose."""
+    """A Spark Cluster Manager: one cluster per token. `mode` makes POST misbehave on purpose.
 
-    tokens: set[str]
+    The users' tokens (and the clusters filed under them) stay out of the repr, which pytest prints
+    when an assertion about this object fails."""
+
+    tokens: set[str] = field(repr=False)
     mode: str = "ok"  # ok | 500 | 401 | timeout
     delay: float = 0.0  # seconds before every answer
     hang: float = 30.0  # how long "timeout" keeps a POST waiting
-    clusters: dict[str, str] = field(default_factory=dict)  # token -> cluster id
+    clusters: dict[str, str] = field(default_factory=dict, repr=False)  # token -> cluster id
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
     bodies: list[dict[str, Any]] = field(default_factory=list)
     created: int = 0
@@ -195,9 +198,9 @@ class SparkClusterManagerApp:
 
 @dataclass
 class GovernanceApp:
-    """The data-governance API: MinIO credentials per token."""
+    """The data-governance API: MinIO credentials per token (out of the repr, as above)."""
 
-    credentials: dict[str, dict[str, str]]
+    credentials: dict[str, dict[str, str]] = field(repr=False)
     mode: str = "ok"  # ok | 500
     calls: int = 0
 
