@@ -223,20 +223,21 @@ def test_5_the_hub_killed_during_a_spawn(stack: Stack, browser: Any, carols_home
 
 
 def test_4_the_idle_culler_stops_a_server_nobody_uses(stack: Stack, browser: Any) -> None:
-    # The operator turns culling on: a new hub pod with the two settings.
+    # dave works, then closes his browser (an open JupyterLab would keep reporting activity). His
+    # server is started before the culler is on, so that no cull can come in the middle of its start.
+    dave = UserBrowser.open(browser, "dave", stack.public_url, SHOTS)
+    dave.log_in_on_kbase()
+    dave.start_server()
+    assert held_by_the_server(stack, "dave")["cluster"] is not None
+    dave.page.context.close()
+
+    # The operator turns culling on: a new hub pod with the two settings; the servers run on.
     stack.stop_hub()
     stack.start_hub(env={"BERDL_IDLE_TIMEOUT": str(IDLE_TIMEOUT), "BERDL_CULL_EVERY": str(CULL_EVERY)})
     culler = f"'--timeout={IDLE_TIMEOUT}', '--cull-every={CULL_EVERY}'"
     eventually(
         lambda: culler in stack.logs(), "the hub starts jupyterhub-idle-culler with both settings", timeout=60
     )
-
-    dave = UserBrowser.open(browser, "dave", stack.public_url, SHOTS)
-    dave.log_in_on_kbase()
-    dave.start_server()
-    held = held_by_the_server(stack, "dave")
-    assert held["cluster"] is not None
-    dave.page.context.close()  # an open JupyterLab would keep reporting activity
 
     eventually(lambda: servers(stack, "dave") == {}, "the hub no longer lists dave's server", timeout=300)
     assert re.search(r" 20[24] DELETE /hub/api/users/dave/server \(jupyterhub-idle-culler@", stack.logs())
