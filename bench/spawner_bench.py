@@ -67,34 +67,50 @@ COMMON = {
 }
 
 
-def manifest_spawners(shared_folder: bool) -> tuple[BERDLSpawner, KubeSpawner]:
-    """The same user and settings; BERDL's adds the home volume and the berdl-init container.
+def manifest_spawners(*, plain_home: bool, shared_folder: bool) -> tuple[BERDLSpawner, KubeSpawner]:
+    """The same user and settings; BERDL's adds the berdl-init container (and, without `plain_home`,
+    the home).
 
-    With `shared_folder`, both also mount the same read-only folder, each configured its own way
-    (BERDL's `shared_mounts`, KubeSpawner's `volumes` and `volume_mounts`)."""
+    With `plain_home`, KubeSpawner mounts the same home as BERDL, configured as an operator of plain
+    KubeSpawner would (`volumes` and `volume_mounts` with `{username}` templates), with BERDL's default
+    resource guarantees and command: the same pod but for what home setup adds. With `shared_folder`,
+    both also mount the same read-only folder, each configured its own way (BERDL's `shared_mounts`,
+    KubeSpawner's `volumes` and `volume_mounts`)."""
     user = FakeUser(name="alice", auth_state={"kbase_token": "kbase-token-alice-0123456789"})
     berdl_extra: dict[str, Any] = {}
-    plain_extra: dict[str, Any] = {}
     if shared_folder:
         berdl_extra["shared_mounts"] = [
             {"name": "global-share", "mount_path": "/global_share", "host_path": "/mnt/share"}
         ]
-        plain_extra["volumes"] = [
-            {"name": "global-share", "hostPath": {"path": "/mnt/share", "type": "Directory"}}
-        ]
-        plain_extra["volume_mounts"] = [
-            {"name": "global-share", "mountPath": "/global_share", "readOnly": True}
-        ]
     berdl = BERDLSpawner(
         _mock=True, user=user, init_image="ghcr.io/kbase/berdl-init:1.0", **COMMON, **berdl_extra
     )
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    plain_extra: dict[str, Any] = {}
+    if plain_home:
+        volumes.append(
+            {
+                "name": "home",
+                "hostPath": {"path": berdl.home_host_path, "type": berdl.home_host_path_type},
+            }
+        )
+        mounts.append({"name": "home", "mountPath": berdl.home_mount_path})
+        plain_extra.update(
+            cmd=berdl.cmd, mem_guarantee=berdl.mem_guarantee, cpu_guarantee=berdl.cpu_guarantee
+        )
+    if shared_folder:
+        volumes.append({"name": "global-share", "hostPath": {"path": "/mnt/share", "type": "Directory"}})
+        mounts.append({"name": "global-share", "mountPath": "/global_share", "readOnly": True})
+    if volumes:
+        plain_extra.update(volumes=volumes, volume_mounts=mounts)
     plain = KubeSpawner(_mock=True, user=user, **COMMON, **plain_extra)
     return berdl, plain
 
 
-async def time_manifests(calls: int, shared_folder: bool = False) -> tuple[float, float]:
+async def time_manifests(calls: int, *, plain_home: bool, shared_folder: bool = False) -> tuple[float, float]:
     """Median seconds of one get_pod_manifest() call: BERDL's, plain KubeSpawner's; interleaved."""
-    berdl, plain = manifest_spawners(shared_folder)
+    berdl, plain = manifest_spawners(plain_home=plain_home, shared_folder=shared_folder)
     try:
         return await _time_manifests(berdl, plain, calls)
     finally:
@@ -158,16 +174,19 @@ async def time_spawns(many: int, singles: int) -> tuple[float, float, dict[str, 
 
 async def _measure(quick: bool) -> list[dict[str, Any]]:
     calls = 50 if quick else 2000
-    berdl, plain = await time_manifests(calls)
-    shared_berdl, shared_plain = await time_manifests(calls, shared_folder=True)
+    berdl, plain = await time_manifests(calls, plain_home=True)
+    bare_berdl, bare_plain = await time_manifests(calls, plain_home=False)
+    shared_berdl, shared_plain = await time_manifests(calls, plain_home=True, shared_folder=True)
     figures = [
         _figure(
-            "BERDLSpawner.get_pod_manifest() / KubeSpawner's, same settings, median time",
+            "BERDLSpawner.get_pod_manifest() / KubeSpawner's, same pod but the initContainer, median time",
             berdl / plain,
             1.5,
             f"{berdl * 1e6:.0f} us vs {plain * 1e6:.0f} us, median of {calls} calls each, interleaved; "
-            f"both mounting one shared folder: {shared_berdl * 1e6:.0f} us vs {shared_plain * 1e6:.0f} us "
-            f"({shared_berdl / shared_plain:.2f}x)",
+            f"both also mounting one shared folder: {shared_berdl * 1e6:.0f} us vs "
+            f"{shared_plain * 1e6:.0f} us ({shared_berdl / shared_plain:.2f}x); against KubeSpawner "
+            f"with no home volume: {bare_berdl * 1e6:.0f} us vs {bare_plain * 1e6:.0f} us "
+            f"({bare_berdl / bare_plain:.2f}x)",
         )
     ]
     many = 20 if quick else 200

@@ -120,7 +120,9 @@ class BERDLSpawner(KubeSpawner):
         help="""Extra environment of the initContainer (e.g. BERDL_STEPS, BERDL_VENV_PYTHON).
 
         Values are literal: no `{username}` expansion. The per-user BERDL_HOME, BERDL_USER, BERDL_UID,
-        BERDL_GID and BERDL_FAVORITES_ROOT are always set by the spawner and win over these.""",
+        BERDL_GID and BERDL_FAVORITES_ROOT are always set by the spawner and win over these. A
+        BERDL_VENV_RESTORE_TIMEOUT here may only shorten the restore init_time_budget allows; the hub
+        refuses a longer one when it loads its configuration.""",
     )
     init_favorites = List(
         Dict(),

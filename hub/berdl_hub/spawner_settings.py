@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from . import manifest
+
 
 class SpawnerConfigError(ValueError):
     """The spawner's settings do not fit together; one problem per line, each naming its settings."""
@@ -47,6 +49,28 @@ def timing_problem(
     )
 
 
+def restore_timeout_problem(init_environment: Mapping[str, str], init_time_budget: float) -> str | None:
+    """Whether an operator's BERDL_VENV_RESTORE_TIMEOUT in init_environment stays within init_time_budget.
+
+    The spawner derives berdl-init's restore bound from init_time_budget, which the start_timeout check
+    counts; a bound set directly would escape that check, and a spawn would time out mid-restore."""
+    text = init_environment.get("BERDL_VENV_RESTORE_TIMEOUT")
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return f"init_environment BERDL_VENV_RESTORE_TIMEOUT must be seconds, got {text!r}"
+    bound = manifest.restore_timeout(init_time_budget)
+    if value <= bound:
+        return None
+    return (
+        f"init_environment BERDL_VENV_RESTORE_TIMEOUT {value:g} s is longer than the {bound:g} s that "
+        f"init_time_budget {init_time_budget:g} s leaves for the package restore; raise init_time_budget "
+        "instead (the spawner derives the restore's bound from it)"
+    )
+
+
 def uid_problem(uid: Any, init_as_root: bool) -> str | None:
     """uid None means the image's user (KubeSpawner): berdl-init then gives the home to no one, which is
     only safe when it does not start as root."""
@@ -67,6 +91,7 @@ def problems(
     init_time_budget: float,
     uid: Any,
     init_as_root: bool,
+    init_environment: Mapping[str, str] | None = None,
 ) -> list[str]:
     """What is wrong with these values together (empty when nothing is)."""
     found = [
@@ -77,6 +102,7 @@ def problems(
             init_time_budget=init_time_budget,
         ),
         uid_problem(uid, init_as_root),
+        restore_timeout_problem(init_environment or {}, init_time_budget),
     ]
     return [problem for problem in found if problem]
 
@@ -90,6 +116,7 @@ _CHECKED = (
     "init_runs_as_root",
     "home_volume_type",
     "home_host_path_type",
+    "init_environment",
 )
 
 
@@ -119,6 +146,7 @@ def check_config(cls: type, config: Any, own_defaults: Mapping[str, Any]) -> Non
         init_time_budget=values["init_time_budget"],
         uid=values["uid"],
         init_as_root=as_root,
+        init_environment=values["init_environment"],
     )
     if found:
         raise SpawnerConfigError(found)

@@ -109,8 +109,13 @@ class UserBrowser:
         return [item.inner_text().strip() for item in self.page.query_selector_all(".jp-Favorites-item")]
 
     def open_favorite(self, name: str) -> None:
-        """Click a favorite: the file browser goes to its folder."""
-        self.page.click(f".jp-Favorites-item:has-text({json.dumps(name)})")
+        """Click a favorite and wait until the file browser's breadcrumbs show its folder: the launcher
+        creates new notebooks where the file browser is, and on a busy machine a launcher opened right
+        after the click still made them in the server's root."""
+        item = self.page.locator(f".jp-Favorites-item:has-text({json.dumps(name)})").first
+        folder = (item.get_attribute("data-path") or "").strip("/")
+        item.click()
+        self.page.locator(f".jp-BreadCrumbs-item[data-path={json.dumps(folder)}]").first.wait_for()
 
     def run_in_new_notebook(self, code: str) -> str:
         """In the file browser's folder, open a notebook on the default kernel from the launcher, run

@@ -235,6 +235,28 @@ async def test_without_spark_only_berdl_init_counts() -> None:
         BERDLSpawner.check_config(config)
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (
+            "600",
+            "init_environment BERDL_VENV_RESTORE_TIMEOUT 600 s is longer than the 120 s that "
+            "init_time_budget 150 s leaves for the package restore; raise init_time_budget instead "
+            "(the spawner derives the restore's bound from it)",
+        ),
+        ("two minutes", "init_environment BERDL_VENV_RESTORE_TIMEOUT must be seconds, got 'two minutes'"),
+    ],
+)
+async def test_a_restore_timeout_set_past_the_init_budget_is_refused(value: str, problem: str) -> None:
+    config = Config()
+    config.BERDLSpawner.init_environment = {"BERDL_VENV_RESTORE_TIMEOUT": value}
+    with pytest.raises(SpawnerConfigError) as raised:
+        BERDLSpawner.check_config(config)
+    assert raised.value.problems == [problem]
+    config.BERDLSpawner.init_environment = {"BERDL_VENV_RESTORE_TIMEOUT": "90"}
+    BERDLSpawner.check_config(config)  # a shorter restore than the budget allows is the operator's choice
+
+
 async def test_uid_none_is_refused_at_hub_load_where_berdl_init_runs_as_root() -> None:
     config = Config()
     config.KubeSpawner.uid = None
