@@ -35,9 +35,10 @@ pytestmark = pytest.mark.slow
 
 WORK = E2E_WORK.with_name("e2e-failures")
 SHOTS = WORK / "shots"
-#: berdl-init fails for this user only: the operator's pre_spawn_hook gives it an invalid setting.
+#: berdl-init fails for this user only: the operator's pre_spawn_hook gives it a setting with a typo,
+#: which only berdl-init knows to be wrong (the hub checks none of BERDL_STEPS).
 FAILING_USER = "erin"
-BAD_SETTING = ("BERDL_VENV_RESTORE_TIMEOUT", "soon")
+BAD_SETTING = ("BERDL_STEPS", "dirs,venvs")
 #: A token of a read-only hub service, so that the test reads the hub's own view of its servers.
 OBSERVER_TOKEN = secrets.token_hex(32)
 #: The culler of step 4: a server idle this long is stopped, checked this often (BERDL_CULL_EVERY).
@@ -133,7 +134,7 @@ def test_6_a_failing_init_container_shows_its_reason_and_leaves_nothing(stack: S
     printed = stack.standins.node.log_dir / f"jupyter-{FAILING_USER}" / "berdl-init.stderr.log"
     (line,) = {x for x in printed.read_text().splitlines() if x.startswith("berdl-init: ")}
     reason = line.removeprefix("berdl-init: ")
-    assert reason.startswith(f"invalid settings: {BAD_SETTING[0]}={BAD_SETTING[1]!r}: "), reason
+    assert reason.startswith("invalid settings: BERDL_STEPS[1]='venvs': "), reason
     assert message.inner_text() == (
         f"Spawn failed: Your home could not be prepared: {reason} (berdl-init exited with status 2: "
         "its settings are invalid: the hub's spawner configuration needs fixing by an administrator)."
@@ -223,20 +224,21 @@ def test_5_the_hub_killed_during_a_spawn(stack: Stack, browser: Any, carols_home
 
 
 def test_4_the_idle_culler_stops_a_server_nobody_uses(stack: Stack, browser: Any) -> None:
-    # The operator turns culling on: a new hub pod with the two settings.
+    # dave works, then closes his browser (an open JupyterLab would keep reporting activity). His
+    # server is started before the culler is on, so that no cull can come in the middle of its start.
+    dave = UserBrowser.open(browser, "dave", stack.public_url, SHOTS)
+    dave.log_in_on_kbase()
+    dave.start_server()
+    assert held_by_the_server(stack, "dave")["cluster"] is not None
+    dave.page.context.close()
+
+    # The operator turns culling on: a new hub pod with the two settings; the servers run on.
     stack.stop_hub()
     stack.start_hub(env={"BERDL_IDLE_TIMEOUT": str(IDLE_TIMEOUT), "BERDL_CULL_EVERY": str(CULL_EVERY)})
     culler = f"'--timeout={IDLE_TIMEOUT}', '--cull-every={CULL_EVERY}'"
     eventually(
         lambda: culler in stack.logs(), "the hub starts jupyterhub-idle-culler with both settings", timeout=60
     )
-
-    dave = UserBrowser.open(browser, "dave", stack.public_url, SHOTS)
-    dave.log_in_on_kbase()
-    dave.start_server()
-    held = held_by_the_server(stack, "dave")
-    assert held["cluster"] is not None
-    dave.page.context.close()  # an open JupyterLab would keep reporting activity
 
     eventually(lambda: servers(stack, "dave") == {}, "the hub no longer lists dave's server", timeout=300)
     assert re.search(r" 20[24] DELETE /hub/api/users/dave/server \(jupyterhub-idle-culler@", stack.logs())
