@@ -33,6 +33,8 @@ def test_kubespawner_and_its_client_run_at_the_pinned_versions() -> None:
 def test_the_private_parts_the_spawner_uses_keep_their_signatures() -> None:
     # Template expansion with KubeSpawner's own slugs (home paths, favorites, notebook_dir).
     assert str(inspect.signature(KubeSpawner._expand_user_properties)) == "(self, template, slug_scheme=None)"
+    # A pod's server URL by KubeSpawner's own rule (pod_connect_ip, SSL, services), for get_url().
+    assert str(inspect.signature(KubeSpawner._get_pod_url)) == "(self, pod)"
     # JupyterHub's "user" or "user:server" for log lines.
     assert isinstance(inspect.getattr_static(Spawner, "_log_name"), property)
 
