@@ -8,10 +8,8 @@ under `work/node/`, so a person can look at both when something fails.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import shutil
-import signal
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +25,6 @@ from tests.hub.hubtest_procs import (
     REPO,
     Process,
     base_env,
-    descendants,
     free_port,
     postgres_server,
     proxy_command,
@@ -110,14 +107,7 @@ class Stack:
         A kill takes every process of the hub's container, as the container's end does: the services
         the hub started (the proxy watcher, the culler) run in sessions of their own, outside the
         hub's process group, and would otherwise go on with their API tokens beside the next hub."""
-        if kill and self.hub.popen.poll() is None:
-            services = descendants(self.hub.popen.pid)
-            os.killpg(self.hub.popen.pid, signal.SIGKILL)
-            for pid in services:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            self.hub.popen.wait()
-        self.hub.stop()
+        self.hub.stop(kill=kill)
 
     def start_hub(self, env: Mapping[str, str] = {}) -> None:
         """Start the hub again with the settings it had (a new pod of the same Deployment), `env` on top;

@@ -54,11 +54,17 @@ class Process:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def stop(self, timeout: float = 15) -> int:
-        """SIGTERM to the whole group, SIGKILL after `timeout`; returns the exit status."""
+    def stop(self, timeout: float = 15, *, kill: bool = False) -> int:
+        """SIGTERM to the whole group, SIGKILL after `timeout` (at once with `kill`: no shutdown hook
+        runs, as after an OOM kill); returns the exit status.
+
+        Processes it started in sessions of their own (a hub's services, the user servers a local
+        spawner starts, which a hub with cleanup_servers off leaves running) are killed too, so that no
+        test leaves them behind."""
+        below = descendants(self.popen.pid) if self.popen.poll() is None else []
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
+                os.killpg(self.popen.pid, signal.SIGKILL if kill else signal.SIGTERM)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -67,6 +73,9 @@ class Process:
         # Members of the group that outlived their leader (a service the hub started) go too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         return self.popen.returncode
 
 

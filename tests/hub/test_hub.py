@@ -148,7 +148,7 @@ def hub_stack(tmp_path: Path, auth2_url: str) -> Iterator[HubStack]:
     finally:
         for hub in stack.hubs:
             hub.stop()
-        proxy.stop()
+        stack.proxy.stop()  # a test may have replaced the first proxy with a restarted one
 
 
 def log_in(client: httpx.Client, base: str, user: str) -> None:
