@@ -13,19 +13,17 @@ import fcntl
 import json
 import os
 import re
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import require_tool
 from tests.e2e.browser import SPAWN_TIMEOUT_MS, UserBrowser
 from tests.e2e.conftest import E2E_WORK
+from tests.e2e.probes import OBSERVER_TOKEN, eventually, hub_user, observer_config, pod_of, podman_pods
 from tests.e2e.stack import Stack, running_stack
-from tests.e2e.test_journey import eventually, pod_of, podman_pods
 from tests.e2e.users import make_users
 from tests.hub.hubtest_procs import descendants
 from tests.hub.hubtest_support import assert_no_secret_in
@@ -39,8 +37,6 @@ SHOTS = WORK / "shots"
 #: which only berdl-init knows to be wrong (the hub checks none of BERDL_STEPS).
 FAILING_USER = "erin"
 BAD_SETTING = ("BERDL_STEPS", "dirs,venvs")
-#: A token of a read-only hub service, so that the test reads the hub's own view of its servers.
-OBSERVER_TOKEN = secrets.token_hex(32)
 #: The culler of step 4: a server idle this long is stopped, checked this often (BERDL_CULL_EVERY).
 IDLE_TIMEOUT, CULL_EVERY = 30, 5
 
@@ -51,11 +47,8 @@ def _invalid_init_setting_for_one_user(spawner):
 
 
 c.BERDLSpawner.pre_spawn_hook = _invalid_init_setting_for_one_user
-c.JupyterHub.services.append({{"name": "e2e-observer", "api_token": {OBSERVER_TOKEN!r}}})
-c.JupyterHub.load_roles.append(
-    {{"name": "e2e-observer", "scopes": ["read:users", "read:servers"], "services": ["e2e-observer"]}}
-)
-"""
+# The test reads the hub's own view of its servers, with a token that may do nothing else.
+""" + observer_config(["read:users", "read:servers"])
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +69,7 @@ def no_secret_in_any_log(stack: Stack) -> Iterator[None]:
 
 def servers(stack: Stack, user: str) -> dict[str, Any]:
     """The user's servers as the hub's REST API lists them."""
-    answer = httpx.get(
-        f"{stack.hub_url}/hub/api/users/{user}", headers={"Authorization": f"token {OBSERVER_TOKEN}"}
-    )
-    answer.raise_for_status()
-    return answer.json()["servers"]
+    return hub_user(stack, user)["servers"]
 
 
 def alive(pid: int) -> bool:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.e2e.browser import UserBrowser
 from tests.e2e.conftest import E2E_WORK, PROBE_PACKAGE
+from tests.e2e.probes import eventually, pod_of, podman_pods
 from tests.e2e.stack import SHARED_IN_POD, Stack
 from tests.hub.hubtest_support import assert_no_secret_in
 
@@ -33,26 +33,6 @@ print(json.dumps({{"prefix": sys.prefix, "spark": os.environ.get("SPARK_MASTER_U
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def eventually(condition: Callable[[], Any], what: str, timeout: float = 300) -> Any:
-    """Wait for the node or the hub to catch up; fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not so after {timeout} s")
-
-
-def pod_of(stack: Stack, user: str) -> dict[str, Any]:
-    return stack.standins.objects("v1/pods")[f"jupyter-{user}"]
-
-
-def podman_pods(stack: Stack) -> set[str]:
-    listed = stack.standins.loop.run(stack.standins.node.podman("pod", "ps", "--format", "{{.Name}}"))
-    return set(listed.stdout.split())
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -30,8 +29,8 @@ from berdl_hub.auth import TOKEN_KEY
 from tests.conftest import require_tool
 from tests.e2e.browser import SPAWN_TIMEOUT_MS, UserBrowser
 from tests.e2e.conftest import E2E_WORK
+from tests.e2e.probes import OBSERVER_TOKEN, eventually, hub_user, observer_config, pod_of
 from tests.e2e.stack import Stack, running_stack
-from tests.e2e.test_journey import eventually, pod_of
 from tests.e2e.users import make_users
 from tests.hub.hubtest_support import assert_no_secret_in
 from tests.images.podman import Podman
@@ -45,22 +44,13 @@ PROXY_ROUTES_BOUND = 10.0
 #: again after the last one).
 CELL_SPACING = 8.0
 CELLS_WHILE_DOWN = 5
-OBSERVER_TOKEN = secrets.token_hex(32)
-EXTRA_CONFIG = f"""
+EXTRA_CONFIG = """
 # Only berdl-proxy-watch may give a restarted proxy its routes back: JupyterHub's own round
 # (update_last_activity, which also checks the routes) comes after an hour here.
 c.JupyterHub.last_activity_interval = 3600
 # The test reads the users' servers and decrypted auth state through the hub's REST API, with a token
 # that may do nothing else.
-c.JupyterHub.services.append({{"name": "e2e-observer", "api_token": {OBSERVER_TOKEN!r}}})
-c.JupyterHub.load_roles.append(
-    {{
-        "name": "e2e-observer",
-        "scopes": ["list:users", "read:servers", "admin:auth_state"],
-        "services": ["e2e-observer"],
-    }}
-)
-"""
+""" + observer_config(["list:users", "read:servers", "admin:auth_state"])
 CLOCK_CELL = "import json, time\nprint(json.dumps({{'cell': {n}, 'at': time.time()}}))"
 
 
@@ -114,25 +104,14 @@ def no_secret_in_any_log(stack: Stack) -> Iterator[None]:
     assert_no_secret_in(stack.logs(), stack.secrets)
 
 
-def user_model(stack: Stack, user: str) -> dict[str, Any]:
-    """The user as the hub's REST API shows them to the observer: servers and decrypted auth state."""
-    answer = httpx.get(
-        f"{stack.hub_url}/hub/api/users/{user}",
-        headers={"Authorization": f"token {OBSERVER_TOKEN}"},
-        timeout=10,
-    )
-    assert answer.status_code == 200, f"GET /hub/api/users/{user}: {answer.status_code} {answer.text[:300]}"
-    return answer.json()
-
-
 def servers_listed(stack: Stack, user: str) -> dict[str, Any]:
-    return user_model(stack, user)["servers"]
+    return hub_user(stack, user)["servers"]
 
 
 def stored_token_decrypts(stack: Stack, user: str) -> bool:
     """Whether the hub decrypts the user's stored auth state to their KBase token (a boolean, so that
     a failure prints no token)."""
-    auth_state = user_model(stack, user).get("auth_state") or {}
+    auth_state = hub_user(stack, user).get("auth_state") or {}
     return auth_state.get(TOKEN_KEY) == stack.users[user].kbase_token
 
 
