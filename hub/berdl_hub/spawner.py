@@ -738,9 +738,16 @@ class BERDLSpawner(KubeSpawner):
             await self._release_spark_cluster_locked(why)
 
     # --- the credentials Secret ----------------------------------------------------------------------
+    # Whether this spawner has seen its server's Secret deleted (or found none) since its last start: a
+    # stop tears down, and JupyterHub's post-stop hook tears down again, which then sends no second DELETE.
+    # A new hub's spawner does not know, so it deletes again (a 404 is success).
+    _secret_gone: bool = False
+
     async def _delete_credentials_secret(self) -> None:
         """Delete the server's Secret (Kubernetes would delete it with the pod; this does not wait for
         that, nor rely on it); errors are logged, never raised."""
+        if self._secret_gone:
+            return
         name = credentials.secret_name(self.pod_name)
         try:
             await credentials.delete(
@@ -752,6 +759,8 @@ class BERDLSpawner(KubeSpawner):
             )
         except credentials.SecretError as exc:
             self.log.error("Could not delete the credentials of %s: %s", self._log_name, exc)
+        else:
+            self._secret_gone = True
 
     async def _tear_down(self, why: str) -> None:
         """What every way out of a server does: its Secret goes, its part in the Spark cluster ends."""
@@ -781,6 +790,7 @@ class BERDLSpawner(KubeSpawner):
         """Credentials and the Spark cluster, then KubeSpawner's start; any failure tears down."""
         self._minio = None
         self._notes = []
+        self._secret_gone = False
         # Apply the chosen profile first: it may set the cluster size (KubeSpawner does it again, harmlessly).
         await self.load_user_options()
         token = await self._user_token()

@@ -278,3 +278,17 @@ async def test_a_busy_api_server_is_asked_again_for_the_secret(stack: Stack) -> 
     assert stack.secrets() == ["jupyter-alice-credentials"]
     assert stack.kubelet.resolved[spawner.pod_name]["KBASE_AUTH_TOKEN"] == TOKEN
     await spawner.stop()
+
+
+async def test_a_stop_and_its_post_stop_hook_delete_the_secret_once(stack: Stack) -> None:
+    """JupyterHub runs the post-stop hook after every stop; the Secret the stop deleted is not asked for
+    again (one call fewer per stop for the API server), and the next start's Secret is deleted again."""
+    deletes = stack.k8s[f"delete /api/v1/namespaces/{NAMESPACE}/secrets/jupyter-alice-credentials"]
+    spawner = stack.spawner()
+    for starts in (1, 2):
+        await spawner.start()
+        assert stack.secrets() == ["jupyter-alice-credentials"]
+        await spawner.stop()
+        await spawner.run_post_stop_hook()
+        assert stack.secrets() == []
+        assert len(deletes) == starts
