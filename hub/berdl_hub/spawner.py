@@ -14,6 +14,7 @@ Everything static (packages, Jupyter settings, dotfile templates) lives in the i
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -389,6 +390,8 @@ class BERDLSpawner(KubeSpawner):
     _minio: MinioCredentials | None = None
     _spark_share: ClusterShare | None = None
     _notes: list[str] | None = None  # what the user is told on the progress page, beside pod events
+    # The start's Spark step, under way while KubeSpawner prepares the pod (see start()).
+    _spark_joining: asyncio.Future[None] | None = None
 
     @property
     def spark_share(self) -> ClusterShare:
@@ -545,13 +548,21 @@ class BERDLSpawner(KubeSpawner):
         # berdl-init first: other initContainers may expect a prepared home.
         init = _k8s_model(V1Container, await self._init_container(home_mount, uid, mounts[1:]))
         spec.init_containers = [init, *(spec.init_containers or [])]
+
+        # In a start, the Spark cluster was being created while this pod was built: its answer is the
+        # last thing the pod needs, and a refusal ends the start here, before any pod exists.
+        if self._spark_joining is not None:
+            await self._spark_joining
+        if self.spark_share.holds and self.spark_share.master_url:
+            _set_variable(notebook, "SPARK_MASTER_URL", self.spark_share.master_url)
         return pod
 
     # --- environment ---------------------------------------------------------------------------------
     def get_env(self) -> dict[str, Any]:
         """JupyterHub's per-server variables, BERDL's defaults, the operator's `environment` (which wins
         over those defaults); no credential. get_pod_manifest() adds the variables that are references
-        (the credentials, from the server's Secret, and SPARK_DRIVER_HOST)."""
+        (the credentials, from the server's Secret, and SPARK_DRIVER_HOST), and SPARK_MASTER_URL, the
+        user's cluster (which wins over an operator's value), once the cluster is known."""
         home = self._home_mount_path()
         env: dict[str, Any] = {
             "HOME": home,
@@ -564,8 +575,6 @@ class BERDLSpawner(KubeSpawner):
         env.update((name, os.environ[name]) for name in self.hub_env_to_forward if name in os.environ)
         env.update(super().get_env())
         env["JUPYTERHUB_USER"] = self.user.name
-        if self.spark_share.holds and self.spark_share.master_url:
-            env["SPARK_MASTER_URL"] = self.spark_share.master_url  # the user's cluster, not a default
         for variable in credentials.KEY_OF_VARIABLE:
             # Never a value in the pod, nor an operator's stand-in: get_pod_manifest() adds references.
             env.pop(variable, None)
@@ -787,7 +796,13 @@ class BERDLSpawner(KubeSpawner):
         return super().is_pod_running(pod)
 
     async def start(self) -> Any:
-        """Credentials and the Spark cluster, then KubeSpawner's start; any failure tears down."""
+        """Credentials, then the Spark cluster while KubeSpawner prepares the pod; any failure tears down.
+
+        The MinIO keys come first: a user who cannot have them gets no cluster. The cluster is created
+        while KubeSpawner starts its pod reflector, makes a PVC home and builds the pod manifest (the hub's
+        own work, which then costs the user nothing); get_pod_manifest() waits for it, so the pod is still
+        created only once the cluster's SPARK_MASTER_URL is known (a notebook container created without
+        it would wait for the kubelet's next retry)."""
         self._minio = None
         self._notes = []
         self._secret_gone = False
@@ -796,15 +811,26 @@ class BERDLSpawner(KubeSpawner):
         token = await self._user_token()
         try:
             await self._fetch_credentials(token)
-            await self._join_spark_cluster(token)
+            self._spark_joining = asyncio.ensure_future(self._join_spark_cluster(token))
             self._starting = True
             return await super().start()
         except BaseException:
             self._starting = False
+            await self._spark_settled()
             await self._tear_down("the spawn failed")
             raise
         finally:
             self._starting = False
+            self._spark_joining = None
+
+    async def _spark_settled(self) -> None:
+        """Let the start's Spark step finish (it is bounded by spark_create_timeout) when the start fails
+        before the manifest waited for it, so that the tear-down knows whether a cluster was made."""
+        joining = self._spark_joining
+        if joining is not None:
+            await asyncio.wait([joining])
+            if not joining.cancelled():
+                joining.exception()  # seen: the start's own failure is the one raised
 
     async def get_url(self) -> str:
         """The server's URL, which JupyterHub asks for when it starts again and finds this server
@@ -874,6 +900,15 @@ class BERDLSpawner(KubeSpawner):
         """Refuse settings that do not fit together (SpawnerConfigError names each); the hub's
         configuration calls this once it is complete."""
         spawner_settings.check_config(cls, config, own_defaults={"uid": DEFAULT_UID})
+
+
+def _set_variable(container: V1Container, name: str, value: str) -> None:
+    """Set the container's variable `name` to `value`, in place of an entry of that name if any."""
+    for variable in container.env or []:
+        if variable.name == name:
+            variable.value, variable.value_from = value, None
+            return
+    container.env = [*(container.env or []), V1EnvVar(name=name, value=value)]
 
 
 async def _create_credentials_secret(spawner: BERDLSpawner, pod: dict[str, Any]) -> None:

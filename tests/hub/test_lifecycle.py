@@ -237,3 +237,40 @@ async def test_fifty_spawns_at_once_do_not_wait_for_each_other(
     await asyncio.gather(*(s.stop() for s in spawners))
     assert stack.spark.clusters == {}
     assert_no_secret_in(all_logs.text, tokens)
+
+
+async def test_the_pod_is_built_while_the_cluster_is_created_and_made_once_it_is_known(stack: Stack) -> None:
+    """The hub's own work on the pod (here: KubeSpawner resolving a callable `uid`, which happens while
+    the manifest is built) overlaps the Spark Cluster Manager's answer; the pod is created after it,
+    with the cluster's SPARK_MASTER_URL."""
+    stack.spark.delay = 0.5
+    spark_busy_while_building: list[int] = []
+
+    def uid(spawner: Any) -> int:
+        spark_busy_while_building.append(stack.spark.in_flight)
+        return 1000
+
+    spawner = stack.spawner(uid=uid)
+    await spawner.start()
+    assert spark_busy_while_building
+    assert set(spark_busy_while_building) == {1}
+    cluster = next(iter(stack.spark.clusters.values()))
+    assert pod_env(stack, spawner)["SPARK_MASTER_URL"] == f"spark://spark-master-{cluster}:7077"
+    await spawner.stop()
+    assert stack.spark.clusters == {}
+
+
+async def test_a_pod_build_that_fails_during_the_cluster_create_deletes_the_cluster(stack: Stack) -> None:
+    """The start fails before the cluster answered: it waits for the answer, then deletes the cluster."""
+    stack.spark.delay = 0.5
+
+    def uid(spawner: Any) -> int:
+        raise RuntimeError("no uid for this user")
+
+    spawner = stack.spawner(uid=uid)
+    with pytest.raises(RuntimeError, match="no uid"):
+        await spawner.start()
+    assert stack.spark.created == 1
+    assert stack.spark.clusters == {}
+    assert stack.pods() == []
+    assert spawner.get_state().get("berdl_spark") is None
