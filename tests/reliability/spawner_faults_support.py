@@ -420,11 +420,13 @@ async def _serve_all(config: dict[str, Any]) -> None:
         control = web.Application()
         control.router.add_get("/state", state)
         control.router.add_post("/spark_delay", set_delay)
+        # Instant pods are running once created: no node to play, and one watcher fewer to feed.
+        node = contextlib.nullcontext() if k8s.instant_pods else WatchingKubelet(k8s_url, NAMESPACE)
         async with (
             serve(spark.app()) as spark_url,
             serve(governance.app()) as governance_url,
             serve(control) as control_url,
-            WatchingKubelet(k8s_url, NAMESPACE),
+            node,
         ):
             urls = {"k8s": k8s_url, "spark": spark_url, "governance": governance_url, "control": control_url}
             print(json.dumps(urls), flush=True)
