@@ -337,7 +337,9 @@ class LeanApiServer(ApiServer):
 
     kmock keeps every request it ever served and matches each new one against that whole history, so a
     request costs time in proportion to all the requests before it: hundreds of spawns then take minutes.
-    Nothing here asserts on past Kubernetes requests, so only those in flight are kept.
+    Nothing here asserts on past Kubernetes requests, so only those in flight are kept. Likewise a
+    deleted object is forgotten (kmock keeps it, marked deleted, and scans it on every request), so the
+    hundreds of pods and Secrets of one round of spawns do not slow down the next.
     """
 
     instant_pods = False
@@ -350,6 +352,10 @@ class LeanApiServer(ApiServer):
         try:
             return await super()._handle(request)
         finally:
+            if request.action == kmock.action.DELETE and request.resource is not None and request.name:
+                key = (request.resource, request.namespace, request.name)
+                if key in self.objects and self.objects[key].deleted:
+                    del self.objects[key]
             history = self._requests
             for index in range(len(history) - 1, -1, -1):
                 if history[index] is request:
