@@ -19,8 +19,12 @@ import time
 from dataclasses import dataclass, field
 from importlib.metadata import PathDistribution, distributions
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
+
+if TYPE_CHECKING:
+    from berdl_init.piptemp import PipTemp
 
 #: pip's options for every install of the restore: no prompt, no version check, no bytecode (compiled at
 #: first import instead: a pod start should not wait for it), nothing in the user site.
@@ -115,26 +119,27 @@ def provided_names(python: Path, timeout: float) -> set[str] | None:
     return {canonicalize_name(name) for name in names} if isinstance(names, list) else None
 
 
-def restore(old: list[Distribution], python: Path, timeout: float) -> Outcome:
-    """Install `old` (from which the image's distributions are left out) into the venv of `python`."""
+def restore(old: list[Distribution], python: Path, timeout: float, pip_tmp: PipTemp) -> Outcome:
+    """Install `old` (from which the image's distributions are left out) into the venv of `python`, each
+    pip run with an empty `pip_tmp` as its TMPDIR."""
     deadline = time.monotonic() + timeout
     outcome, from_index = _to_install(old, python, timeout)
     if not from_index:
         return outcome
 
     # One pip for all, the usual case; one per distribution only when that fails, to find the culprits.
-    if _pip(python, [dist.pinned for dist in from_index], deadline)[0]:
+    if _pip(python, [dist.pinned for dist in from_index], deadline, pip_tmp)[0]:
         outcome.restored = from_index
         return outcome
     for dist in from_index:
-        ok, error = _pip(python, [dist.pinned], deadline)
+        ok, error = _pip(python, [dist.pinned], deadline, pip_tmp)
         if ok:
             outcome.restored.append(dist)
             continue
         if error == TIMED_OUT:
             outcome.missing.append((dist, error))
             continue
-        ok, newer_error = _pip(python, [dist.name], deadline)
+        ok, newer_error = _pip(python, [dist.name], deadline, pip_tmp)
         if ok:
             outcome.newer.append((dist, installed_version(python, dist.name, deadline) or "a newer version"))
         else:
@@ -166,12 +171,15 @@ def _to_install(old: list[Distribution], python: Path, timeout: float) -> tuple[
 TIMED_OUT = "out of time (BERDL_VENV_RESTORE_TIMEOUT)"
 
 
-def _pip(python: Path, requirements: list[str], deadline: float) -> tuple[bool, str]:
+def _pip(python: Path, requirements: list[str], deadline: float, pip_tmp: PipTemp) -> tuple[bool, str]:
     """Run the venv's pip install; (whether it worked, pip's last error line or why it did not run)."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return False, TIMED_OUT
     env = {**os.environ, "PIP_USER": "0"}
+    tmp = pip_tmp.fresh()  # what the previous run left (killed at its timeout) goes first
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)
     try:
         result = subprocess.run(
             [str(python), "-m", "pip", "install", *PIP_OPTIONS, *requirements],

@@ -370,8 +370,9 @@ def test_a_restore_killed_while_pip_runs_is_finished_by_the_next_run(tmp_path: P
 
 
 def test_a_restore_killed_twice_is_listed_not_run_again(tmp_path: Path, wheels: Path) -> None:
-    """A restore that kills the pod each time it runs (pip filling /tmp, or over the memory limit) must not
-    keep the server from starting: after two killed attempts, the third run only lists what is missing."""
+    """A restore that kills the pod each time it runs (pip over the memory limit, or filling the home)
+    must not keep the server from starting: after two killed attempts, the third run only lists what is
+    missing."""
     home, link = home_after_minor_upgrade(tmp_path, wheels)
     venv = venv_of(home)
 

@@ -39,7 +39,7 @@ PROBE_TIMEOUT = 30.0
 RESTORE_PENDING = "berdl-restore-pending.json"
 #: How many restores start before a run gives up and only lists what is missing. A restore killed once
 #: (the pod stopped meanwhile) is run again; one killed every time it runs is most likely what kills the
-#: pod (pip filling the initContainer's /tmp, or over its memory limit), and running it at every start
+#: pod (pip over the initContainer's memory limit, or filling the home), and running it at every start
 #: would keep the user's server from ever starting.
 RESTORE_ATTEMPTS = 2
 #: In a rebuilt venv, what its restore could not install and the command that does; kept until the user
@@ -104,10 +104,12 @@ class RestorePackages(Change):
 
     def apply(self, ctx: ApplyContext) -> None:
         # Imported here: only a rebuilt venv needs it, and a run with nothing to do stays light.
+        from berdl_init.piptemp import PIP_TMP, PipTemp
         from berdl_init.restore import list_only, old_distributions, restore
 
         venv = ctx.home.absolute(self.path)
         python = venv / "bin" / "python"
+        pip_tmp = PipTemp(ctx.home)
         old = []
         aside = ctx.home.lstat(self.restore_from)
         if aside is not None and stat.S_ISDIR(aside.st_mode):  # a symlink moved aside is no venv of ours
@@ -121,12 +123,20 @@ class RestorePackages(Change):
             outcome = list_only(old, python, self.timeout, why)
             ctx.warnings.append(
                 f"the restore of ~/{self.restore_from} was interrupted {self.attempts} times (the pod "
-                "stopped while pip ran: out of memory or of space in /tmp?): it is not attempted again"
+                "stopped while pip ran: out of memory?): it is not attempted again"
             )
         else:
             # Counted before pip starts: if pip is what kills the pod, the count survives it.
             ctx.home.write(f"{self.path}/{RESTORE_PENDING}", _pending(self.restore_from, self.attempts + 1))
-            outcome = restore(old, python, self.timeout)
+            outcome = restore(old, python, self.timeout, pip_tmp)
+            if pip_tmp.unusable:
+                ctx.warnings.append(
+                    f"~/{PIP_TMP} cannot be made (a symlink or a file on the way?): pip unpacked and "
+                    "built in the pod's /tmp, which large packages may fill"
+                )
+        # Before the markers go: while a marker is there, the next run restores, and empties it first.
+        with contextlib.suppress(UnsafePathError, NotADirectoryError, PermissionError):
+            pip_tmp.remove()
         self._report(ctx, outcome, python)
         # The old venv's mark first: while the new venv's is there, the next run restores again.
         with contextlib.suppress(UnsafePathError, NotADirectoryError):

@@ -143,7 +143,13 @@ class BERDLSpawner(KubeSpawner):
         help="Kubernetes resources of the initContainer (building the first virtualenv is its peak).",
     )
     init_tmp_size_limit = Unicode(
-        "1Gi", config=True, help="Size limit of the emptyDir mounted at /tmp in the initContainer."
+        "1Gi",
+        config=True,
+        help="""Size limit of the emptyDir mounted at /tmp in the initContainer.
+
+        berdl-init's small scratch files (the venv virtualenv builds before it is copied in, virtualenv's
+        app data) go there; the package restore's pip unpacks and builds in the home
+        (~/.local/state/berdl-init/tmp) instead, so large packages do not need a larger limit.""",
     )
     init_runs_as_root = Bool(
         None,
