@@ -6,8 +6,9 @@
    settings, both built offline (`_mock=True`, a throwaway kube config): median of many calls, the two
    interleaved. Target: <= 1.5x.
 2. 200 spawns at once against a Spark Cluster Manager that answers after 1 s, against one spawn: wall
-   times of `start()`, medians of three rounds of each, with the kmock Kubernetes emulator, a kubelet and the fake services in a child
-   process (tests/reliability/spawner_faults_support.py), so the hub's loop holds only the spawners.
+   times of `start()`, medians of three rounds of each, with the kmock Kubernetes emulator and the fake
+   services in a child process (tests/reliability/spawner_faults_support.py), so the hub's loop holds
+   only the spawners.
    Target: <= 2x.
 
 `measure_spawner(quick)` returns the figures as dicts (name, value, target, met, detail) for bench/run.py;

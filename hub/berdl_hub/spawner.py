@@ -807,8 +807,8 @@ class BERDLSpawner(KubeSpawner):
         The MinIO keys come first: a user who cannot have them gets no cluster. The cluster is created
         while KubeSpawner starts its pod reflector, makes a PVC home and builds the pod manifest (the hub's
         own work, which then costs the user nothing); get_pod_manifest() waits for it, so the pod is still
-        created only once the cluster's SPARK_MASTER_URL is known (a notebook container created without
-        it would wait for the kubelet's next retry)."""
+        created only once the cluster's SPARK_MASTER_URL is known (a notebook container created before
+        its Secret is complete is only retried at the kubelet's own pace)."""
         self._minio = None
         self._notes = []
         self._secret_gone = False
