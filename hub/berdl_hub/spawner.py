@@ -692,12 +692,16 @@ class BERDLSpawner(KubeSpawner):
                     self._sibling_shares(),
                     self._spark_config(),
                     functools.partial(self._create_spark_cluster, token),
+                    record=self._save_state,
                 )
                 self._save_state()
             except ServiceError as exc:
                 if exc.may_have_acted:  # a time-out or a 5xx may still have built it
                     share.delete_pending = True
                     await self._release_spark_cluster_locked("its creation failed")
+                else:
+                    share.delete_pending = False  # refused: the manager built nothing
+                self._save_state()
                 if self.spark_failure_policy == "fail":
                     raise SpawnRefused(f"Your Spark cluster could not be created: {exc}.") from None
                 self.log.warning("Starting %s without a Spark cluster: %s", self._log_name, exc)
@@ -713,7 +717,7 @@ class BERDLSpawner(KubeSpawner):
     def _save_state(self) -> None:
         """Write this server's state (its cluster share) to the hub's database now. JupyterHub saves it
         only once start() returns: a hub that dies in between would forget that this server holds the
-        user's cluster, and nothing would delete it."""
+        user's cluster (or may have asked for one), and nothing would delete it."""
         if self.orm_spawner is None or self.db is None:
             return
         self.orm_spawner.state = self.get_state()

@@ -80,16 +80,22 @@ async def acquire(
     others: Iterable[ClusterShare],
     config: Mapping[str, Any],
     create: Callable[[Mapping[str, Any]], Awaitable[SparkCluster]],
+    record: Callable[[], None] = lambda: None,
 ) -> Acquired:
     """Make `me` a user of the cluster: share one that a sibling holds, else create it with `config`.
 
-    Call under `user_lock`. When `create` raises, `me` does not hold the cluster.
+    Call under `user_lock`. Before `create`, `me` takes the duty to delete (`delete_pending`) and
+    `record` is called to store it: a caller that dies while the create is in flight leaves a share
+    whose next release deletes the cluster. When `create` raises, `me` does not hold the cluster and
+    keeps that duty; the caller clears it when it knows nothing was built.
     """
     me.config = dict(config)
     holder = next((s for s in others if s.holds and s.master_url), None)
     if holder is not None:
         me.holds, me.master_url = True, holder.master_url
         return Acquired(holder.master_url, None, dict(holder.config))
+    me.delete_pending = True
+    record()
     cluster = await create(config)
     me.holds, me.master_url, me.delete_pending = True, cluster.master_url, False
     return Acquired(cluster.master_url, cluster, None)

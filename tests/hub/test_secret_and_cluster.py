@@ -170,17 +170,28 @@ async def test_a_hub_that_dies_during_a_spawn_has_saved_the_cluster_it_made(stac
 
     class Database:  # the hub's session: what is committed is what a restarted hub reads back
         def commit(self) -> None:
-            committed.append({"state": dict(spawner.orm_spawner.state), "pods": stack.pods()})
+            committed.append(
+                {
+                    "state": dict(spawner.orm_spawner.state),
+                    "pods": stack.pods(),
+                    "clusters": dict(stack.spark.clusters),
+                }
+            )
 
     spawner = stack.spawner(db=Database())
     await spawner.start()
+    # Committed before POST /clusters: a hub killed while it is in flight leaves the duty to delete.
+    (before_post, after_post, *_) = committed
+    assert before_post["clusters"] == {}
+    assert before_post["state"]["berdl_spark"] == {"delete_pending": True}
     # Committed before the pod existed: a hub killed from then on still finds the share in its database.
-    (first, *_) = committed
-    assert first["pods"] == []
-    assert first["state"]["berdl_spark"]["holds"] is True
+    assert after_post["pods"] == []
+    assert after_post["state"]["berdl_spark"]["holds"] is True
 
+    # The manager built the cluster; a hub killed before the second commit knows only the first.
+    assert stack.spark.clusters != {}
     revived = stack.spawner(user=alice(), server="")
-    revived.load_state(first["state"])
+    revived.load_state(before_post["state"])
     await revived.stop()
     assert stack.spark.clusters == {}
 

@@ -86,3 +86,28 @@ async def test_under_the_user_lock_servers_starting_together_make_one_cluster() 
     await asyncio.gather(*(stop(s) for s in shares))
     assert manager.deleted == 1
     assert user_lock("alice") is not user_lock("bob")
+
+
+async def test_the_duty_to_delete_is_recorded_before_the_create_is_sent() -> None:
+    """A caller that dies while the create is in flight leaves a share whose release deletes."""
+    manager, a, sibling = Manager(), ClusterShare(), ClusterShare()
+    recorded: list[dict[str, Any]] = []
+    seen_by_create: list[list[dict[str, Any]]] = []
+
+    async def create(config: Mapping[str, Any]) -> SparkCluster:
+        seen_by_create.append(list(recorded))  # what was stored when the request left
+        return await manager.create(config)
+
+    await acquire(a, [], SMALL, create, record=lambda: recorded.append(a.to_state()))
+    assert seen_by_create == [[{"delete_pending": True}]]
+    assert (a.holds, a.delete_pending) == (True, False)
+
+    # The hub died in flight: what it stored is all a new hub knows.
+    orphan = ClusterShare.from_state(recorded[0])
+    # A sibling that holds the cluster keeps it alive ...
+    sibling.holds, sibling.master_url = True, a.master_url
+    assert await release(ClusterShare.from_state(recorded[0]), [sibling], manager.delete) is False
+    assert manager.deleted == 0
+    # ... and without one, the orphan's release deletes it.
+    assert await release(orphan, [], manager.delete) is True
+    assert (manager.deleted, orphan.to_state()) == (1, {})
