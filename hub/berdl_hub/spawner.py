@@ -681,6 +681,7 @@ class BERDLSpawner(KubeSpawner):
         if not self.spark_cluster_manager_url:
             return
         share = self.spark_share
+        owed = share.delete_pending  # left by an earlier failed delete: a refused create keeps it
         async with user_cluster.user_lock(self.user.name):
             try:
                 if not token:
@@ -696,11 +697,11 @@ class BERDLSpawner(KubeSpawner):
                 )
                 self._save_state()
             except ServiceError as exc:
-                if exc.may_have_acted:  # a time-out or a 5xx may still have built it
-                    share.delete_pending = True
+                if exc.may_have_acted:
+                    # A time-out or a 5xx may still have built it; acquire() took the duty to delete.
                     await self._release_spark_cluster_locked("its creation failed")
                 else:
-                    share.delete_pending = False  # refused: the manager built nothing
+                    share.delete_pending = owed  # refused: the manager built nothing
                 self._save_state()
                 if self.spark_failure_policy == "fail":
                     raise SpawnRefused(f"Your Spark cluster could not be created: {exc}.") from None

@@ -274,3 +274,14 @@ async def test_a_pod_build_that_fails_during_the_cluster_create_deletes_the_clus
     assert stack.spark.clusters == {}
     assert stack.pods() == []
     assert spawner.get_state().get("berdl_spark") is None
+
+
+async def test_a_refused_create_keeps_the_duty_an_earlier_failed_delete_left(stack: Stack) -> None:
+    """A stop whose DELETE failed leaves the duty to delete in the state; a later start whose create the
+    manager refuses (it built nothing) must not drop that duty."""
+    spawner = stack.spawner(spark_failure_policy="continue")
+    spawner.load_state({"berdl_spark": {"delete_pending": True}})
+    stack.spark.mode = "401"
+    await spawner.start()
+    assert spawner.get_state()["berdl_spark"] == {"delete_pending": True}
+    await spawner.stop()
