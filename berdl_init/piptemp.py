@@ -14,7 +14,7 @@ from pathlib import Path
 
 from berdl_init.errors import UnsafePathError
 from berdl_init.safefs import SafeHome
-from berdl_init.state import STATE_DIR, STATE_PARENT
+from berdl_init.state import STATE_DIR, make_state_dir
 
 PIP_TMP = f"{STATE_DIR}/tmp"
 
@@ -31,8 +31,7 @@ class PipTemp:
         """The folder, empty; None when it cannot be made (a symlink on the way to it, a folder the user
         cannot write): pip then uses the pod's /tmp."""
         try:
-            self.home.makedirs(STATE_PARENT)  # as state.home_lock makes them: only berdl-init's is private
-            self.home.makedirs(STATE_DIR, mode=0o700)
+            make_state_dir(self.home)
             self.remove()
             self.home.makedirs(PIP_TMP, mode=0o700)
         except (UnsafePathError, PermissionError, NotADirectoryError):

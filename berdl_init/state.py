@@ -110,6 +110,12 @@ def save_ledger(home: SafeHome, ledger: Ledger) -> None:
         ledger.stored = data
 
 
+def make_state_dir(home: SafeHome) -> None:
+    """Make berdl-init's folder in the home (raises UnsafePathError, PermissionError)."""
+    home.makedirs(STATE_PARENT)  # shared XDG folders: the usual mode, only berdl-init's own is private
+    home.makedirs(STATE_DIR, mode=0o700)
+
+
 @contextlib.contextmanager
 def home_lock(home: SafeHome, timeout: float) -> Iterator[bool]:
     """Hold the home's lock, waiting at most `timeout` seconds for another run to release it.
@@ -122,8 +128,7 @@ def home_lock(home: SafeHome, timeout: float) -> Iterator[bool]:
     changes nothing on disk once it exists.
     """
     try:
-        home.makedirs(STATE_PARENT)  # shared XDG folders: the usual mode, only berdl-init's own is private
-        home.makedirs(STATE_DIR, mode=0o700)
+        make_state_dir(home)
         fd = home.open_lock_file(LOCK)
     except (UnsafePathError, PermissionError):
         yield False
