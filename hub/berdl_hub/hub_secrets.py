@@ -15,6 +15,10 @@ from pathlib import Path
 SECRETS_DIR_VARIABLE = "BERDL_HUB_SECRETS_DIR"
 DEFAULT_SECRETS_DIR = "/etc/berdl/hub-secrets"
 SECRET_NAMES = ("JUPYTERHUB_COOKIE_SECRET", "JUPYTERHUB_CRYPT_KEY", "CONFIGPROXY_AUTH_TOKEN", "PGPASSWORD")
+#: Every name under which a hub secret can sit in the hub's environment: the secrets, JupyterHub's own
+#: name of the cookie secret, and the database URL (it may hold a password). None of them may reach a
+#: user's pod, even when an operator lists it in BERDLSpawner.hub_env_to_forward.
+HUB_ONLY_VARIABLES = frozenset({*SECRET_NAMES, "JPY_COOKIE_SECRET", "JUPYTERHUB_DB_URL"})
 
 
 def read_secret_files(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:

@@ -243,3 +243,22 @@ class GovernanceClient:
             )
         except (ValueError, KeyError, TypeError):
             raise ServiceError(self.service, "protocol", "answered without MinIO credentials") from None
+
+
+def spark_manager(
+    url: str, *, create_timeout: float, request_timeout: float, attempts: int
+) -> SparkClusterManager | None:
+    """The Spark Cluster Manager's client (None without a URL): a create is tried once, since a second
+    POST could build a second cluster; a delete is retried, it is idempotent."""
+    if not url:
+        return None
+    return SparkClusterManager(
+        url,
+        create=Bounds(timeout=create_timeout, attempts=1),
+        delete=Bounds(timeout=request_timeout, attempts=attempts),
+    )
+
+
+def governance(url: str, *, timeout: float, attempts: int) -> GovernanceClient | None:
+    """The governance API's client (None without a URL)."""
+    return GovernanceClient(url, Bounds(timeout=timeout, attempts=attempts)) if url else None

@@ -7,19 +7,26 @@ when the last server that uses it stops, and only then.
 
 Each server keeps a `ClusterShare` (its spawner's state, so it survives hub restarts). `acquire` and
 `release` take the server's own share and the shares of the user's other servers, and run under a lock
-per user, so two servers starting or stopping at the same moment see each other's result. Nothing here
-knows about spawners: the caller says which shares are its siblings and how to create or delete.
+per user, so two servers starting or stopping at the same moment see each other's result.
+
+`ServerCluster` is one server's side of it, from its start to its stop: join (share or create), the
+failure policy, the duty to delete, and the release. Nothing here knows about spawners: it is given the
+share, plain functions for the token, the sibling servers' shares and saving state, and the manager's
+client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from .services import SparkCluster
+from .errors import SpawnRefused
+from .services import ServiceError, SparkCluster
 
 # One lock per user and per event loop (a lock belongs to the loop it first waited on).
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
@@ -120,3 +127,150 @@ async def release(
         return False
     me.delete_pending = not await delete()
     return True
+
+
+class ClusterManager(Protocol):
+    """What a server needs of the Spark Cluster Manager (services.SparkClusterManager)."""
+
+    service: str
+
+    async def create(self, token: str, config: Mapping[str, Any]) -> SparkCluster: ...
+
+    async def delete(self, token: str) -> str: ...
+
+
+# The note a server gets when it shares a cluster that another of its user's servers made bigger or
+# smaller than the profile chosen here.
+SHARED_OTHER_SIZE = (
+    "This server shares the Spark cluster of your other running server, with the size that server "
+    "started it with, not the one of the profile chosen here."
+)
+
+
+class ServerCluster:
+    """One server's part in its user's Spark cluster, from its start to its stop.
+
+    `join()` runs during a start (as a task, while the pod is prepared; `master_url()` waits for it and
+    `settle()` lets a failed start wait for it); `leave()` runs at every stop, also for a lost pod. The
+    share is written with `save` whenever the duty to delete changes during a start, so that a hub that
+    dies in the middle leaves it in its database.
+    """
+
+    def __init__(
+        self,
+        *,
+        user: str,
+        share: ClusterShare,
+        manager: Callable[[], ClusterManager | None],
+        token: Callable[[], Awaitable[str | None]],
+        siblings: Callable[[], Iterable[ClusterShare]],
+        save: Callable[[], None],
+        fail_on_error: bool,
+        log: logging.Logger | logging.LoggerAdapter[Any],
+        name: str,
+    ) -> None:
+        self.user = user
+        self.share = share
+        self.manager = manager  # asked each time: the client follows the settings of the moment
+        self.token = token
+        self.siblings = siblings
+        self.save = save
+        self.fail_on_error = fail_on_error
+        self.log = log
+        self.name = name  # the server, in log lines
+        self.notes: list[str] = []  # what the user is told on the progress page
+        self._joining: asyncio.Future[None] | None = None
+
+    # --- start ---------------------------------------------------------------------------------------
+    def begin_join(self, token: str | None, config: Mapping[str, Any]) -> None:
+        """Start joining the user's cluster in the background (see `join`)."""
+        self._joining = asyncio.ensure_future(self.join(token, config))
+
+    async def master_url(self) -> str | None:
+        """The cluster's master URL once the join has ended (None: no cluster for this server); a refusal
+        under the 'fail' policy is raised here."""
+        if self._joining is not None:
+            await self._joining
+        return self.share.master_url if self.share.holds else None
+
+    async def settle(self) -> None:
+        """Wait for a join still under way (it is bounded by the create's time-out), so that a start that
+        failed before it asked for the master URL knows whether a cluster was made; its error was seen."""
+        joining = self._joining
+        if joining is not None:
+            await asyncio.wait([joining])
+            if not joining.cancelled():
+                joining.exception()
+
+    async def join(self, token: str | None, config: Mapping[str, Any]) -> None:
+        """Use the user's cluster: the one another server holds, else a new one of `config`'s size."""
+        manager = self.manager()
+        if manager is None:
+            return
+        owed = self.share.delete_pending  # left by an earlier failed delete: a refused create keeps it
+        async with user_lock(self.user):
+            try:
+                if not token:
+                    raise ServiceError(manager.service, "auth", "no KBase token in the auth state")
+                create = functools.partial(self._create, manager, token)
+                got = await acquire(self.share, self.siblings(), config, create, record=self.save)
+                self.save()
+            except ServiceError as exc:
+                await self._after_failed_create(manager, exc, owed)
+                return
+        if got.shared_config is not None:
+            self.log.info("%s shares its user's Spark cluster %s", self.name, got.master_url)
+            if got.shared_config != self.share.config:
+                self._note(SHARED_OTHER_SIZE)
+
+    async def _create(self, manager: ClusterManager, token: str, config: Mapping[str, Any]) -> SparkCluster:
+        cluster = await manager.create(token, config)
+        self.log.info("Spark cluster %s for %s: %s", cluster.cluster_id, self.name, cluster.master_url)
+        return cluster
+
+    async def _after_failed_create(self, manager: ClusterManager, exc: ServiceError, owed: bool) -> None:
+        """Under the user's lock: settle the duty to delete, then apply the failure policy."""
+        if exc.may_have_acted:
+            # A time-out or a 5xx may still have built it; acquire() took the duty to delete.
+            await self._release_locked(manager, "its creation failed")
+        else:
+            self.share.delete_pending = owed  # refused: the manager built nothing
+        self.save()
+        if self.fail_on_error:
+            raise SpawnRefused(f"Your Spark cluster could not be created: {exc}.") from None
+        self.log.warning("Starting %s without a Spark cluster: %s", self.name, exc)
+
+    def _note(self, message: str) -> None:
+        self.log.info("%s: %s", self.name, message)
+        self.notes.append(message)
+
+    # --- stop ----------------------------------------------------------------------------------------
+    async def leave(self, why: str) -> None:
+        """This server no longer uses its user's cluster; the last one to stop deletes it."""
+        manager = self.manager()
+        if manager is None or not (self.share.holds or self.share.delete_pending):
+            return
+        async with user_lock(self.user):
+            await self._release_locked(manager, why)
+
+    async def _release_locked(self, manager: ClusterManager, why: str) -> None:
+        delete = functools.partial(self._delete, manager, why)
+        deleted = await release(self.share, self.siblings(), delete)
+        if not deleted:
+            self.log.debug("Spark cluster of %s not deleted (%s): another server uses it", self.name, why)
+
+    async def _delete(self, manager: ClusterManager, why: str) -> bool:
+        """DELETE /clusters; errors are logged, never raised, so that stopping always completes."""
+        token = await self.token()
+        if not token:
+            self.log.error("Cannot delete the Spark cluster of %s: no token in auth state", self.name)
+            return False
+        try:
+            message = await manager.delete(token)
+        except ServiceError as exc:
+            if exc.status == 404:  # nothing to delete, said differently
+                return True
+            self.log.error("Could not delete the Spark cluster of %s (%s): %s", self.name, why, exc)
+            return False
+        self.log.info("Deleted the Spark cluster of %s (%s): %s", self.name, why, message)
+        return True

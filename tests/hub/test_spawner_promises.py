@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from berdl_hub import credentials, manifest
+from berdl_hub import credentials, manifest, server_objects
+from berdl_hub.server_objects import ServerPod
 from berdl_hub.spawner import BERDLSpawner
 from berdl_hub.spawner_settings import SpawnerConfigError
 from kubernetes_asyncio.client import ApiClient
@@ -72,20 +73,29 @@ async def test_an_operator_cannot_set_a_credential_in_plain_text(
 
 
 async def test_the_secret_manifest_holds_base64_values_and_is_owned_by_the_pod() -> None:
-    body = credentials.manifest(
-        name="jupyter-alice-credentials",
-        values={"KBASE_AUTH_TOKEN": "tok€n", "JUPYTERHUB_API_TOKEN": "api"},
-        pod_name="jupyter-alice",
-        pod_uid="0f1e2d3c",
-        labels={"component": "singleuser-server"},
+    secret = credentials.CredentialsSecret(
+        lambda: {"KBASE_AUTH_TOKEN": "tok€n", "JUPYTERHUB_API_TOKEN": "api"}
     )
+    pod = ServerPod("jupyter-alice", "berdl", "0f1e2d3c", {"component": "singleuser-server"})
+    body = secret.body(pod)
+    assert body is not None
+    body = server_objects.placed(secret, body, pod)
     assert body["apiVersion"] == "v1"
     assert body["kind"] == "Secret"
+    assert body["metadata"]["name"] == "jupyter-alice-credentials"
+    assert body["metadata"]["labels"] == {"component": "singleuser-server"}
     assert body["data"] == {"KBASE_AUTH_TOKEN": "dG9r4oKsbg==", "JUPYTERHUB_API_TOKEN": "YXBp"}
     (owner,) = body["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["uid"]) == ("Pod", "jupyter-alice", "0f1e2d3c")
     with pytest.raises(ValueError, match="PATH"):
-        credentials.manifest(name="n", values={"PATH": "/bin"}, pod_name="p", pod_uid="u")
+        credentials.body({"PATH": "/bin"})
+
+
+async def test_without_the_servers_api_token_no_secret_is_made() -> None:
+    """A hub that restarted knows the user's KBase token but not the server's API token nor its MinIO
+    keys: a Secret made then would hold less than the notebook started with."""
+    secret = credentials.CredentialsSecret(lambda: {"KBASE_AUTH_TOKEN": "token"})
+    assert secret.body(ServerPod("jupyter-alice", "berdl", "0f1e2d3c")) is None
 
 
 # --- KubeSpawner's promises ----------------------------------------------------------------------------
