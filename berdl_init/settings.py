@@ -33,6 +33,10 @@ STEP_ORDER: tuple[StepName, ...] = ("dirs", "dotfiles", "venv", "favorites")
 
 PACKAGED_TEMPLATES = Path(__file__).parent / "templates" / "dotfiles"
 
+#: The longest package restore berdl-init accepts (BERDL_VENV_RESTORE_TIMEOUT, seconds). The hub keeps
+#: the same bound (berdl_hub.manifest.MAX_RESTORE_TIMEOUT; tests/hub check that they agree).
+MAX_VENV_RESTORE_TIMEOUT = 3600.0
+
 #: Template variables berdl-init provides itself; BERDL_TEMPLATE_VARS may not redefine them.
 RESERVED_TEMPLATE_VARS = frozenset({"user", "home", "venv_dir", "venv_python"})
 
@@ -115,7 +119,7 @@ class Settings(BaseSettings):
     #: After a rebuild on a new Python, install again what the user had installed in the old venv.
     venv_restore: bool = True
     #: How long that may take, in seconds: it runs inside the pod's start.
-    venv_restore_timeout: float = Field(default=120.0, gt=0, le=3600)
+    venv_restore_timeout: float = Field(default=120.0, gt=0, le=MAX_VENV_RESTORE_TIMEOUT)
     favorites: list[Favorite] | None = None
     favorites_root: str = "/"
 

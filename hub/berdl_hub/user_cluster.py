@@ -188,9 +188,10 @@ class ServerCluster:
 
     async def master_url(self) -> str | None:
         """The cluster's master URL once the join has ended (None: no cluster for this server); a refusal
-        under the 'fail' policy is raised here."""
-        if self._joining is not None:
-            await self._joining
+        under the 'fail' policy is raised here, once."""
+        joining, self._joining = self._joining, None
+        if joining is not None:
+            await joining
         return self.share.master_url if self.share.holds else None
 
     async def settle(self) -> None:

@@ -285,3 +285,43 @@ async def test_a_refused_create_keeps_the_duty_an_earlier_failed_delete_left(sta
     await spawner.start()
     assert spawner.get_state()["berdl_spark"] == {"delete_pending": True}
     await spawner.stop()
+
+
+# Spawner states as a hub's database holds them from before the spawner's restructuring (read with
+# 2e5f701's get_state()): a hub of this version must honour them.
+SAVED_BY_2E5F701 = {
+    "holding": {
+        "kubespawner_version": "7.1.0",
+        "pod_name": "jupyter-alice",
+        "namespace": "berdl",
+        "dns_name": "jupyter-alice.berdl.svc.cluster.local",
+        "berdl_spark": {
+            "holds": True,
+            "master_url": "spark://spark-master-cluster-alice:7077",
+            "config": {"worker_count": 2},
+        },
+    },
+    "owing": {
+        "kubespawner_version": "7.1.0",
+        "pod_name": "jupyter-alice",
+        "namespace": "berdl",
+        "dns_name": "jupyter-alice.berdl.svc.cluster.local",
+        "berdl_spark": {"delete_pending": True},
+    },
+}
+
+
+@pytest.mark.parametrize("saved", sorted(SAVED_BY_2E5F701))
+async def test_a_state_saved_by_the_previous_version_is_honoured(saved: str, stack: Stack) -> None:
+    before = stack.spawner()
+    await before.start()  # the user's cluster, and a running server
+    assert len(stack.spark.clusters) == 1
+
+    after = stack.spawner()  # the upgraded hub's spawner of the same server
+    after.load_state(SAVED_BY_2E5F701[saved])
+    assert after.pod_name == "jupyter-alice"
+    assert after.get_state()["berdl_spark"] == SAVED_BY_2E5F701[saved]["berdl_spark"]
+    await after.stop()
+    assert stack.spark.clusters == {}  # the share (or the duty to delete) was honoured
+    assert stack.pods() == []
+    assert stack.secrets() == []

@@ -278,3 +278,31 @@ async def test_uid_none_is_refused_at_hub_load_where_berdl_init_runs_as_root() -
 
 async def test_the_start_timeout_default_is_berdls(make_spawner: Callable[..., BERDLSpawner]) -> None:
     assert make_spawner().start_timeout == 480
+
+
+async def test_the_hub_and_berdl_init_agree_on_the_longest_restore() -> None:
+    """The two programs never import each other; the hub derives BERDL_VENV_RESTORE_TIMEOUT from
+    init_time_budget and must never hand berdl-init one it refuses (exit 2 at every start)."""
+    from berdl_init.settings import MAX_VENV_RESTORE_TIMEOUT, Settings
+
+    assert manifest.MAX_RESTORE_TIMEOUT == MAX_VENV_RESTORE_TIMEOUT
+    assert manifest.restore_timeout(10**6) == MAX_VENV_RESTORE_TIMEOUT
+    field = Settings.model_fields["venv_restore_timeout"]
+    assert any(getattr(rule, "le", None) == MAX_VENV_RESTORE_TIMEOUT for rule in field.metadata)
+
+
+async def test_the_spawner_reads_the_token_under_the_key_the_authenticator_writes() -> None:
+    from berdl_hub.auth import TOKEN_KEY
+
+    assert BERDLSpawner.class_traits()["auth_state_token_key"].default_value == TOKEN_KEY
+
+
+async def test_no_hub_secret_can_be_forwarded_to_a_user_pod(
+    make_spawner: Callable[..., BERDLSpawner],
+) -> None:
+    from berdl_hub.hub_secrets import HUB_ONLY_VARIABLES, SECRET_NAMES
+
+    assert set(SECRET_NAMES) <= HUB_ONLY_VARIABLES
+    for name in sorted(HUB_ONLY_VARIABLES):
+        with pytest.raises(ValueError, match=f"must not name hub secrets: {name}"):
+            make_spawner(hub_env_to_forward=["MINIO_ENDPOINT_URL", name])

@@ -1,18 +1,29 @@
-"""The few non-public parts of KubeSpawner and JupyterHub that BERDLSpawner still uses, and the versions
-they are pinned to in constraints.txt. A change of signature or behaviour here fails this test before
-it breaks a spawn; update the spawner and the pin together."""
+"""The non-public parts of KubeSpawner and JupyterHub that BERDLSpawner leans on (all of them reached
+through berdl_hub.upstream), and the versions they are pinned to in constraints.txt. A change of
+signature or behaviour here fails this test before it breaks a spawn; update upstream.py and the pin
+together."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
+import jupyterhub.user
+import kubespawner.objects
+import kubespawner.reflector
+import pytest
+from berdl_hub import upstream
+from berdl_hub.spawner import BERDLSpawner
 from jupyterhub.spawner import Spawner
 from kubespawner import KubeSpawner
 
-CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints.txt"
+REPO = Path(__file__).resolve().parents[2]
+CONSTRAINTS = REPO / "constraints.txt"
+HUB_PACKAGE = REPO / "hub" / "berdl_hub"
 
 
 def pinned() -> dict[str, str]:
@@ -30,17 +41,69 @@ def test_kubespawner_and_its_client_run_at_the_pinned_versions() -> None:
         assert version(distribution) == pins[distribution], distribution
 
 
-def test_the_private_parts_the_spawner_uses_keep_their_signatures() -> None:
-    # Template expansion with KubeSpawner's own slugs (home paths, favorites, notebook_dir).
+def test_the_private_methods_keep_their_signatures() -> None:
+    # upstream.expand: template expansion with KubeSpawner's own slugs (home paths, favorites).
     assert str(inspect.signature(KubeSpawner._expand_user_properties)) == "(self, template, slug_scheme=None)"
-    # A pod's server URL by KubeSpawner's own rule (pod_connect_ip, SSL, services), for get_url().
+    # upstream.pod_url: a pod's server URL by KubeSpawner's own rule, for get_url().
     assert str(inspect.signature(KubeSpawner._get_pod_url)) == "(self, pod)"
-    # JupyterHub's "user" or "user:server" for log lines.
+    # upstream.log_name: JupyterHub's "user" or "user:server" for log lines.
     assert isinstance(inspect.getattr_static(Spawner, "_log_name"), property)
 
 
+def test_the_reflector_keys_pods_by_namespace_and_name() -> None:
+    """upstream.reflected_pod looks a pod up as "{namespace}/{name}"."""
+    assert 'f\'{p["metadata"]["namespace"]}/{p["metadata"]["name"]}\': p' in inspect.getsource(
+        kubespawner.reflector
+    )
+    assert 'ref_key = f"{self.namespace}/{self.pod_name}"' in inspect.getsource(KubeSpawner.poll)
+
+
+def test_the_notebook_container_is_called_notebook() -> None:
+    assert upstream.NOTEBOOK_CONTAINER == "notebook"
+    assert "name='notebook'," in inspect.getsource(kubespawner.objects.make_pod)
+    assert "if c[\"name\"] == 'notebook':" in inspect.getsource(KubeSpawner.poll)
+
+
+def test_jupyterhub_saves_the_state_only_after_start_and_keeps_every_server_in_user_spawners() -> None:
+    """upstream.save_state writes orm_spawner.state and commits in the middle of a start, because
+    JupyterHub does it only once start() has returned; upstream.sibling_spawners reads user.spawners."""
+    spawn = inspect.getsource(jupyterhub.user.User.spawn)
+    assert spawn.index("f = maybe_future(spawner.start())") < spawn.index(
+        "spawner.orm_spawner.state = spawner.get_state()"
+    )
+    assert "self.spawners = _SpawnerDict(self._new_spawner)" in inspect.getsource(jupyterhub.user.User)
+    assert "db = Any()" in inspect.getsource(Spawner)
+
+
+def test_kubespawner_applies_the_profile_again_in_its_start() -> None:
+    """upstream.apply_user_options applies it before KubeSpawner's start does it again."""
+    assert "await self.load_user_options()" in inspect.getsource(KubeSpawner._start)
+
+
+@pytest.mark.asyncio
+async def test_applying_a_profile_twice_is_the_same_as_once(
+    make_spawner: Callable[..., BERDLSpawner],
+) -> None:
+    profiles = [
+        {"display_name": "M", "slug": "m", "default": True, "kubespawner_override": {"mem_limit": "16G"}},
+        {
+            "display_name": "L",
+            "slug": "l",
+            "kubespawner_override": {"mem_limit": "64G", "spark_cluster_config": {"worker_count": 8}},
+        },
+    ]
+    spawner = make_spawner(profile_list=profiles)
+    spawner.user_options = {"profile": "l"}
+    await upstream.apply_user_options(spawner)
+    once = (spawner.mem_limit, dict(spawner.spark_cluster_config))
+    await upstream.apply_user_options(spawner)
+    assert (spawner.mem_limit, dict(spawner.spark_cluster_config)) == once
+    assert once[0] == 64 * 2**30
+    assert once[1]["worker_count"] == 8
+
+
 def test_kubespawner_calls_the_after_pod_created_hook_with_the_created_pod() -> None:
-    """The credentials Secret is created by this (public) hook; what the spawner relies on is how
+    """The server's objects are made by this (public) hook; what the spawner relies on is how
     KubeSpawner's (private) start calls it: once the pod has a uid, with the reflector's pod dict, and
     stopping the pod when the hook fails."""
     source = inspect.getsource(KubeSpawner._start)
@@ -50,3 +113,32 @@ def test_kubespawner_calls_the_after_pod_created_hook_with_the_created_pod() -> 
     assert "await self.stop(True)" in source
     # A pod of the same name still there: KubeSpawner stops it (BERDLSpawner.stop then deletes only the pod).
     assert "await self.stop(True)" in inspect.getsource(KubeSpawner._make_create_pod_request)
+
+
+# What only upstream.py may touch: private attributes of a spawner or user, and the habits above.
+PRIVATE_REACH = re.compile(
+    r"\b(?:self|spawner|s|other)\._(?:expand_user_properties|get_pod_url|log_name)\b"
+    r"|\.pod_reflector\b|\.orm_spawner\b|\.db\.commit\(|\buser\.spawners\b|\.spawners\b"
+    r"|[\"']notebook[\"']|\bload_user_options\("
+)
+
+
+def test_nothing_but_upstream_reaches_into_kubespawner_or_jupyterhub() -> None:
+    found = []
+    for path in sorted(HUB_PACKAGE.glob("*.py")):
+        if path.name == "upstream.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            node.body[0].value.lineno
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            code = line.split("#", 1)[0]
+            if number not in docstrings and PRIVATE_REACH.search(code):
+                found.append(f"{path.name}:{number}: {line.strip()}")
+    assert found == []

@@ -1,0 +1,259 @@
+"""The objects a server owns beside its pod (berdl_hub.server_objects): made once the pod has a uid,
+deleted once on every way out, given back to running servers by a restarted hub, and found by their label
+when they live in another namespace.
+
+The credentials Secret is the one kind the spawner has today; these tests add a ConfigMap in another
+namespace (`Marker`), as the per-user NetworkPolicies in the Spark namespace will be, to show that a new
+kind gets the guarantees without code of its own. What the Secret holds is tested in
+test_secret_and_cluster.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import kmock
+import pytest
+from berdl_hub import server_objects, upstream
+from berdl_hub.server_objects import OWNER_POD_UID, Kind, ServerPod
+from berdl_hub.spawner import BERDLSpawner
+from hubtest_stack import TOKEN, Stack
+from hubtest_support import NAMESPACE, FakeUser
+
+pytestmark = pytest.mark.asyncio
+
+OTHER_NAMESPACE = "spark"
+CONFIG_MAP = Kind("ConfigMap", "v1", "CoreV1Api", "config_map")
+
+
+class Marker:
+    """A per-server ConfigMap, in the pod's namespace or another."""
+
+    kind = CONFIG_MAP
+
+    def __init__(self, namespace: str | None = None) -> None:
+        self._namespace = namespace
+
+    def name(self, pod_name: str) -> str:
+        return f"{pod_name}-marker"
+
+    def namespace(self, pod_namespace: str) -> str:
+        return self._namespace or pod_namespace
+
+    def body(self, pod: ServerPod) -> dict[str, Any] | None:
+        return {"data": {"pod": pod.name}}
+
+
+def with_marker(spawner: BERDLSpawner, namespace: str | None = OTHER_NAMESPACE) -> BERDLSpawner:
+    """The spawner, owning a Marker beside its Secret (as a kind added by an upgrade would be)."""
+    owned = spawner.owned_objects
+    spawner.owned_objects = lambda: [*owned(), Marker(namespace)]  # type: ignore[method-assign]
+    return spawner
+
+
+def objects(stack: Stack, resource: str, namespace: str) -> dict[str, dict[str, Any]]:
+    kind = kmock.resource(resource)
+    return {
+        key[2]: obj.raw
+        for key, obj in stack.k8s.objects.items()
+        if key[0] == kind and key[1] == namespace and not obj.deleted
+    }
+
+
+def markers(stack: Stack, namespace: str = OTHER_NAMESPACE) -> dict[str, dict[str, Any]]:
+    return objects(stack, "v1/configmaps", namespace)
+
+
+def pod_uid(stack: Stack, name: str) -> str:
+    return str(objects(stack, "v1/pods", NAMESPACE)[name]["metadata"]["uid"])
+
+
+@pytest.fixture
+def stack_with_configmaps(stack: Stack) -> Stack:
+    stack.k8s.resources["v1/configmaps"] = {}
+    return stack
+
+
+async def delete_pod(stack: Stack, spawner: BERDLSpawner) -> None:
+    """Delete the pod behind the hub's back, and wait until KubeSpawner's reflector has seen it go."""
+    url = f"{stack.k8s_url}/api/v1/namespaces/{NAMESPACE}/pods/{spawner.pod_name}"
+    async with aiohttp.ClientSession() as session, session.delete(url) as response:
+        assert response.status == 200
+    for _ in range(200):
+        if upstream.reflected_pod(spawner) is None:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the reflector still sees the deleted pod")
+
+
+def revived(stack: Stack, spawner: BERDLSpawner, **traits: Any) -> BERDLSpawner:
+    """The same server as a restarted hub sees it: a new user object and spawner, given the saved state."""
+    state = spawner.get_state()
+    user = FakeUser(name=spawner.user.name, auth_state={"kbase_token": TOKEN})
+    again = stack.spawner(user=user, server=spawner.name, **traits)
+    again.api_token = ""  # JupyterHub gives a spawner its API token only when it starts the server
+    again.load_state(state)
+    return again
+
+
+# --- made once the pod exists, deleted once ------------------------------------------------------------
+
+
+async def test_an_object_in_another_namespace_carries_its_pods_uid_and_goes_with_the_server(
+    stack_with_configmaps: Stack,
+) -> None:
+    stack = stack_with_configmaps
+    spawner = with_marker(stack.spawner())
+    await spawner.start()
+    (name,) = markers(stack)
+    marker = markers(stack)[name]
+    assert name == "jupyter-alice-marker"
+    assert marker["metadata"]["labels"][OWNER_POD_UID] == pod_uid(stack, spawner.pod_name)
+    assert "ownerReferences" not in marker["metadata"]  # no owner can reach across namespaces
+    assert marker["metadata"]["labels"]["component"] == "singleuser-server"  # the pod's own labels too
+
+    deletes = stack.k8s[f"delete /api/v1/namespaces/{OTHER_NAMESPACE}/configmaps/jupyter-alice-marker"]
+    await spawner.stop()
+    await spawner.run_post_stop_hook()
+    assert markers(stack) == {}
+    assert stack.secrets() == []
+    assert len(deletes) == 1  # the post-stop hook does not ask again
+
+
+async def test_an_object_in_the_pods_namespace_is_owned_by_the_pod(stack_with_configmaps: Stack) -> None:
+    stack = stack_with_configmaps
+    spawner = with_marker(stack.spawner(), namespace=None)
+    await spawner.start()
+    marker = markers(stack, NAMESPACE)["jupyter-alice-marker"]
+    (owner,) = marker["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == (
+        "Pod",
+        "jupyter-alice",
+        pod_uid(stack, "jupyter-alice"),
+    )
+    assert OWNER_POD_UID not in marker["metadata"]["labels"]
+    await spawner.stop()
+    assert markers(stack, NAMESPACE) == {}
+
+
+async def test_a_failed_start_deletes_what_it_made(stack_with_configmaps: Stack) -> None:
+    stack = stack_with_configmaps
+
+    async def failing_hook(spawner: BERDLSpawner, pod: dict[str, Any]) -> None:
+        raise RuntimeError("the operator's hook failed")
+
+    spawner = with_marker(stack.spawner(after_pod_created_hook=failing_hook))
+    with pytest.raises(RuntimeError, match="operator's hook"):
+        await spawner.start()
+    assert markers(stack) == {}
+    assert stack.secrets() == []
+    assert stack.pods() == []
+    assert stack.spark.clusters == {}
+
+
+async def test_a_lost_pod_leaves_nothing_after_the_post_stop_hook(stack_with_configmaps: Stack) -> None:
+    stack = stack_with_configmaps
+    spawner = with_marker(stack.spawner())
+    await spawner.start()
+    del stack.k8s.objects[kmock.resource("v1/pods"), NAMESPACE, spawner.pod_name]  # the node is gone
+    await spawner.run_post_stop_hook()  # what JupyterHub runs when its poll finds the pod gone
+    assert markers(stack) == {}
+    assert stack.secrets() == []
+    assert stack.spark.clusters == {}
+
+
+# --- a restarted hub ---------------------------------------------------------------------------------
+
+
+async def test_a_restarted_hub_gives_a_running_server_the_kind_it_lacks(stack_with_configmaps: Stack) -> None:
+    stack = stack_with_configmaps
+    spawner = stack.spawner()
+    await spawner.start()
+    secret_before = objects(stack, "v1/secrets", NAMESPACE)["jupyter-alice-credentials"]
+    assert markers(stack) == {}  # started before the upgrade that added the kind
+
+    upgraded = with_marker(revived(stack, spawner))
+    assert await upgraded.poll() is None  # JupyterHub polls every server it finds at start
+    assert markers(stack)["jupyter-alice-marker"]["metadata"]["labels"][OWNER_POD_UID] == pod_uid(
+        stack, spawner.pod_name
+    )
+    # What the server had is left as it was.
+    assert objects(stack, "v1/secrets", NAMESPACE)["jupyter-alice-credentials"] == secret_before
+
+    await upgraded.stop()
+    assert markers(stack) == {}
+    assert stack.secrets() == []
+
+
+async def test_a_restarted_hub_never_makes_a_secret_with_less_in_it(stack: Stack) -> None:
+    spawner = stack.spawner()
+    await spawner.start()
+    del stack.k8s.objects[kmock.resource("v1/secrets"), NAMESPACE, "jupyter-alice-credentials"]
+    again = revived(stack, spawner)
+    await again.run_auth_state_hook({"kbase_token": TOKEN})  # the user's token, but no API token
+    assert await again.poll() is None
+    assert stack.secrets() == []
+    await again.stop()
+
+
+async def test_a_restarted_hub_deletes_what_a_lost_pod_left_in_another_namespace(
+    stack_with_configmaps: Stack,
+) -> None:
+    stack = stack_with_configmaps
+    alice = with_marker(stack.spawner())
+    bob = with_marker(stack.spawner("bob"))
+    await alice.start()
+    await bob.start()
+    # The hub dies; bob's node goes with it (his pod is gone, his ConfigMap is not).
+    await delete_pod(stack, bob)
+    assert set(markers(stack)) == {"jupyter-alice-marker", "jupyter-bob-marker"}
+
+    alice_again = with_marker(revived(stack, alice))
+    assert await alice_again.poll() is None
+    assert set(markers(stack)) == {"jupyter-alice-marker"}
+    await alice_again.stop()
+    assert markers(stack) == {}
+
+
+# --- the parts, without a spawner ----------------------------------------------------------------------
+
+
+async def test_placed_adds_name_namespace_labels_and_owner() -> None:
+    pod = ServerPod("jupyter-alice", NAMESPACE, "uid-1", {"component": "singleuser-server"})
+    here = server_objects.placed(Marker(None), {"data": {}, "metadata": {"labels": {"a": "b"}}}, pod)
+    assert here["metadata"]["namespace"] == NAMESPACE
+    assert here["metadata"]["labels"] == {"component": "singleuser-server", "a": "b"}
+    assert here["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    there = server_objects.placed(Marker(OTHER_NAMESPACE), {"data": {}}, pod)
+    assert there["metadata"]["namespace"] == OTHER_NAMESPACE
+    assert there["metadata"]["labels"][OWNER_POD_UID] == "uid-1"
+    assert "ownerReferences" not in there["metadata"]
+    assert (there["apiVersion"], there["kind"]) == ("v1", "ConfigMap")
+
+
+async def test_an_operators_hook_runs_after_ours_and_chaining_twice_changes_nothing() -> None:
+    calls: list[str] = []
+
+    async def ours(spawner: Any, pod: Any) -> None:
+        calls.append("ours")
+
+    def theirs(spawner: Any, pod: Any) -> str:
+        calls.append("theirs")
+        return "done"
+
+    assert server_objects.run_first(ours, None) is ours
+    both = server_objects.run_first(ours, theirs)
+    assert server_objects.run_first(ours, both) is both
+    assert await both(None, None) == "done"
+    assert calls == ["ours", "theirs"]
+
+
+async def test_each_kind_is_named_from_its_pods_name_alone(
+    make_spawner: Callable[..., BERDLSpawner], kube_reset: None
+) -> None:
+    """A hub that knows only the pod's name (a lost pod, a restart) can delete every object by name."""
+    spawner = make_spawner()
+    for owned in spawner.owned_objects():
+        assert owned.name(spawner.pod_name).startswith(spawner.pod_name)
