@@ -25,11 +25,11 @@ def home_owner(settings: Settings, home_stat: os.stat_result | None) -> tuple[in
     A home that is missing or owned by root names no user, and then neither its owner nor its group (root's,
     usually) is taken, unless BERDL_UID=0 asks for root.
     """
-    named = home_stat is not None and (home_stat.st_uid != 0 or settings.uid == 0)
-    uid = settings.uid if settings.uid is not None else (home_stat.st_uid if named else None)
-    gid = settings.gid if settings.gid is not None else (home_stat.st_gid if named else None)
+    named = home_stat if home_stat is not None and (home_stat.st_uid != 0 or settings.uid == 0) else None
+    uid = settings.uid if settings.uid is not None else (named.st_uid if named else None)
+    gid = settings.gid if settings.gid is not None else (named.st_gid if named else None)
     missing = [name for name, value in (("BERDL_UID", uid), ("BERDL_GID", gid)) if value is None]
-    if missing:
+    if uid is None or gid is None:
         raise SettingsError(
             f"{' and '.join(missing)}: not set, and the home does not name a user "
             "(missing or owned by root); set them to the user's ids when running as root"

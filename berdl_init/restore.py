@@ -17,7 +17,7 @@ import shlex
 import subprocess
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import PathDistribution, distributions
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,7 +67,7 @@ def old_distributions(old_venv: Path) -> list[Distribution]:
     """The distributions installed in the venv at `old_venv`, read from their metadata files."""
     found: dict[str, Distribution] = {}
     for site in sorted(old_venv.glob("lib/python*/site-packages")):
-        for dist in distributions(path=[str(site)]):
+        for dist in metadata.distributions(path=[str(site)]):
             name = dist.metadata["Name"] if dist.metadata else None
             if not name or not dist.version:
                 continue  # a dist-info folder without usable metadata: nothing to ask an index for
@@ -76,7 +76,7 @@ def old_distributions(old_venv: Path) -> list[Distribution]:
     return sorted(found.values(), key=lambda dist: dist.name)
 
 
-def _with_origin(dist: PathDistribution, name: str, version: str) -> Distribution:
+def _with_origin(dist: metadata.Distribution, name: str, version: str) -> Distribution:
     """The distribution, with how to reinstall it when pip's direct_url.json says it came from elsewhere."""
     try:
         direct = json.loads(dist.read_text("direct_url.json") or "null")

@@ -14,6 +14,7 @@ import errno
 import os
 import shutil
 import stat
+import sys
 from pathlib import Path, PurePosixPath
 
 from berdl_init.errors import UnsafePathError
@@ -236,7 +237,12 @@ class SafeHome:
         if dir_fd is None:
             return
         try:
-            shutil.rmtree(name, dir_fd=dir_fd)
+            if sys.version_info >= (3, 11):
+                shutil.rmtree(name, dir_fd=dir_fd)
+            else:
+                # Python 3.10's rmtree has no dir_fd; the folder's descriptor, named through /proc, is the
+                # very folder it was opened as (a rename or a symlink planted since cannot redirect it).
+                shutil.rmtree(f"/proc/self/fd/{dir_fd}/{name}")
         except FileNotFoundError:
             pass
         finally:

@@ -247,7 +247,7 @@ def load_settings(overrides: dict[str, Any], config_file: Path | None = None) ->
 
     Raises SettingsError with a one-line message.
     """
-    settings_cls = Settings
+    settings_cls: type[Settings] = Settings
     if config_file is not None:
         if not config_file.is_file():
             raise SettingsError(f"--config {config_file}: no such file")

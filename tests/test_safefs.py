@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from berdl_init.errors import UnsafePathError
 from berdl_init.safefs import SafeHome, split
+from tests.test_venv_upgrade import pyenv
 
 
 @pytest.fixture
@@ -128,6 +130,26 @@ def test_rename_and_remove_tree_on_a_real_disk(tmp_path: Path) -> None:
 
     assert os.listdir(root) == ["envs"]
     assert os.listdir(root / "envs") == []
+    assert (tmp_path / "outside/keep").read_text() == "keep"
+
+
+def test_remove_tree_on_the_oldest_python_berdl_init_supports(tmp_path: Path) -> None:
+    """Python 3.10's shutil.rmtree has no dir_fd: the same removal, with the same symlink left alone."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside/keep").write_text("keep")
+    (tmp_path / "home/envs/venv/bin").mkdir(parents=True)
+    os.symlink(tmp_path / "outside", tmp_path / "home/envs/venv/link")
+    script = (
+        "import sys; from pathlib import Path; from berdl_init.safefs import SafeHome\n"
+        "with SafeHome.open(Path(sys.argv[1])) as home:\n"
+        "    home.remove_tree('envs/venv')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [pyenv("3.10"), "-c", script, str(tmp_path / "home")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert os.listdir(tmp_path / "home/envs") == []
     assert (tmp_path / "outside/keep").read_text() == "keep"
 
 

@@ -232,7 +232,8 @@ class KBaseAuthenticator(Authenticator):
 
     def is_admin(self, handler: BaseHandler | None, authentication: dict[str, Any]) -> bool | None:
         if not self.admin_roles:
-            return super().is_admin(handler, authentication)
+            upstream_answer: bool | None = super().is_admin(handler, authentication)
+            return upstream_answer
         roles = set((authentication.get("auth_state") or {}).get("roles") or ())
         return authentication["name"] in self.admin_users or bool(roles & set(self.admin_roles))
 

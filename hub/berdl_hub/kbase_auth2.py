@@ -68,8 +68,8 @@ class Auth2Client:
             raise Auth2Unavailable(f"GET {path}: answered {status} without a JSON object")
         if status == 200:
             return body
-        error = body.get("error")
-        appcode = error.get("appcode") if isinstance(error, dict) else None
+        problem = body.get("error")
+        appcode = problem.get("appcode") if isinstance(problem, dict) else None
         if status in (400, 401) and appcode in (INVALID_TOKEN, NO_TOKEN):
             raise InvalidToken(f"GET {path}: appcode {appcode}")
         raise Auth2Unavailable(f"GET {path}: answered {status} (appcode {appcode})")

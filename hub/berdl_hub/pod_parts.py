@@ -162,7 +162,7 @@ def refuse_reserved_init_container(init_containers: Any) -> None:
 def add(pod: Any, parts: PodParts) -> None:
     """Put BERDL's parts into the pod KubeSpawner built."""
     spec = pod.spec
-    clash = {_name_of(v) for v in spec.volumes or []} & {v["name"] for v in parts.volumes}
+    clash = {str(_name_of(v)) for v in spec.volumes or []} & {v["name"] for v in parts.volumes}
     if clash:
         raise ValueError(f"KubeSpawner.volumes: the names {sorted(clash)} are BERDL's own")
     spec.volumes = list(spec.volumes or []) + [_k8s_model(V1Volume, v) for v in parts.volumes]

@@ -50,7 +50,8 @@ class HubAPI:
         return json.loads(body) if body else None
 
     def routes(self) -> dict[str, Any]:
-        return self._call("GET")
+        routes: dict[str, Any] = self._call("GET")
+        return routes
 
     def sync(self) -> None:
         self._call("POST")

@@ -69,7 +69,8 @@ class ServerPod:
 class Owned(Protocol):
     """One object each server owns: its kind, where it lives, and what it holds."""
 
-    kind: Kind
+    @property
+    def kind(self) -> Kind: ...
 
     def name(self, pod_name: str) -> str:
         """The object's name, derived from the pod's alone, so that a hub that only knows the pod's name

@@ -146,17 +146,20 @@ class BERDLSpawner(BERDLSpawnerSettings):
             failure = manifest.init_failure(pod)
             if failure:
                 raise SpawnRefused(failure)
-        return super().is_pod_running(pod)
+        running: bool = super().is_pod_running(pod)
+        return running
 
     async def poll(self) -> int | None:
         """KubeSpawner's poll; the first of a restarted hub's (it polls every server it finds) also gives
         the running server what objects it lacks, and deletes what lost pods left in other namespaces."""
-        status = await super().poll()
+        status: int | None = await super().poll()
         if status is None:
             pod = None if self._reconciled else upstream.reflected_pod(self)
             self._reconciled = True
             await self.attempt.objects.after_hub_start(
-                pod and ServerPod.of(pod), self.owned_objects(), lambda: upstream.reflected_pod_uids(self)
+                ServerPod.of(pod) if pod else None,
+                self.owned_objects(),
+                lambda: upstream.reflected_pod_uids(self),
             )
         return status
 
@@ -167,7 +170,8 @@ class BERDLSpawner(BERDLSpawnerSettings):
         pod = upstream.reflected_pod(self)
         if pod and (pod.get("status") or {}).get("podIP") and not pod["metadata"].get("deletionTimestamp"):
             return upstream.pod_url(self, pod) + (self.server.base_url if self.server else "")
-        return await super().get_url()
+        url: str = await super().get_url()
+        return url
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
         """BERDL's notes (they come from the steps before the pod), then KubeSpawner's pod events."""
@@ -203,7 +207,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
 
     # --- state ---------------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
-        state = super().get_state()
+        state: dict[str, Any] = super().get_state()
         # The cluster share (master URL, size, the duty to delete): after a hub restart the user's
         # servers still share one cluster, and the last to stop deletes it. No token or key.
         share = self.spark_share.to_state()

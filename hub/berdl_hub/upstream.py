@@ -21,7 +21,7 @@ def expand(spawner: Any, template: str) -> str:
 
     Remembered, per spawner, for the values that expansion reads: each pod build expands the home
     templates three times, and one expansion costs a tenth of KubeSpawner's whole pod build."""
-    key = (template, spawner.slug_scheme, spawner.name, spawner.user.name, spawner.user.id)
+    key: tuple[Any, ...] = (template, spawner.slug_scheme, spawner.name, spawner.user.name, spawner.user.id)
     key += (spawner.pod_name, spawner.pvc_name, spawner.namespace)
     cache: dict[tuple[Any, ...], str] = spawner.__dict__.setdefault("_berdl_expanded", {})
     if key not in cache:

@@ -98,7 +98,7 @@ async def acquire(
     """
     me.config = dict(config)
     holder = next((s for s in others if s.holds and s.master_url), None)
-    if holder is not None:
+    if holder is not None and holder.master_url:
         me.holds, me.master_url = True, holder.master_url
         return Acquired(holder.master_url, None, dict(holder.config))
     me.delete_pending = True
