@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import stat
 import time
 
@@ -41,6 +42,11 @@ UNKNOWN_OWNER = (
     f"the home as uid {NOBODY}"
 )
 
+NAMELESS = (
+    "uid {uid} has no passwd entry and BERDL_USER is not set, so the user's name (the venv's) is unknown; a "
+    "real run refuses to start. This dry run calls the user {name}"
+)
+
 #: How long a run waits for another run on the same home (two named servers starting together).
 LOCK_TIMEOUT = 120.0
 
@@ -60,6 +66,8 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float | None = None)
             if not dry_run:
                 raise
             report.warnings.append(UNKNOWN_OWNER)
+        if settings.user_is_login_name:  # root's: the user is whom berdl-init becomes
+            settings = _named_after(settings, owner[0] if owner else NOBODY, dry_run, report)
 
     templates_checked = False
     fix = _home_fix(home_stat, owner)
@@ -97,6 +105,22 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float | None = None)
     report.steps = outcomes
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _named_after(settings: Settings, uid: int, dry_run: bool, report: Report) -> Settings:
+    """The settings for the user whom `uid` is in the passwd database. Without an entry a real run refuses
+    before any change, rather than name the user (and their venv) after root, who started it."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        if not dry_run:
+            raise SettingsError(
+                f"BERDL_USER: not set, and uid {uid} has no passwd entry to name the user after; "
+                "set BERDL_USER to the user's name (it names the venv)"
+            ) from None
+        name = f"uid{uid}"
+        report.warnings.append(NAMELESS.format(uid=uid, name=name))
+    return settings.for_user(name)
 
 
 def _open_home(settings: Settings, home_stat: os.stat_result | None, dry_run: bool) -> SafeHome:

@@ -17,7 +17,15 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic_settings
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -63,8 +71,14 @@ def _default_home() -> Path:
     return Path(os.environ.get("HOME", ""))
 
 
+#: The variables that name the user when BERDL_USER does not (JupyterHub sets the first in a pod).
+USER_VARIABLES = ("JUPYTERHUB_USER", "NB_USER")
+
+
 def _default_user() -> str:
-    for variable in ("JUPYTERHUB_USER", "NB_USER"):
+    """$JUPYTERHUB_USER, $NB_USER, else the login name. As root, the runner replaces the login name (root's)
+    by the name of the user who will own what is created (`Settings.for_user`)."""
+    for variable in USER_VARIABLES:
         if os.environ.get(variable):
             return os.environ[variable]
     import getpass  # imported here: only needed when no variable names the user, and slow to import
@@ -123,6 +137,11 @@ class Settings(BaseSettings):
     favorites: list[Favorite] | None = None
     favorites_root: str = "/"
 
+    #: The user is this process's login name (no setting or variable named them): as root, that is root's.
+    _user_is_login_name: bool = PrivateAttr(default=False)
+    #: BERDL_VENV_DIR is its default, which follows the user's name.
+    _default_venv_dir: bool = PrivateAttr(default=False)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -156,9 +175,7 @@ class Settings(BaseSettings):
     @field_validator("user")
     @classmethod
     def _user_name(cls, value: str) -> str:
-        if not value or "/" in value or "\0" in value or value in {".", ".."}:
-            raise ValueError("is not a usable user name (it is used in file names)")
-        return value
+        return _usable_user_name(value)
 
     @field_validator("steps", "skip", mode="before")
     @classmethod
@@ -193,8 +210,12 @@ class Settings(BaseSettings):
     def _complete(self) -> Settings:
         """Settings that depend on others, checked in order: steps first, since they decide what is needed."""
         self.steps = [step for step in self.steps if step not in self.skip]
+        self._user_is_login_name = "user" not in self.model_fields_set and not any(
+            os.environ.get(variable) for variable in USER_VARIABLES
+        )
+        self._default_venv_dir = self.venv_dir is None
         if self.venv_dir is None:
-            self.venv_dir = self.home / ".virtualenvs" / "envs" / f"{self.user}_default_env"
+            self.venv_dir = _default_venv_dir(self.home, self.user)
         if self.favorites is None:
             self.favorites = [Favorite(path=str(self.home), name="Home")]
         if self.venv_dir == self.home or not self.venv_dir.is_relative_to(self.home):
@@ -204,6 +225,20 @@ class Settings(BaseSettings):
         if "venv" in self.steps:
             _check_interpreter(self.venv_python)
         return self
+
+    @property
+    def user_is_login_name(self) -> bool:
+        """No setting or variable named the user: `user` is the login name of the process."""
+        return self._user_is_login_name
+
+    def for_user(self, user: str) -> Settings:
+        """These settings for the user `user`, the default venv's name following: as root, berdl-init names
+        the user after the owner it becomes, which it learns only after the settings are loaded."""
+        named = self.model_copy(update={"user": _usable_user_name(user)})
+        named._user_is_login_name = False
+        if self._default_venv_dir:
+            named.venv_dir = _default_venv_dir(self.home, named.user)
+        return named
 
     @property
     def venv_rel(self) -> str:
@@ -216,6 +251,16 @@ class Settings(BaseSettings):
         if self.favorites_root.startswith("~/"):
             return self.home / self.favorites_root[2:]
         return Path(self.favorites_root)
+
+
+def _usable_user_name(value: str) -> str:
+    if not value or "/" in value or "\0" in value or value in {".", ".."}:
+        raise ValueError("is not a usable user name (it is used in file names)")
+    return value
+
+
+def _default_venv_dir(home: Path, user: str) -> Path:
+    return home / ".virtualenvs" / "envs" / f"{user}_default_env"
 
 
 def _check_interpreter(python: Path) -> None:

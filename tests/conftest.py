@@ -17,6 +17,8 @@ from tests.images.podman import Podman, is_root
 
 #: How long the slow podman steps took (tests/images/conftest.py prints them at the end).
 PODMAN_SECONDS: dict[str, float] = {}
+#: The tools scripts/setup installs into .venv/bin rather than for the whole machine (from PyPI).
+IN_VENV = frozenset({"kubectl", "node", "npm"})
 
 
 def skip_or_fail(message: str) -> NoReturn:
@@ -35,6 +37,8 @@ def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path:
         return path
+    if name in IN_VENV:
+        skip_or_fail(f"{name} is not on PATH (scripts/setup installs it in .venv/bin: activate .venv)")
     skip_or_fail(f"{name} is not installed (scripts/setup installs it)")
 
 

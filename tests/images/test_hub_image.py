@@ -70,12 +70,13 @@ def test_the_hub_refuses_to_start_without_its_settings(hub_image: Podman) -> Non
 def proxy(tmp_path: Path) -> Iterator[tuple[str, int, int]]:
     """configurable-http-proxy on the host: (token, public port, API port)."""
     chp = require_tool(str(REPO / "node_modules" / ".bin" / "configurable-http-proxy"))
+    node = Path(require_tool("node")).parent  # .venv/bin, where scripts/setup puts it
     token = secrets.token_hex(32)
     public, api = free_port(), free_port()
     log = (tmp_path / "chp.log").open("w")
     process = subprocess.Popen(
         [chp, "--ip=127.0.0.1", f"--port={public}", "--api-ip=127.0.0.1", f"--api-port={api}"],
-        env={"CONFIGPROXY_AUTH_TOKEN": token, "PATH": "/usr/local/bin:/usr/bin:/bin"},
+        env={"CONFIGPROXY_AUTH_TOKEN": token, "PATH": f"{node}:/usr/local/bin:/usr/bin:/bin"},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
