@@ -1,6 +1,6 @@
 """Async client of KBase Auth2: who a token belongs to, its expiry, its MFA status, the user's roles.
 
-The part of the API the hub uses is in ../shared/reference/kbase-auth2.md: `GET api/V2/token` and
+The part of the API the hub uses is described in docs/services.md: `GET api/V2/token` and
 `GET api/V2/me`, the token itself (no scheme) in the `Authorization` header. Both are asked at once, each
 bounded by one deadline covering connection, request and body. Every failure is one of two kinds,
 because they call for different answers to the user: the token is no good (log in again), or the service

@@ -273,7 +273,7 @@ def init_tmp_volume(size_limit: str = "1Gi") -> dict[str, Any]:
     return {"name": INIT_TMP_VOLUME, "emptyDir": {"sizeLimit": size_limit}}
 
 
-# What berdl-init's exit statuses mean to the user waiting for their server (see DESIGN, exit status).
+# What berdl-init's exit statuses mean to the user waiting for their server (README.md: exit status).
 INIT_EXIT_MEANINGS = {
     2: "its settings are invalid: the hub's spawner configuration needs fixing by an administrator",
     3: "your home folder cannot be used (missing and not creatable, a symlink, or not writable)",
