@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+from pathlib import Path
 from typing import NoReturn
 
 import jinja2  # noqa: F401
@@ -27,12 +29,14 @@ def skip_or_fail(message: str) -> NoReturn:
 
 
 def require_tool(name: str) -> str:
-    """Path of an external tool a test needs.
+    """Path of an external tool a test needs: on PATH, or beside this interpreter (the venv's bin, where
+    pip puts the tools of Python packages such as kubernetes-validate).
 
     On a laptop without it the test is skipped; under CI (CI=true) a missing tool is a failure,
     because `.ci/run` installs everything the suite needs.
     """
-    path = shutil.which(name)
+    beside = Path(sys.executable).parent / name
+    path = shutil.which(str(beside) if beside.exists() else name)
     if path:
         return path
     skip_or_fail(f"{name} is not installed (scripts/setup installs it)")

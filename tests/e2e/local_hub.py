@@ -13,7 +13,6 @@ from pathlib import Path
 
 import click
 
-import tests.e2e  # noqa: F401  (tests/hub's helpers on sys.path)
 from tests.e2e.stack import running_stack
 from tests.e2e.users import make_users
 from tests.hub.hubtest_procs import REPO

@@ -10,8 +10,15 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from berdl_hub.spawner import BERDLSpawner
-from hubtest_stack import Stack, running_stack
-from hubtest_support import NAMESPACE, FakeOrmSpawner, FakeUser, reset_kubespawner, throwaway_kube_config
+
+from tests.hub.hubtest_stack import Stack, running_stack
+from tests.hub.hubtest_support import (
+    NAMESPACE,
+    FakeOrmSpawner,
+    FakeUser,
+    reset_kubespawner,
+    throwaway_kube_config,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,8 +32,7 @@ def throwaway_kubeconfig() -> Iterator[Path]:
 def auth2_url() -> Iterator[str]:
     """The KBase Auth2 stand-in of the real-hub tests (hubtest_kbase.AUTH2), served for the session."""
     # Imported on first use: only the real-hub tests need the stand-in.
-    from hubtest_kbase import AUTH2
-
+    from tests.hub.hubtest_kbase import AUTH2
     from tests.standins.kbase_auth2 import serve_in_thread
 
     with serve_in_thread(AUTH2.app()) as url:

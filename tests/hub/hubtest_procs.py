@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from hubtest_support import require_tool
+
+from tests.conftest import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import kmock
 from berdl_hub.spawner import BERDLSpawner
-from hubtest_support import (
+
+from tests.hub.hubtest_support import (
     NAMESPACE,
     ApiServer,
     GovernanceApp,

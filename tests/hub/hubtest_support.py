@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import importlib.util
 import itertools
 import secrets
 import socket
-import sys
 import tempfile
 import time
 import uuid
@@ -400,20 +398,6 @@ def assert_no_secret_in(text: str, secrets: list[str]) -> None:
     assert all(secrets), "a secret to look for is empty"
     leaked = [s[:6] + "..." for s in secrets if s in text]
     assert not leaked, f"secrets found in logs: {leaked}"
-
-
-def require_tool(name: str) -> str:
-    """tests/conftest.py's require_tool (skip on a laptop, fail under CI=true), for a tool that may
-    live beside this interpreter (the venv's bin) rather than on PATH."""
-    spec = importlib.util.spec_from_file_location(
-        "berdl_root_conftest", Path(__file__).parents[1] / "conftest.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    root_conftest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(root_conftest)
-    beside = Path(sys.executable).parent / name
-    return root_conftest.require_tool(str(beside) if beside.exists() else name)
 
 
 async def reset_kubespawner() -> None:

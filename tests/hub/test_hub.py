@@ -18,8 +18,9 @@ from typing import Any
 import httpx
 import pytest
 from berdl_hub import hub_config
-from hubtest_kbase import ADA_KBASE_TOKEN, ALICE_KBASE_TOKEN, APPROVED_ROLE, kbase_env
-from hubtest_procs import (
+
+from tests.hub.hubtest_kbase import ADA_KBASE_TOKEN, ALICE_KBASE_TOKEN, APPROVED_ROLE, kbase_env
+from tests.hub.hubtest_procs import (
     REPO,
     Postgres,
     Process,
@@ -30,7 +31,7 @@ from hubtest_procs import (
     start,
     wait_for,
 )
-from hubtest_support import assert_no_secret_in
+from tests.hub.hubtest_support import assert_no_secret_in
 
 pytestmark = pytest.mark.slow
 CONFIG = REPO / "hub" / "jupyterhub_config.py"
@@ -119,8 +120,6 @@ def hub_env(
     (tmp / "extra_config.py").write_text(EXTRA_CONFIG)
     return {
         **base_env(),
-        # For the test user servers the hub may spawn (hubtest_userserver), found beside this module.
-        "PYTHONPATH": str(Path(__file__).parent),
         "KUBECONFIG": str(tmp / "kubeconfig"),
         "JUPYTERHUB_COOKIE_SECRET": COOKIE_SECRET,
         "JUPYTERHUB_CRYPT_KEY": CRYPT_KEY,

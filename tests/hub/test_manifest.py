@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from berdl_hub import manifest
 from berdl_hub.spawner import BERDLSpawner
-from hubtest_support import require_tool
 from kubernetes_asyncio.client import ApiClient
+
+from tests.conftest import require_tool
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("kube_reset")]
 

@@ -14,8 +14,9 @@ import kmock
 import pytest
 from berdl_hub import credentials
 from berdl_hub.spawner import BERDLSpawner, SpawnRefused
-from hubtest_stack import SECRETS, TOKEN, Stack, pod_env
-from hubtest_support import NAMESPACE, FakeUser, assert_no_secret_in
+
+from tests.hub.hubtest_stack import SECRETS, TOKEN, Stack, pod_env
+from tests.hub.hubtest_support import NAMESPACE, FakeUser, assert_no_secret_in
 
 pytestmark = pytest.mark.asyncio
 
