@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
-import sys
-from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import jinja2  # noqa: F401
 import json5  # noqa: F401
@@ -15,7 +12,8 @@ import pytest
 # Imported before any pyfakefs test starts: a module first imported inside a fake file system keeps
 # references to pyfakefs's classes (pydantic's validators capture pathlib.Path when a model is built).
 import berdl_init.runner  # noqa: F401
-from tests.images.podman import Podman, is_root
+from localhub.podman import Podman
+from localhub.tools import ToolMissing, find_tool, is_root
 
 #: How long the slow podman steps took (tests/images/conftest.py prints them at the end).
 PODMAN_SECONDS: dict[str, float] = {}
@@ -29,17 +27,34 @@ def skip_or_fail(message: str) -> NoReturn:
 
 
 def require_tool(name: str) -> str:
-    """Path of an external tool a test needs: on PATH, or beside this interpreter (the venv's bin, where
-    pip puts the tools of Python packages such as kubernetes-validate).
+    """Path of an external tool a test needs (localhub.tools.find_tool: on PATH or in the venv's bin).
 
     On a laptop without it the test is skipped; under CI (CI=true) a missing tool is a failure,
     because `.ci/run` installs everything the suite needs.
     """
-    beside = Path(sys.executable).parent / name
-    path = shutil.which(str(beside) if beside.exists() else name)
-    if path:
-        return path
-    skip_or_fail(f"{name} is not installed (scripts/setup installs it)")
+    try:
+        return find_tool(name)
+    except ToolMissing as missing:
+        skip_or_fail(str(missing))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Any:
+    """A program the local stack needs and this machine lacks (localhub raises ToolMissing, found
+    while a fixture starts it) is require_tool's case: skipped on a laptop, a failure under CI=true."""
+    try:
+        return (yield)
+    except ToolMissing as missing:
+        skip_or_fail(str(missing))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    """The same, for a program a test body starts."""
+    try:
+        return (yield)
+    except ToolMissing as missing:
+        skip_or_fail(str(missing))
 
 
 def require_root() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from localhub.wheels import module_wheel
 from tests.test_venv import berdl, changes, venv_of
 from tests.test_venv_upgrade import (
     imports,
@@ -24,7 +25,6 @@ from tests.test_venv_upgrade import (
     pyenv,
     user_pip,
 )
-from tests.wheels import module_wheel
 
 pytestmark = pytest.mark.slow
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from berdl_init.venvbuild import pip_launcher
+from localhub.wheels import FAKE_LOGOS, fake_ipykernel_wheel, module_wheel
 from tests.conftest import skip_or_fail
-from tests.wheels import FAKE_LOGOS, fake_ipykernel_wheel, module_wheel
 
 pytestmark = pytest.mark.slow
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from localhub.wheels import build_wheel, module_wheel
 from tests.conftest import require_tool, skip_or_fail
 from tests.test_venv import (
     TIMEOUT,
@@ -36,7 +37,6 @@ from tests.test_venv import (
     tree_digest,
     venv_of,
 )
-from tests.wheels import build_wheel, module_wheel
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """The whole system, end to end: a real browser logs in on the KBase login stand-in and works in
 JupyterLab, on the pod the hub's own spawn created and the node played with the real images.
 
-The steps run in order on one stack (tests/e2e/stack.py) and build on each other; each asserts what the
+The steps run in order on one stack (localhub/stack.py) and build on each other; each asserts what the
 user sees or what the system holds. Screenshots and every process's log are in .work/e2e/.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.browser import UserBrowser
+from localhub.browser import UserBrowser
+from localhub.stack import SHARED_IN_POD, Stack
 from tests.e2e.conftest import E2E_WORK, PROBE_PACKAGE
 from tests.e2e.probes import eventually, pod_of, podman_pods
-from tests.e2e.stack import SHARED_IN_POD, Stack
 from tests.hub.hubtest_support import assert_no_secret_in
 
 pytestmark = pytest.mark.slow

@@ -26,14 +26,14 @@ import httpx
 import pytest
 from berdl_hub.auth import TOKEN_KEY
 
+from localhub.browser import SPAWN_TIMEOUT_MS, UserBrowser
+from localhub.podman import Podman
+from localhub.stack import Stack, running_stack
+from localhub.users import make_users
 from tests.conftest import require_tool
-from tests.e2e.browser import SPAWN_TIMEOUT_MS, UserBrowser
 from tests.e2e.conftest import E2E_WORK
 from tests.e2e.probes import OBSERVER_TOKEN, eventually, hub_user, observer_config, pod_of
-from tests.e2e.stack import Stack, running_stack
-from tests.e2e.users import make_users
 from tests.hub.hubtest_support import assert_no_secret_in
-from tests.images.podman import Podman
 
 pytestmark = pytest.mark.slow
 

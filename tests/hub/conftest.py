@@ -11,14 +11,9 @@ import pytest
 import pytest_asyncio
 from berdl_hub.spawner import BERDLSpawner
 
+from localhub.standins.hub import FakeOrmSpawner, FakeUser, reset_kubespawner
+from localhub.standins.kube import NAMESPACE, throwaway_kube_config
 from tests.hub.hubtest_stack import Stack, running_stack
-from tests.hub.hubtest_support import (
-    NAMESPACE,
-    FakeOrmSpawner,
-    FakeUser,
-    reset_kubespawner,
-    throwaway_kube_config,
-)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -32,8 +27,8 @@ def throwaway_kubeconfig() -> Iterator[Path]:
 def auth2_url() -> Iterator[str]:
     """The KBase Auth2 stand-in of the real-hub tests (hubtest_kbase.AUTH2), served for the session."""
     # Imported on first use: only the real-hub tests need the stand-in.
+    from localhub.standins.kbase_auth2 import serve_in_thread
     from tests.hub.hubtest_kbase import AUTH2
-    from tests.standins.kbase_auth2 import serve_in_thread
 
     with serve_in_thread(AUTH2.app()) as url:
         yield url

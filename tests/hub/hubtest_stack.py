@@ -12,15 +12,11 @@ from typing import Any
 import kmock
 from berdl_hub.spawner import BERDLSpawner
 
-from tests.hub.hubtest_support import (
-    NAMESPACE,
-    ApiServer,
-    GovernanceApp,
-    Kubelet,
-    SparkClusterManagerApp,
-    reset_kubespawner,
-    serve,
-)
+from localhub.standins.governance import GovernanceApp
+from localhub.standins.http import serve
+from localhub.standins.hub import reset_kubespawner
+from localhub.standins.kube import NAMESPACE, ApiServer, Kubelet
+from localhub.standins.spark import SparkClusterManagerApp
 
 TOKEN = "kbase-token-alice-0123456789"
 API_TOKEN = "hub-api-token-for-alice-0123456789"

@@ -17,7 +17,7 @@ from berdl_hub import config_tree
 from berdl_hub.spawner import BERDLSpawner
 from traitlets.config import Config
 
-from tests.hub.hubtest_procs import REPO
+from localhub.tools import REPO
 from tests.hub.hubtest_support import assert_no_secret_in
 from tests.hub.hubtest_userserver import SPAWNER_CONFIG
 from tests.hub.test_hub import (

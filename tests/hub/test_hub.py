@@ -19,9 +19,7 @@ import httpx
 import pytest
 from berdl_hub import hub_config
 
-from tests.hub.hubtest_kbase import ADA_KBASE_TOKEN, ALICE_KBASE_TOKEN, APPROVED_ROLE, kbase_env
-from tests.hub.hubtest_procs import (
-    REPO,
+from localhub.procs import (
     Postgres,
     Process,
     base_env,
@@ -31,6 +29,9 @@ from tests.hub.hubtest_procs import (
     start,
     wait_for,
 )
+from localhub.standins.kbase_auth2 import APPROVED_ROLE, kbase_env
+from localhub.tools import REPO
+from tests.hub.hubtest_kbase import ADA_KBASE_TOKEN, ALICE_KBASE_TOKEN
 from tests.hub.hubtest_support import assert_no_secret_in
 
 pytestmark = pytest.mark.slow

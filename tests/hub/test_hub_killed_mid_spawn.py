@@ -11,8 +11,8 @@ from berdl_hub.spawner import BERDLSpawner
 from jupyterhub import orm
 from jupyterhub.objects import Server
 
+from localhub.standins.kube import NAMESPACE
 from tests.hub.hubtest_stack import Stack
-from tests.hub.hubtest_support import NAMESPACE
 
 pytestmark = pytest.mark.asyncio
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.hub.hubtest_procs import free_port
+from localhub.procs import free_port
 from tests.hub.test_hub import EXTRA_CONFIG, hub_env, run_hub_expecting_refusal
 
 

@@ -11,8 +11,9 @@ import kmock
 import pytest
 from berdl_hub.spawner import SpawnRefused
 
+from localhub.standins.kube import NAMESPACE
 from tests.hub.hubtest_stack import ACCESS_KEY, API_TOKEN, SECRET_KEY, SECRETS, TOKEN, Stack, pod_env
-from tests.hub.hubtest_support import NAMESPACE, assert_no_secret_in, closed_port_url
+from tests.hub.hubtest_support import assert_no_secret_in, closed_port_url
 
 pytestmark = pytest.mark.asyncio
 

@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from tests.hub.hubtest_procs import Process, base_env, proxy_command, start, wait_for
+from localhub.procs import Process, base_env, proxy_command, start, wait_for
 from tests.hub.hubtest_support import assert_no_secret_in
 from tests.hub.hubtest_userserver import SPAWNER_CONFIG
 from tests.hub.test_hub import (

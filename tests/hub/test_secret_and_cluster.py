@@ -15,8 +15,10 @@ import pytest
 from berdl_hub import credentials
 from berdl_hub.spawner import BERDLSpawner, SpawnRefused
 
+from localhub.standins.hub import FakeUser
+from localhub.standins.kube import NAMESPACE
 from tests.hub.hubtest_stack import SECRETS, TOKEN, Stack, pod_env
-from tests.hub.hubtest_support import NAMESPACE, FakeUser, assert_no_secret_in
+from tests.hub.hubtest_support import assert_no_secret_in
 
 pytestmark = pytest.mark.asyncio
 

@@ -19,7 +19,7 @@ import pytest
 from berdl_hub import hub_config, hub_secrets
 from traitlets.config import Config
 
-from tests.hub.hubtest_procs import children
+from localhub.procs import children
 from tests.hub.hubtest_support import assert_no_secret_in
 from tests.hub.test_hub import (  # noqa: F401  (hub_stack and postgres are fixtures)
     ALICE_KBASE_TOKEN,

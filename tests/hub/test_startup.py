@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.hub.hubtest_procs import Postgres, base_env, free_port, proxy_command, start, wait_for
+from localhub.procs import Postgres, base_env, free_port, proxy_command, start, wait_for
 from tests.hub.hubtest_support import assert_no_secret_in
 from tests.hub.test_hub import (
     CONFIG,

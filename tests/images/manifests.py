@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.hub.hubtest_support import reset_kubespawner, throwaway_kube_config
-from tests.images.podman import INIT_IMAGE, NOTEBOOK_IMAGE
+from localhub.podman import INIT_IMAGE, NOTEBOOK_IMAGE
+from localhub.standins.hub import reset_kubespawner
+from localhub.standins.kube import throwaway_kube_config
 
 #: podman keeps an initContainer of this type after it ran (the default, "once", removes it and its
 #: logs): the test reads berdl-init's JSON report from its logs.

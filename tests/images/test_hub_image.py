@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from localhub.podman import HUB_IMAGE, Podman
+from localhub.tools import REPO
 from tests.conftest import require_tool
-from tests.images.podman import HUB_IMAGE, REPO, Podman
 
 pytestmark = pytest.mark.slow
 

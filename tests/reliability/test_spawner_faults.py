@@ -6,7 +6,7 @@ end, although some creates were answered by a dropped connection after the clust
 event loop never stalls more than 100 ms, and every failed spawn tells the user why in a readable sentence.
 
 The services, the kmock Kubernetes emulator and the kubelet run in a child process
-(spawner_faults_support.FaultServers): the test's event loop plays the hub's and holds only the spawners.
+(localhub.standins.faults.FaultServers): the test's event loop plays the hub's and holds only the spawners.
 No test here needs root, unlike the rest of tests/reliability.
 """
 
@@ -25,15 +25,10 @@ import pytest
 from berdl_hub.services import ServiceError
 from berdl_hub.spawner import BERDLSpawner
 
-from tests.hub.hubtest_support import reset_kubespawner, throwaway_kube_config
-
-from .spawner_faults_support import (
-    FaultServers,
-    LoopLateness,
-    hub_stop,
-    make_spawner,
-    token_of,
-)
+from localhub.standins.faults import FaultServers, hub_stop, make_spawner, token_of
+from localhub.standins.hub import reset_kubespawner
+from localhub.standins.kube import throwaway_kube_config
+from tests.reliability.loop_lateness import LoopLateness
 
 pytestmark = pytest.mark.asyncio
 

@@ -20,11 +20,13 @@ from typing import Any, TypeVar
 
 import kmock
 
-from tests.e2e.node import Node
-from tests.e2e.users import User
-from tests.hub.hubtest_kbase import APPROVED_ROLE
-from tests.hub.hubtest_support import NAMESPACE, ApiServer, GovernanceApp, SparkClusterManagerApp, serve
-from tests.standins.kbase_auth2 import KBaseAuth2
+from localhub.node import Node
+from localhub.standins.governance import GovernanceApp
+from localhub.standins.http import serve
+from localhub.standins.kbase_auth2 import APPROVED_ROLE, KBaseAuth2
+from localhub.standins.kube import NAMESPACE, ApiServer
+from localhub.standins.spark import SparkClusterManagerApp
+from localhub.users import User
 
 T = TypeVar("T")
 # What the spawner reads and writes; kmock answers 404 for a resource it was not told about.
@@ -91,7 +93,7 @@ def standins(
     users: list[User], *, host_root: Path, images: Mapping[str, str], log_dir: Path
 ) -> Iterator[StandIns]:
     """Start them all on a new loop thread; on exit, the node removes its pods and everything stops."""
-    _log_to(log_dir / "standins.log", "berdl.e2e.node", "aiohttp.access", "kmock")
+    _log_to(log_dir / "standins.log", "berdl.localhub.node", "aiohttp.access", "kmock")
     loop = LoopThread()
     stack = contextlib.AsyncExitStack()
     auth2 = KBaseAuth2()

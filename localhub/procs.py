@@ -1,4 +1,4 @@
-"""Real processes for the hub tests: PostgreSQL, configurable-http-proxy, JupyterHub.
+"""Real processes of the local stack and the hub tests: PostgreSQL, configurable-http-proxy, JupyterHub.
 
 Every process starts in its own session and is stopped with its whole process group (the hub's idle
 culler service included), also when a test fails half-way.
@@ -22,9 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import require_tool
-
-REPO = Path(__file__).resolve().parents[2]
+from localhub.tools import REPO, find_tool
 
 
 def free_port() -> int:
@@ -117,8 +115,8 @@ def base_env() -> dict[str, str]:
 
 
 def proxy_command(port: int, api_port: int, hub_url: str) -> list[str]:
-    require_tool("node")
-    chp = require_tool(str(REPO / "node_modules" / ".bin" / "configurable-http-proxy"))
+    find_tool("node")
+    chp = find_tool(str(REPO / "node_modules" / ".bin" / "configurable-http-proxy"))
     return [
         chp,
         "--ip=127.0.0.1",
@@ -136,7 +134,7 @@ def postgres_tool(name: str) -> str:
     found = shutil.which(name) or next(
         iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[::-1]), None
     )
-    return require_tool(found or name)
+    return find_tool(found or name)
 
 
 @dataclass
@@ -157,7 +155,7 @@ def postgres_server(password: str) -> Iterator[Postgres]:
     as_postgres: list[str] = []
     base = Path(tempfile.mkdtemp(prefix="berdl-hub-pg-"))
     if os.geteuid() == 0:
-        as_postgres = [require_tool("runuser"), "-u", "postgres", "--"]
+        as_postgres = [find_tool("runuser"), "-u", "postgres", "--"]
         owner = pwd.getpwnam("postgres")
         os.chown(base, owner.pw_uid, owner.pw_gid)
     data, log_path, port = base / "data", base / "server.log", free_port()

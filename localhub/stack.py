@@ -18,11 +18,8 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.standins import StandIns, standins
-from tests.e2e.users import User
-from tests.hub.hubtest_kbase import kbase_env
-from tests.hub.hubtest_procs import (
-    REPO,
+from localhub.podman import INIT_IMAGE, NOTEBOOK_IMAGE
+from localhub.procs import (
     Process,
     base_env,
     free_port,
@@ -31,8 +28,11 @@ from tests.hub.hubtest_procs import (
     start,
     wait_for,
 )
-from tests.hub.hubtest_support import NAMESPACE
-from tests.images.podman import INIT_IMAGE, NOTEBOOK_IMAGE
+from localhub.services import StandIns, standins
+from localhub.standins.kbase_auth2 import kbase_env
+from localhub.standins.kube import NAMESPACE
+from localhub.tools import REPO
+from localhub.users import User
 
 # The image names the hub is configured with, as in a deployment; the node plays the local builds.
 HUB_NOTEBOOK_IMAGE = "ghcr.io/kbase/berdl-notebook:e2e"

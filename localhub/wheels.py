@@ -1,4 +1,5 @@
-"""Building tiny wheel files by hand, so tests can `pip install --no-index` them offline."""
+"""Building tiny wheel files by hand, to `pip install --no-index` offline: a package for the shared folder
+of the stack, a stand-in for ipykernel (bench/, tests)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ answers after `slow_seconds`, "500", "non-json": a 200 whose body is an HTML pag
 
 As a process (for the end-to-end stack and for a person)::
 
-    python -m tests.standins.kbase_auth2 --port 8900 --users-file users.json
+    python -m localhub.standins.kbase_auth2 --port 8900 --users-file users.json
 
 users.json maps user names to their account: `{"alice": {"customroles": ["BERDL_USER"],
 "mfa": "Used", "token": "optional-fixed-token", "display": "Alice", "email": "a@example.org"}}`
@@ -33,7 +33,7 @@ users.json maps user names to their account: `{"alice": {"customroles": ["BERDL_
 `kbase-auth2 stand-in: http://127.0.0.1:PORT/services/auth/`, once it accepts connections, and stops
 on SIGTERM or SIGINT. A hub uses it with `JUPYTERHUB_AUTHENTICATOR_CLASS=kbase`,
 `KBASE_AUTH_URL=http://127.0.0.1:PORT/services/auth/` and
-`KBASE_LOGIN_URL=http://127.0.0.1:PORT/login?redirect={next}` (tests/hub/test_hub.py does).
+`KBASE_LOGIN_URL=http://127.0.0.1:PORT/login?redirect={next}` (`kbase_env`).
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ import click
 from aiohttp import web
 
 MFA_STATES = ("Used", "NotUsed", "Unknown")
+#: The custom roles a BERDL hub lets in, and makes admins.
+APPROVED_ROLE, ADMIN_ROLE = "BERDL_USER", "CDM_JUPYTERHUB_ADMIN"
 FAULTS = ("ok", "down", "slow", "500", "non-json")
 DEFAULT_PREFIX = "/services/auth"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -337,6 +339,17 @@ def load_users(auth2: KBaseAuth2, path: Path) -> None:
             email=account.get("email"),
             token=account.get("token"),
         )
+
+
+def kbase_env(auth2_url: str) -> dict[str, str]:
+    """The hub's KBase login settings for the stand-in at `auth2_url`."""
+    return {
+        "JUPYTERHUB_AUTHENTICATOR_CLASS": "kbase",
+        "KBASE_AUTH_URL": f"{auth2_url}/services/auth",
+        "KBASE_LOGIN_URL": f"{auth2_url}/login?redirect={{next}}",
+        "KBASE_APPROVED_ROLES": APPROVED_ROLE,
+        "KBASE_ADMIN_ROLES": ADMIN_ROLE,
+    }
 
 
 @click.command()

@@ -1,6 +1,6 @@
-"""The end-to-end stack for a person: `scripts/local-hub` runs this.
+"""The local stack for a person: `scripts/local-hub` runs this (`python -m localhub`).
 
-It builds the images when needed, starts everything tests/e2e starts, prints the URL and how to log in,
+It builds the images when needed, starts the whole stack (stack.py), prints the URL and how to log in,
 and on Ctrl-C (or SIGTERM) stops everything and removes the pods.
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import click
 
-from tests.e2e.stack import running_stack
-from tests.e2e.users import make_users
-from tests.hub.hubtest_procs import REPO
-from tests.images.podman import Podman
+from localhub.podman import Podman
+from localhub.stack import running_stack
+from localhub.tools import REPO
+from localhub.users import make_users
 
 WORK = REPO / ".work" / "local-hub"
 

@@ -1,4 +1,4 @@
-"""The node stand-in's changes to the spawner's own pod (tests/e2e/localpod.py), offline: each listed
+"""The node stand-in's changes to the spawner's own pod (localhub/localpod.py), offline: each listed
 change is made, and nothing else of the pod is touched."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.localpod import KEEP_INIT_CONTAINERS, for_this_machine, secret_refs
+from localhub.localpod import KEEP_INIT_CONTAINERS, for_this_machine, secret_refs
 from tests.images.manifests import spawner_pod
 
 IMAGES = {"ghcr.io/kbase/berdl-init:1.0": "localhost/berdl-init:test",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.images.podman import IMAGES
+from localhub.podman import IMAGES
 
 
 @dataclass(frozen=True)

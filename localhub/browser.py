@@ -16,7 +16,7 @@ from typing import Any
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.conftest import skip_or_fail
+from localhub.tools import ToolMissing
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: Cold starts build the first venv and start JupyterLab on 2 busy cores: generous, never asserted on.
@@ -28,7 +28,7 @@ UI_TIMEOUT_MS = 120_000
 def chromium() -> Iterator[Any]:
     """A headless chromium; skipped on a laptop without it, a failure under CI=true."""
     if not CHROMIUM.exists():
-        skip_or_fail("Debian's chromium is not installed (scripts/setup installs it)")
+        raise ToolMissing("Debian's chromium is not installed (scripts/setup installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
-from tests.standins.kbase_auth2 import KBaseAuth2, serve_in_thread
+from localhub.standins.kbase_auth2 import KBaseAuth2, serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
 async_test = pytest.mark.asyncio
@@ -124,7 +124,7 @@ def test_runs_as_a_process_from_a_users_file(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "tests.standins.kbase_auth2",
+        "localhub.standins.kbase_auth2",
         "--port",
         str(port),
         "--users-file",
@@ -147,7 +147,7 @@ def test_runs_as_a_process_from_a_users_file(tmp_path: Path) -> None:
 def test_a_bad_users_file_is_one_clear_line(tmp_path: Path) -> None:
     users = tmp_path / "users.json"
     users.write_text(json.dumps({"alice": {"mfa": "Sometimes"}}))
-    cmd = [sys.executable, "-m", "tests.standins.kbase_auth2", "--port", "1", "--users-file", str(users)]
+    cmd = [sys.executable, "-m", "localhub.standins.kbase_auth2", "--port", "1", "--users-file", str(users)]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert "mfa must be one of" in result.stderr

@@ -12,7 +12,7 @@ in which concurrent requests arrive.
 
 `FaultServers` runs them, with the kmock Kubernetes emulator and a kubelet, in a child process: the hub's
 event loop (the test's) then holds only the spawners, as in production, and its stalls are the spawners'.
-`python -m tests.reliability.spawner_faults_support CONFIG_JSON` is that child: it prints its URLs as one
+`python -m localhub.standins.faults CONFIG_JSON` is that child: it prints its URLs as one
 JSON line and serves until its stdin closes, so it cannot outlive its parent.
 """
 
@@ -22,13 +22,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -36,9 +34,12 @@ import kmock
 from aiohttp import web
 from berdl_hub.spawner import BERDLSpawner
 
-from tests.hub.hubtest_support import NAMESPACE, ApiServer, Background, FakeUser, running_status, serve
+from localhub.standins.http import error as _error
+from localhub.standins.http import serve
+from localhub.standins.hub import FakeUser
+from localhub.standins.kube import NAMESPACE, ApiServer, Background, running_status
+from localhub.tools import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN_PREFIX = "kbase-token-"
 
 # --- faults ----------------------------------------------------------------------------------------------
@@ -102,10 +103,6 @@ class FaultPlan:
                 return kind, rng
             x -= rate
         return "ok", rng
-
-
-def _error(status: int, error_type: str, message: str) -> web.Response:
-    return web.json_response({"error": status, "error_type": error_type, "message": message}, status=status)
 
 
 _SERVER_ERRORS = [
@@ -466,9 +463,9 @@ class FaultServers:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tests.reliability.spawner_faults_support",
+            "localhub.standins.faults",
             json.dumps(self.config),
-            cwd=str(ROOT),
+            cwd=str(REPO),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -543,57 +540,6 @@ async def hub_stop(spawner: BERDLSpawner) -> None:
     if await spawner.poll() is None:
         await spawner.stop()
     await spawner.run_post_stop_hook()
-
-
-class LoopLateness:
-    """A ticker on the hub's loop: sleeps `period` seconds and records how late each wake-up was.
-
-    Lateness is how long the loop was busy with other callbacks (computing, or blocked in a call that
-    should not block): a stall, whatever the wall time of the whole run. `max` leaves out the time this
-    thread spent waiting for a CPU while other processes ran (Linux's per-thread schedstat), which is the
-    machine's load, not the hub's; `max_raw` keeps it.
-    """
-
-    def __init__(self, period: float = 0.01) -> None:
-        self.period = period
-        self.max = 0.0
-        self.max_raw = 0.0
-        self.ticks = 0
-        self._task: asyncio.Task[None] | None = None
-        self._schedstat: int | None = None
-
-    def _waited(self) -> float:
-        """Seconds this thread has waited for a CPU so far (0 where the kernel does not say)."""
-        if self._schedstat is None:
-            return 0.0
-        fields = os.pread(self._schedstat, 128, 0).split()
-        return int(fields[1]) / 1e9
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            before, waited = loop.time(), self._waited()
-            await asyncio.sleep(self.period)
-            late = loop.time() - before - self.period
-            self.max_raw = max(self.max_raw, late)
-            self.max = max(self.max, late - (self._waited() - waited))
-            self.ticks += 1
-
-    async def __aenter__(self) -> LoopLateness:
-        with contextlib.suppress(OSError):
-            self._schedstat = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
-        self._task = asyncio.create_task(self._run())
-        await asyncio.sleep(0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        if self._schedstat is not None:
-            os.close(self._schedstat)
-            self._schedstat = None
 
 
 if __name__ == "__main__":

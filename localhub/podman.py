@@ -1,17 +1,18 @@
-"""Running the project's podman (images/podman: private storage under .work/podman) from tests."""
+"""Running the project's podman (images/podman: private storage under .work/podman): building the images,
+playing pods, reading their containers."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from localhub.tools import REPO
+
 IMAGES = REPO / "images"
 #: Tags of the images the tests build, so that a developer's own `images/build` (tag dev) stays apart.
 TAG = "test"
@@ -108,7 +109,3 @@ class Podman:
 
     def copy_in(self, source: Path, container: str, dest: str) -> None:
         self("cp", str(source), f"{container}:{dest}")
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0

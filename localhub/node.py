@@ -33,11 +33,11 @@ from typing import Any
 
 import aiohttp
 
-from tests.e2e import kube_gc, localpod
-from tests.e2e.podman_async import AsyncPodman
-from tests.hub.hubtest_support import Background
+from localhub import kube_gc, localpod
+from localhub.podman_async import AsyncPodman
+from localhub.standins.kube import Background
 
-log = logging.getLogger("berdl.e2e.node")
+log = logging.getLogger("berdl.localhub.node")
 
 
 def _now() -> str:

@@ -1,0 +1,224 @@
+"""The Kubernetes API (kmock's emulator, plus what a real API server adds) and a kubelet that plays the
+node for it: pods it sees get a uid, an IP and ready containers, as a kubelet would report them. Also the
+kube config a KubeSpawner is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import kmock
+from aiohttp import web
+from typing_extensions import Self
+
+NAMESPACE = "berdl"  # the namespace of user pods in the tests
+
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: throwaway
+  cluster: {server: "http://127.0.0.1:9"}
+contexts:
+- name: throwaway
+  context: {cluster: throwaway, user: nobody, namespace: berdl}
+current-context: throwaway
+users:
+- name: nobody
+  user: {token: throwaway-kube-token}
+"""
+
+
+@contextlib.contextmanager
+def throwaway_kube_config() -> Iterator[Path]:
+    """KubeSpawner loads a kube config when it is built; give it one that points nowhere.
+
+    kubernetes_asyncio reads $KUBECONFIG once, at import, so its module default is patched, and put back.
+    """
+    from kubernetes_asyncio.config import kube_config
+
+    with tempfile.TemporaryDirectory(prefix="berdl-kube-") as folder:
+        path = Path(folder) / "config"
+        path.write_text(KUBECONFIG)
+        saved = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
+        try:
+            yield path
+        finally:
+            kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved
+
+
+class ApiServer(kmock.KubernetesEmulator):
+    """kmock's Kubernetes emulator, plus what a real API server adds to a created object."""
+
+    _versions = itertools.count(1)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        # When each object was last created (wall-clock seconds), by (resource plural, name): the
+        # creationTimestamp an API server sets has whole seconds only, too coarse for bench/time_to_lab.py.
+        self.created_at: dict[tuple[str, str], float] = {}
+
+    async def __call__(self, raw_request: web.BaseRequest) -> web.StreamResponse:
+        # kubernetes_asyncio sends `watch=True`; the API server parses booleans loosely, kmock wants "true".
+        watch = raw_request.rel_url.query.get("watch")
+        if watch is not None and watch.lower() == "true" and watch != "true":
+            raw_request = raw_request.clone(rel_url=raw_request.rel_url.update_query(watch="true"))
+        return await super().__call__(raw_request)
+
+    async def _handle(self, request: kmock.Request) -> Any:
+        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            meta = request.data.setdefault("metadata", {})
+            meta.setdefault("namespace", request.namespace)
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("resourceVersion", str(next(self._versions)))
+            meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            if request.resource is not None and "name" in meta:
+                self.created_at[(request.resource.plural, meta["name"])] = time.time()
+            request.data.setdefault("status", {"phase": "Pending"})
+        return await super()._handle(request)
+
+
+def running_status(pod: dict[str, Any]) -> dict[str, Any]:
+    """What a kubelet reports once the pod's containers run."""
+    return {
+        "phase": "Running",
+        "podIP": "127.0.0.1",
+        "containerStatuses": [
+            {
+                "name": c["name"],
+                "image": c["image"],
+                "imageID": "sha256:" + "0" * 64,
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            }
+            for c in pod.get("spec", {}).get("containers", [])
+        ],
+    }
+
+
+class Background:
+    """An object whose `_run()` coroutine runs as a task for as long as `async with` lasts."""
+
+    _task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+def secret_refs(pod: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The notebook variables a pod reads from Secrets: variable -> (Secret name, key)."""
+    refs = {}
+    for container in pod.get("spec", {}).get("containers", []):
+        for variable in container.get("env") or []:
+            ref = (variable.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                refs[variable["name"]] = (ref["name"], ref["key"])
+    return refs
+
+
+class Kubelet(Background):
+    """Marks every pod in a namespace as running and ready, the way a node reports it.
+
+    Like a kubelet, it starts a pod's containers only once every Secret their environment names exists
+    (until then a real one reports CreateContainerConfigError and retries); `resolved` keeps, per pod,
+    the values the containers got from them.
+    """
+
+    def __init__(self, api_url: str, namespace: str) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.namespace = namespace
+        self.started: set[str] = set()
+        self.resolved: dict[str, dict[str, str]] = {}
+        self.init_exit_code = 0  # non-zero: berdl-init fails and is retried, as with restartPolicy OnFailure
+        self.init_message = ""  # the failed berdl-init's termination message (its log's tail), if any
+        self.left_alone: set[str] = set()  # pods whose status a test sets itself (one still starting)
+
+    def _resolve_secrets(self, pod: dict[str, Any], secrets: dict[str, dict[str, str]]) -> bool:
+        values = {}
+        for variable, (name, key) in secret_refs(pod).items():
+            data = secrets.get(name) or {}
+            if key not in data:
+                return False
+            values[variable] = base64.b64decode(data[key]).decode()
+        self.resolved[pod["metadata"]["name"]] = values
+        return True
+
+    async def _secrets(self, session: aiohttp.ClientSession) -> dict[str, dict[str, str]]:
+        async with session.get(f"{self.api_url}/api/v1/namespaces/{self.namespace}/secrets") as response:
+            items = (await response.json()).get("items", []) if response.status == 200 else []
+        return {item["metadata"]["name"]: item.get("data") or {} for item in items}
+
+    def _init_terminated(self) -> dict[str, Any]:
+        terminated: dict[str, Any] = {"exitCode": self.init_exit_code, "reason": "Error"}
+        if self.init_message:
+            terminated["message"] = self.init_message
+        return terminated
+
+    async def _fail_init(self, session: aiohttp.ClientSession, url: str, pod: dict[str, Any]) -> None:
+        init = pod["spec"]["initContainers"][0]
+        status = {
+            "phase": "Pending",
+            "initContainerStatuses": [
+                {
+                    "name": init["name"],
+                    "image": init["image"],
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 1,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": self._init_terminated()},
+                }
+            ],
+        }
+        async with session.patch(url, json={"status": status}):
+            pass
+
+    async def _run(self) -> None:
+        pods = f"{self.api_url}/api/v1/namespaces/{self.namespace}/pods"
+        async with aiohttp.ClientSession() as session:
+            while True:
+                async with session.get(pods) as response:
+                    items = (await response.json()).get("items", []) if response.status == 200 else []
+                waiting = [
+                    p
+                    for p in items
+                    if p.get("status", {}).get("phase") not in ("Running", "Failed")
+                    and p["metadata"]["name"] not in self.left_alone
+                ]
+                secrets = await self._secrets(session) if waiting else {}
+                for pod in waiting:
+                    name = pod["metadata"]["name"]
+                    if self.init_exit_code:
+                        await self._fail_init(session, f"{pods}/{name}", pod)
+                        continue
+                    if not self._resolve_secrets(pod, secrets):
+                        continue  # the containers wait for their Secret
+                    patch = {"status": running_status(pod)}
+                    async with session.patch(f"{pods}/{name}", json=patch) as response:
+                        if response.status == 200:
+                            self.started.add(name)
+                await asyncio.sleep(0.02)
