@@ -29,8 +29,8 @@ from typing import Any
 from berdl_hub.spawner import BERDLSpawner
 from kubespawner import KubeSpawner
 
-from localhub.standins.faults import FaultServers, hub_stop, make_spawner
-from localhub.standins.hub import FakeUser, reset_kubespawner
+from localhub.standins.faults import FaultServers, make_spawner
+from localhub.standins.hub import FakeUser, hub_stop, reset_kubespawner
 from localhub.standins.kube import NAMESPACE, throwaway_kube_config
 
 SPARK_DELAY = 1.0

@@ -35,7 +35,7 @@ import aiohttp
 
 from localhub import kube_gc, localpod
 from localhub.podman_async import AsyncPodman
-from localhub.standins.kube import Background
+from localhub.standins.kube import Kubelet
 
 log = logging.getLogger("berdl.localhub.node")
 
@@ -127,8 +127,9 @@ def _container_status(name: str, inspected: dict[str, Any] | None, *, init: bool
     return entry
 
 
-class Node(Background):
-    """Plays the pods of `namespace` in the API at `api_url`; see the module's description."""
+class Node(Kubelet):
+    """The kubelet that plays the pods of `namespace` in the API at `api_url` with podman; see the module's
+    description."""
 
     def __init__(
         self,
@@ -143,13 +144,11 @@ class Node(Background):
         poll_seconds: float = 0.25,
         refresh_seconds: float = 2.0,
     ) -> None:
-        self.api_url = api_url.rstrip("/")
-        self.namespace = namespace
+        super().__init__(api_url, namespace, poll_seconds=poll_seconds)
         self.host_root = host_root
         self.images = dict(images)
         self.log_dir = log_dir
         self.podman = podman or AsyncPodman()
-        self.poll_seconds = poll_seconds
         self.refresh_seconds = refresh_seconds  # how often running pods are inspected (podman is slow)
         self.addresses = loopback_addresses(port)
         self.played: dict[str, PlayedPod] = {}
@@ -158,29 +157,13 @@ class Node(Background):
         self._folder = Path(tempfile.mkdtemp(prefix="berdl-node-"))
         self._folder.chmod(0o700)  # secrets pass through here
 
-    @property
-    def pods_url(self) -> str:
-        return f"{self.api_url}/api/v1/namespaces/{self.namespace}/pods"
-
     def init_log(self, pod: str, container: str) -> str:
         """The log of `container`, an initContainer of `pod`, as saved after the pod's last play."""
         return (self.log_dir / pod / f"{container}.log").read_text()
 
-    # --- the loop ------------------------------------------------------------------------------------
-    async def _run(self) -> None:
-        async with aiohttp.ClientSession() as session:
-            self._session = session
-            while True:
-                try:
-                    await self._round(session)
-                except (aiohttp.ClientError, OSError) as error:
-                    log.warning("node: the API did not answer: %s", error)
-                await asyncio.sleep(self.poll_seconds)
-
+    # --- the loop (Kubelet's, with this round) -------------------------------------------------------
     async def _round(self, session: aiohttp.ClientSession) -> None:
-        async with session.get(self.pods_url) as response:
-            items = (await response.json()).get("items", []) if response.status == 200 else []
-        listed = {pod["metadata"]["name"]: pod for pod in items}
+        listed = {pod["metadata"]["name"]: pod for pod in await self._pods(session)}
         for name, played in list(self.played.items()):
             pod = listed.get(name)
             if (
@@ -226,11 +209,6 @@ class Node(Background):
         self.played.clear()
 
     # --- status --------------------------------------------------------------------------------------
-    async def _report(self, session: aiohttp.ClientSession, name: str, status: dict[str, Any]) -> None:
-        async with session.patch(f"{self.pods_url}/{name}", json={"status": status}) as response:
-            if response.status != 200:
-                log.warning("node: status of %s not taken: %s", name, response.status)
-
     async def _last_exit(self, container_id: str, since: str) -> dict[str, Any] | None:
         """How the container's previous run ended, from podman's events: podman restarts a failed
         container at once (restartPolicy OnFailure), where a kubelet waits (CrashLoopBackOff) and keeps

@@ -93,7 +93,9 @@ def standins(
     users: list[User], *, host_root: Path, images: Mapping[str, str], log_dir: Path
 ) -> Iterator[StandIns]:
     """Start them all on a new loop thread; on exit, the node removes its pods and everything stops."""
-    _log_to(log_dir / "standins.log", "berdl.localhub.node", "aiohttp.access", "kmock")
+    _log_to(
+        log_dir / "standins.log", "berdl.localhub.node", "berdl.localhub.kubelet", "aiohttp.access", "kmock"
+    )
     loop = LoopThread()
     stack = contextlib.AsyncExitStack()
     auth2 = KBaseAuth2()

@@ -30,7 +30,7 @@ from localhub.procs import (
 )
 from localhub.services import StandIns, standins
 from localhub.standins.kbase_auth2 import kbase_env
-from localhub.standins.kube import NAMESPACE
+from localhub.standins.kube import NAMESPACE, kube_config
 from localhub.tools import REPO
 from localhub.users import User
 
@@ -42,15 +42,6 @@ LOCAL_IMAGES = {HUB_NOTEBOOK_IMAGE: NOTEBOOK_IMAGE, HUB_INIT_IMAGE: INIT_IMAGE}
 HOMES = "/mnt/berdl/homes"
 SHARED = "/mnt/berdl/shared"
 SHARED_IN_POD = "/shared"
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{{name: kmock, cluster: {{server: "{url}"}}}}]
-contexts: [{{name: kmock, context: {{cluster: kmock, user: hub, namespace: {namespace}}}}}]
-current-context: kmock
-users: [{{name: hub, user: {{token: e2e-kube-token}}}}]
-"""
 
 # The operator's settings of this hub (BERDL_HUB_EXTRA_CONFIG), as a deployment would set them.
 EXTRA_CONFIG = f"""
@@ -193,7 +184,7 @@ def running_stack(
         stack: Stack | None = None
         try:
             wait_for(f"http://127.0.0.1:{proxy_api_port}/api/routes", 30, proxy)
-            (work / "kubeconfig").write_text(KUBECONFIG.format(url=services.api_url, namespace=NAMESPACE))
+            (work / "kubeconfig").write_text(kube_config(services.api_url))
             (work / "extra_config.py").write_text(EXTRA_CONFIG + extra_config)
             (work / "hub").mkdir()
             hub_env = {

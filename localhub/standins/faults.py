@@ -1,8 +1,7 @@
 """A Spark Cluster Manager and a governance API that fail on purpose, in a process of their own.
 
-`FaultySpark` follows ../shared/reference/spark-cluster-manager.openapi.json (201 with `master_url` on
-create, 200 on delete also when there is nothing to delete, errors as `{error, error_type, message}`) and
-`FaultyGovernance` answers `GET /credentials/` with `{username, access_key, secret_key}`; both misbehave
+`FaultySpark` and `FaultyGovernance` answer on the routes, and in the words, of the stand-ins they build on
+(spark.py, governance.py); both misbehave
 at chosen rates: delays, 5xx, 4xx, dropped connections (the socket closed without an answer, after or
 before the work was done) and slow bodies (the headers, then the body a few bytes at a time).
 
@@ -10,7 +9,8 @@ Which fault a request meets is drawn from `random.Random(f"{seed}/{method}/{toke
 that user's requests of that method: the same seed gives every user the same story, whatever the order
 in which concurrent requests arrive.
 
-`FaultServers` runs them, with the kmock Kubernetes emulator and a kubelet, in a child process: the hub's
+`FaultServers` runs them, with the Kubernetes emulator (`LeanApiServer`, kube.py's for hundreds of pods)
+and a kubelet that follows a watch (kube.py's), in a child process: the hub's
 event loop (the test's) then holds only the spawners, as in production, and its stalls are the spawners'.
 `python -m localhub.standins.faults CONFIG_JSON` is that child: it prints its URLs as one
 JSON line and serves until its stdin closes, so it cannot outlive its parent.
@@ -34,10 +34,13 @@ import kmock
 from aiohttp import web
 from berdl_hub.spawner import BERDLSpawner
 
+from localhub.standins import hub
+from localhub.standins.governance import governance_app
+from localhub.standins.http import bearer_token, serve
 from localhub.standins.http import error as _error
-from localhub.standins.http import serve
-from localhub.standins.hub import FakeUser
-from localhub.standins.kube import NAMESPACE, ApiServer, Background, running_status
+from localhub.standins.hub import kbase_token
+from localhub.standins.kube import NAMESPACE, ApiServer, Kubelet, running_status
+from localhub.standins.spark import cluster_created, spark_app
 from localhub.tools import REPO
 
 TOKEN_PREFIX = "kbase-token-"
@@ -159,8 +162,8 @@ class _Faulty:
         self.max_in_flight = 0
 
     def token(self, request: web.Request) -> str | None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        return token if scheme == "Bearer" and token.startswith(TOKEN_PREFIX) else None
+        token = bearer_token(request)
+        return token if token is not None and token.startswith(TOKEN_PREFIX) else None
 
     def draw(self, plan: FaultPlan, method: str, token: str) -> tuple[str, random.Random]:
         n = self.requests[method, token]
@@ -226,14 +229,7 @@ class FaultySpark(_Faulty):
         self.delete_faults_in_a_row: Counter[str] = Counter()
 
     def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/clusters", self._create)
-        app.router.add_delete("/clusters", self._delete)
-        app.router.add_get("/health", self._health)
-        return app
-
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "healthy"})
+        return spark_app(self._create, self._delete)
 
     def _build(self, token: str) -> dict[str, Any]:
         if token in self.clusters:
@@ -241,11 +237,7 @@ class FaultySpark(_Faulty):
         cluster_id = f"cluster-{self.created:04d}"
         self.clusters[token] = cluster_id
         self.created += 1
-        return {
-            "cluster_id": cluster_id,
-            "master_url": f"spark://spark-master-{cluster_id}:7077",
-            "master_ui_url": f"http://spark-master-{cluster_id}:8090",
-        }
+        return cluster_created(cluster_id)
 
     async def _create(self, request: web.Request) -> Any:
         self.in_flight += 1
@@ -307,9 +299,7 @@ class FaultyGovernance(_Faulty):
         self.plan = FaultPlan(seed, GOVERNANCE_FAULTS if rates is None else rates)
 
     def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/credentials/", self._credentials)
-        return app
+        return governance_app(self._credentials)
 
     async def _credentials(self, request: web.Request) -> Any:
         token = self.token(request)
@@ -360,37 +350,6 @@ class LeanApiServer(ApiServer):
                     break
 
 
-class WatchingKubelet(Background):
-    """Plays the node: a pod created Pending is reported running right after, by a PATCH of its status
-    (so the hub sees it added, then modified, as from a real node).
-
-    Like hubtest_support.Kubelet, but it follows a watch instead of listing every pod every 20 ms,
-    which costs a lot once hundreds of pods exist.
-    """
-
-    def __init__(self, api_url: str, namespace: str) -> None:
-        self.pods_url = f"{api_url.rstrip('/')}/api/v1/namespaces/{namespace}/pods"
-
-    async def _start(self, session: aiohttp.ClientSession, pod: dict[str, Any]) -> None:
-        url = f"{self.pods_url}/{pod['metadata']['name']}"
-        async with session.patch(url, json={"status": running_status(pod)}):
-            pass
-
-    async def _run(self) -> None:
-        tasks: set[asyncio.Task[None]] = set()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-            while True:
-                async with session.get(self.pods_url, params={"watch": "true"}) as response:
-                    async for line in response.content:
-                        event = json.loads(line) if line.strip() else {}
-                        pod = event.get("object", {})
-                        if event.get("type") == "ADDED" and pod.get("status", {}).get("phase") == "Pending":
-                            task = asyncio.create_task(self._start(session, pod))
-                            tasks.add(task)
-                            task.add_done_callback(tasks.discard)
-                await asyncio.sleep(0.05)
-
-
 # --- the child process -----------------------------------------------------------------------------------
 async def _serve_all(config: dict[str, Any]) -> None:
     timing = Timing(**config.get("timing", {}))
@@ -424,7 +383,7 @@ async def _serve_all(config: dict[str, Any]) -> None:
         control.router.add_get("/state", state)
         control.router.add_post("/spark_delay", set_delay)
         # Instant pods are running once created: no node to play, and one watcher fewer to feed.
-        node = contextlib.nullcontext() if k8s.instant_pods else WatchingKubelet(k8s_url, NAMESPACE)
+        node = contextlib.nullcontext() if k8s.instant_pods else Kubelet(k8s_url, NAMESPACE, watch=True)
         async with (
             serve(spark.app()) as spark_url,
             serve(governance.app()) as governance_url,
@@ -510,16 +469,14 @@ class FaultServers:
 
 # --- the hub's side: spawners, and the loop's lateness ---------------------------------------------------
 def token_of(user: str) -> str:
-    return f"{TOKEN_PREFIX}{user}-0123456789"
+    """The user's KBase token: these stand-ins take every token of this form (TOKEN_PREFIX)."""
+    return kbase_token(user)
 
 
 def make_spawner(urls: Urls, user: str, deadline: float, **traits: Any) -> BERDLSpawner:
-    """A real BERDLSpawner for `user`, talking to the child's servers; keyword arguments set traits."""
+    """hub.make_spawner's BERDLSpawner for `user`, talking to the child's servers, each call under
+    `deadline`; keyword arguments set traits."""
     settings: dict[str, Any] = {
-        "init_image": "ghcr.io/kbase/berdl-init:1.0",
-        "image": "ghcr.io/kbase/berdl-notebook:1.0",
-        "namespace": NAMESPACE,
-        "api_token": f"hub-api-token-for-{user}-0123456789",
         "k8s_api_host": urls.k8s,
         "spark_cluster_manager_url": urls.spark,
         "governance_api_url": urls.governance,
@@ -531,15 +488,7 @@ def make_spawner(urls: Urls, user: str, deadline: float, **traits: Any) -> BERDL
         "events_enabled": False,
     }
     settings.update(traits)
-    fake_user = FakeUser(name=user, auth_state={"kbase_token": token_of(user)})
-    return BERDLSpawner(_mock=True, user=fake_user, **settings)
-
-
-async def hub_stop(spawner: BERDLSpawner) -> None:
-    """What JupyterHub's User.stop() does, after a failed spawn as when a user stops a server."""
-    if await spawner.poll() is None:
-        await spawner.stop()
-    await spawner.run_post_stop_hook()
+    return hub.make_spawner(user, **settings)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an `Authorization: Bearer TOKEN` header, as the BERDL services read it."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token if scheme == "Bearer" and token else None
+
+
 def error(status: int, error_type: str, message: str) -> web.Response:
     """An error as the Spark Cluster Manager and the governance API answer one."""
     return web.json_response({"error": status, "error_type": error_type, "message": message}, status=status)

@@ -1,10 +1,18 @@
-"""What a BERDLSpawner needs of JupyterHub when it runs without one: its user and its server's row, and
-a way to end the Kubernetes clients KubeSpawner shares in a process."""
+"""What a BERDLSpawner needs of JupyterHub when it runs without one: its user and its server's row, a
+spawner made as the hub makes one, the hub's stop, and a way to end the Kubernetes clients KubeSpawner
+shares in a process. The spawners are built offline (`_mock=True`): give them a kube config
+(kube.throwaway_kube_config) and, to start them, the URLs of the stand-ins as traits."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from localhub.standins.kube import NAMESPACE
+
+if TYPE_CHECKING:
+    from berdl_hub.spawner import BERDLSpawner
 
 
 @dataclass
@@ -31,6 +39,55 @@ class FakeUser:
 
     async def get_auth_state(self) -> dict[str, Any] | None:
         return self.auth_state
+
+
+def kbase_token(name: str) -> str:
+    """The KBase token of a user's auth state, unless a test gives one."""
+    return f"kbase-token-{name}-0123456789"
+
+
+class _Own(enum.Enum):
+    TOKEN = "the user's own token, kbase_token(name)"
+
+
+def make_spawner(
+    name: str = "alice",
+    *,
+    admin: bool = False,
+    token: str | _Own | None = _Own.TOKEN,
+    user: FakeUser | None = None,
+    server: str = "",
+    **traits: Any,
+) -> BERDLSpawner:
+    """A BERDLSpawner for a user's server, as the hub builds it; keyword arguments set traits.
+
+    `token`: the KBase token in the user's auth state (by default `kbase_token(name)`; None or "": no
+    auth state). `user`: an existing user (named servers of one user), else a new FakeUser; `server`: the
+    server's name. The spawner is registered in `user.spawners`, as the hub keeps it.
+    """
+    from berdl_hub.spawner import BERDLSpawner
+
+    if user is None:
+        token = kbase_token(name) if token is _Own.TOKEN else token
+        auth_state = {"kbase_token": token} if token else {}
+        user = FakeUser(name=name, admin=admin, auth_state=auth_state)
+    settings: dict[str, Any] = {
+        "init_image": "ghcr.io/kbase/berdl-init:1.0",
+        "image": "ghcr.io/kbase/berdl-notebook:1.0",
+        "namespace": NAMESPACE,
+        "api_token": f"hub-api-token-for-{user.name}-0123456789",
+        **traits,
+    }
+    spawner = BERDLSpawner(_mock=True, user=user, orm_spawner=FakeOrmSpawner(server), **settings)
+    user.spawners[server] = spawner
+    return spawner
+
+
+async def hub_stop(spawner: BERDLSpawner) -> None:
+    """What JupyterHub's User.stop() does, after a failed spawn as when a user stops a server."""
+    if await spawner.poll() is None:
+        await spawner.stop()
+    await spawner.run_post_stop_hook()
 
 
 async def reset_kubespawner() -> None:

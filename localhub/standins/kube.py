@@ -9,6 +9,8 @@ import asyncio
 import base64
 import contextlib
 import itertools
+import json
+import logging
 import tempfile
 import time
 import uuid
@@ -21,23 +23,25 @@ import kmock
 from aiohttp import web
 from typing_extensions import Self
 
-NAMESPACE = "berdl"  # the namespace of user pods in the tests
+log = logging.getLogger("berdl.localhub.kubelet")
 
+NAMESPACE = "berdl"  # the namespace of the users' pods
+#: Where nothing listens: a KubeSpawner built offline (`_mock=True`) never connects.
+NOWHERE = "http://127.0.0.1:9"
 
 KUBECONFIG = """\
 apiVersion: v1
 kind: Config
-clusters:
-- name: throwaway
-  cluster: {server: "http://127.0.0.1:9"}
-contexts:
-- name: throwaway
-  context: {cluster: throwaway, user: nobody, namespace: berdl}
-current-context: throwaway
-users:
-- name: nobody
-  user: {token: throwaway-kube-token}
+clusters: [{{name: berdl, cluster: {{server: "{server}"}}}}]
+contexts: [{{name: berdl, context: {{cluster: berdl, user: hub, namespace: {namespace}}}}}]
+current-context: berdl
+users: [{{name: hub, user: {{token: berdl-local-kube-token}}}}]
 """
+
+
+def kube_config(server: str = NOWHERE, namespace: str = NAMESPACE) -> str:
+    """A kube config (the text of a KUBECONFIG file) for the API at `server`, in `namespace`."""
+    return KUBECONFIG.format(server=server, namespace=namespace)
 
 
 @contextlib.contextmanager
@@ -46,17 +50,17 @@ def throwaway_kube_config() -> Iterator[Path]:
 
     kubernetes_asyncio reads $KUBECONFIG once, at import, so its module default is patched, and put back.
     """
-    from kubernetes_asyncio.config import kube_config
+    from kubernetes_asyncio.config import kube_config as loader
 
     with tempfile.TemporaryDirectory(prefix="berdl-kube-") as folder:
         path = Path(folder) / "config"
-        path.write_text(KUBECONFIG)
-        saved = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
-        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
+        path.write_text(kube_config())
+        saved = loader.KUBE_CONFIG_DEFAULT_LOCATION
+        loader.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
         try:
             yield path
         finally:
-            kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved
+            loader.KUBE_CONFIG_DEFAULT_LOCATION = saved
 
 
 class ApiServer(kmock.KubernetesEmulator):
@@ -141,22 +145,91 @@ def secret_refs(pod: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 
 class Kubelet(Background):
-    """Marks every pod in a namespace as running and ready, the way a node reports it.
+    """Plays the node for the pods of one namespace in the API at `api_url`, and reports each pod's state
+    back as a kubelet does: with a PATCH of its status.
 
-    Like a kubelet, it starts a pod's containers only once every Secret their environment names exists
-    (until then a real one reports CreateContainerConfigError and retries); `resolved` keeps, per pod,
-    the values the containers got from them.
+    This one only makes the containers seem to run. Like a kubelet, it starts a pod's containers once
+    every Secret their environment names exists (until then a real one reports
+    CreateContainerConfigError and retries); `resolved` keeps, per pod, the values the containers got
+    from them. `init_exit_code` makes berdl-init fail instead, as with restartPolicy OnFailure.
+    The local stack's node (localhub.node.Node) builds on it and plays each pod with podman.
+
+    It lists the namespace's pods every `poll_seconds`. With `watch=True` it follows a watch instead
+    and reports each new pod running at once, without waiting for its Secrets: for hundreds of pods,
+    where listing every pod and every Secret each round would cost too much.
     """
 
-    def __init__(self, api_url: str, namespace: str) -> None:
+    def __init__(
+        self, api_url: str, namespace: str, *, poll_seconds: float = 0.02, watch: bool = False
+    ) -> None:
         self.api_url = api_url.rstrip("/")
         self.namespace = namespace
+        self.poll_seconds = poll_seconds
+        self.watch = watch
         self.started: set[str] = set()
         self.resolved: dict[str, dict[str, str]] = {}
         self.init_exit_code = 0  # non-zero: berdl-init fails and is retried, as with restartPolicy OnFailure
         self.init_message = ""  # the failed berdl-init's termination message (its log's tail), if any
         self.left_alone: set[str] = set()  # pods whose status a test sets itself (one still starting)
+        self._reporting: set[asyncio.Task[bool]] = set()
 
+    @property
+    def pods_url(self) -> str:
+        return f"{self.api_url}/api/v1/namespaces/{self.namespace}/pods"
+
+    # --- the loop ------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+            while True:
+                try:
+                    await (self._follow(session) if self.watch else self._round(session))
+                except (aiohttp.ClientError, OSError) as error:
+                    log.warning("kubelet: the API did not answer: %s", error)
+                await asyncio.sleep(self.poll_seconds)
+
+    async def _pods(self, session: aiohttp.ClientSession) -> list[dict[str, Any]]:
+        async with session.get(self.pods_url) as response:
+            return (await response.json()).get("items", []) if response.status == 200 else []
+
+    async def _report(self, session: aiohttp.ClientSession, name: str, status: dict[str, Any]) -> bool:
+        """The pod's status, as the kubelet sees it; False when the API did not take it."""
+        async with session.patch(f"{self.pods_url}/{name}", json={"status": status}) as response:
+            if response.status != 200:
+                log.warning("kubelet: status of %s not taken: %s", name, response.status)
+            return response.status == 200
+
+    async def _round(self, session: aiohttp.ClientSession) -> None:
+        waiting = [
+            p
+            for p in await self._pods(session)
+            if p.get("status", {}).get("phase") not in ("Running", "Failed")
+            and p["metadata"]["name"] not in self.left_alone
+        ]
+        secrets = await self._secrets(session) if waiting else {}
+        for pod in waiting:
+            name = pod["metadata"]["name"]
+            if self.init_exit_code:
+                await self._report(session, name, self._failed_init(pod))
+                continue
+            if not self._resolve_secrets(pod, secrets):
+                continue  # the containers wait for their Secret
+            if await self._report(session, name, running_status(pod)):
+                self.started.add(name)
+
+    async def _follow(self, session: aiohttp.ClientSession) -> None:
+        """One watch of the pods, until the API ends it: each pod added Pending is reported running
+        (so the hub sees it added, then modified, as from a real node)."""
+        async with session.get(self.pods_url, params={"watch": "true"}) as response:
+            async for line in response.content:
+                event = json.loads(line) if line.strip() else {}
+                pod = event.get("object", {})
+                if event.get("type") == "ADDED" and pod.get("status", {}).get("phase") == "Pending":
+                    report = self._report(session, pod["metadata"]["name"], running_status(pod))
+                    task = asyncio.create_task(report)
+                    self._reporting.add(task)  # held, so that the loop does not drop it half-way
+                    task.add_done_callback(self._reporting.discard)
+
+    # --- the containers' Secrets and berdl-init ------------------------------------------------------
     def _resolve_secrets(self, pod: dict[str, Any], secrets: dict[str, dict[str, str]]) -> bool:
         values = {}
         for variable, (name, key) in secret_refs(pod).items():
@@ -172,15 +245,13 @@ class Kubelet(Background):
             items = (await response.json()).get("items", []) if response.status == 200 else []
         return {item["metadata"]["name"]: item.get("data") or {} for item in items}
 
-    def _init_terminated(self) -> dict[str, Any]:
+    def _failed_init(self, pod: dict[str, Any]) -> dict[str, Any]:
+        """The status of a pod whose berdl-init failed and waits to be retried."""
         terminated: dict[str, Any] = {"exitCode": self.init_exit_code, "reason": "Error"}
         if self.init_message:
             terminated["message"] = self.init_message
-        return terminated
-
-    async def _fail_init(self, session: aiohttp.ClientSession, url: str, pod: dict[str, Any]) -> None:
         init = pod["spec"]["initContainers"][0]
-        status = {
+        return {
             "phase": "Pending",
             "initContainerStatuses": [
                 {
@@ -190,35 +261,7 @@ class Kubelet(Background):
                     "ready": False,
                     "restartCount": 1,
                     "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                    "lastState": {"terminated": self._init_terminated()},
+                    "lastState": {"terminated": terminated},
                 }
             ],
         }
-        async with session.patch(url, json={"status": status}):
-            pass
-
-    async def _run(self) -> None:
-        pods = f"{self.api_url}/api/v1/namespaces/{self.namespace}/pods"
-        async with aiohttp.ClientSession() as session:
-            while True:
-                async with session.get(pods) as response:
-                    items = (await response.json()).get("items", []) if response.status == 200 else []
-                waiting = [
-                    p
-                    for p in items
-                    if p.get("status", {}).get("phase") not in ("Running", "Failed")
-                    and p["metadata"]["name"] not in self.left_alone
-                ]
-                secrets = await self._secrets(session) if waiting else {}
-                for pod in waiting:
-                    name = pod["metadata"]["name"]
-                    if self.init_exit_code:
-                        await self._fail_init(session, f"{pods}/{name}", pod)
-                        continue
-                    if not self._resolve_secrets(pod, secrets):
-                        continue  # the containers wait for their Secret
-                    patch = {"status": running_status(pod)}
-                    async with session.patch(f"{pods}/{name}", json=patch) as response:
-                        if response.status == 200:
-                            self.started.add(name)
-                await asyncio.sleep(0.02)

@@ -6,12 +6,39 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from localhub.standins.http import bearer_token
 from localhub.standins.http import error as _error
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def spark_app(create: Handler, delete: Handler) -> web.Application:
+    """The manager's routes: POST and DELETE /clusters (the caller's one cluster), and its health check."""
+    app = web.Application()
+    app.router.add_post("/clusters", create)
+    app.router.add_delete("/clusters", delete)
+    app.router.add_get("/health", _health)
+    return app
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "healthy"})
+
+
+def cluster_created(cluster_id: str) -> dict[str, str]:
+    """What the manager answers (201) for a cluster it created."""
+    return {
+        "cluster_id": cluster_id,
+        "master_url": f"spark://spark-master-{cluster_id}:7077",
+        "master_ui_url": f"http://spark-master-{cluster_id}:8090",
+    }
+
 
 CLUSTER_LIMITS = {"worker_count": (1, 25), "worker_cores": (1, 64), "master_cores": (1, 64)}
 
@@ -36,19 +63,11 @@ class SparkClusterManagerApp:
     max_in_flight: int = 0  # the most requests this server was answering at one time
 
     def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/clusters", self._create)
-        app.router.add_delete("/clusters", self._delete)
-        app.router.add_get("/health", self._health)
-        return app
+        return spark_app(self._create, self._delete)
 
     def _token(self, request: web.Request) -> str | None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        return token if scheme == "Bearer" and token in self.tokens else None
-
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "healthy"})
+        token = bearer_token(request)
+        return token if token in self.tokens else None
 
     async def _create(self, request: web.Request) -> web.Response:
         self.calls.append(("POST", request.path))
@@ -79,14 +98,7 @@ class SparkClusterManagerApp:
         cluster_id = f"cluster-{secrets.token_hex(4)}"
         self.clusters[token] = cluster_id
         self.created += 1
-        return web.json_response(
-            {
-                "cluster_id": cluster_id,
-                "master_url": f"spark://spark-master-{cluster_id}:7077",
-                "master_ui_url": f"http://spark-master-{cluster_id}:8090",
-            },
-            status=201,
-        )
+        return web.json_response(cluster_created(cluster_id), status=201)
 
     async def _delete(self, request: web.Request) -> web.Response:
         self.calls.append(("DELETE", request.path))

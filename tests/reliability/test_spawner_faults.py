@@ -25,8 +25,8 @@ import pytest
 from berdl_hub.services import ServiceError
 from berdl_hub.spawner import BERDLSpawner
 
-from localhub.standins.faults import FaultServers, hub_stop, make_spawner, token_of
-from localhub.standins.hub import reset_kubespawner
+from localhub.standins.faults import FaultServers, make_spawner, token_of
+from localhub.standins.hub import hub_stop, reset_kubespawner
 from localhub.standins.kube import throwaway_kube_config
 from tests.reliability.loop_lateness import LoopLateness
 
