@@ -29,7 +29,7 @@ from typing import Any
 from berdl_hub.spawner import BERDLSpawner
 from kubespawner import KubeSpawner
 
-from localhub.standins.faults import FaultServers, make_spawner
+from localhub.standins.faults import FaultServers
 from localhub.standins.hub import FakeUser, hub_stop, reset_kubespawner
 from localhub.standins.kube import NAMESPACE, throwaway_kube_config
 
@@ -134,7 +134,7 @@ async def timed_spawns(servers: FaultServers, users: list[str]) -> float:
     """Wall seconds for `start()` of one spawner per user, all at once; then they are stopped (untimed)."""
     assert servers.urls is not None
     urls = servers.urls
-    spawners = [make_spawner(urls, user, 30.0, spark_create_timeout=60.0) for user in users]
+    spawners = [urls.spawner(user, 30.0, spark_create_timeout=60.0) for user in users]
     began = time.perf_counter()
     results = await asyncio.gather(*(spawner.start() for spawner in spawners), return_exceptions=True)
     elapsed = time.perf_counter() - began

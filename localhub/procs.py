@@ -26,22 +26,27 @@ from localhub.tools import REPO, find_tool
 
 
 def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on (now)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def wait_for(url: str, timeout: float, process: Process | None = None) -> None:
-    """Until `url` answers below 500; fails early when the process behind it died."""
+def wait_for(url: str, timeout: float, process: Process | None = None, *, status: int | None = None) -> int:
+    """Until `url` answers with `status`, or by default with any status below 500; returns the status.
+    Fails early when the process behind it died."""
     deadline = time.monotonic() + timeout
+    last = None
     while time.monotonic() < deadline:
         if process is not None and process.popen.poll() is not None:
             raise RuntimeError(f"{process.name} exited ({process.popen.returncode}):\n{process.log()}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
+            last = httpx.get(url, timeout=2).status_code
+            if last == status or (status is None and last < 500):
+                return last
         time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer in {timeout} s")
+    wanted = status or "below 500"
+    raise TimeoutError(f"{url} did not answer {wanted} in {timeout} s (last: {last or 'no answer'})")
 
 
 @dataclass

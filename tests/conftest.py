@@ -14,6 +14,7 @@ import pytest
 import berdl_init.runner  # noqa: F401
 from localhub.podman import Podman
 from localhub.tools import ToolMissing, find_tool, is_root
+from tests.environment import is_callers_setting
 
 #: How long the slow podman steps took (tests/images/conftest.py prints them at the end).
 PODMAN_SECONDS: dict[str, float] = {}
@@ -82,9 +83,10 @@ def podman() -> Podman:
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No BERDL_* or Jupyter user variable from the caller's environment leaks into a test."""
+    """No BERDL_*, Jupyter user, virtualenv or pip setting from the caller's environment leaks into a
+    test (tests/environment.py; child_env is the same for a child process)."""
     for name in list(os.environ):
-        if name.startswith("BERDL_") or name in {"JUPYTERHUB_USER", "NB_USER"}:
+        if is_callers_setting(name):
             monkeypatch.delenv(name)
     return monkeypatch
 

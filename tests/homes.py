@@ -1,11 +1,9 @@
-"""Helpers for tests that prepare homes on pyfakefs: a fake home, running the CLI, snapshots."""
+"""Helpers for tests that prepare homes on pyfakefs: a fake home, running the CLI."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,22 +38,6 @@ def berdl_init(*args: str) -> Result:
     """Run the real command line in-process (CliRunner), as berdl-init's main() would run."""
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return Result(result.exit_code, result.stdout, result.stderr)
-
-
-def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
-    """Every entry under `root`: type, mode, owner, mtime and, for files, a hash of the bytes."""
-    entries: dict[str, tuple[Any, ...]] = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = Path(folder, name)
-            st = path.lstat()
-            digest = ""
-            if stat.S_ISREG(st.st_mode):
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            elif stat.S_ISLNK(st.st_mode):
-                digest = os.readlink(path)
-            entries[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_mtime_ns, st.st_size, digest)
-    return entries
 
 
 def fake_home(fs: Any, env: pytest.MonkeyPatch) -> Path:

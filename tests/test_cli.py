@@ -11,7 +11,8 @@ import pytest
 from berdl_init import __version__
 from berdl_init.settings import PACKAGED_TEMPLATES
 from berdl_init.steps import PLANNERS
-from tests.homes import HOME, berdl_init, snapshot
+from tests.homes import HOME, berdl_init
+from tests.snapshots import snapshot
 
 
 @pytest.fixture

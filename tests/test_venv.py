@@ -24,6 +24,8 @@ import pytest
 from berdl_init.venvbuild import pip_launcher
 from localhub.wheels import FAKE_LOGOS, fake_ipykernel_wheel, module_wheel
 from tests.conftest import skip_or_fail
+from tests.environment import child_env
+from tests.snapshots import snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -39,28 +41,8 @@ TIMEOUT = 300
 # -- running things ------------------------------------------------------------------------------
 
 
-def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The environment of every child: no BERDL_, VIRTUALENV_, PIP_ or venv settings from outside."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("BERDL_", "VIRTUALENV_", "PIP_", "PYTHON"))
-        and key not in {"VIRTUAL_ENV", "JUPYTERHUB_USER", "NB_USER"}
-    }
-    scratch = tmp_path / "scratch"  # virtualenv's app data and pip's temporary files land here
-    scratch.mkdir(exist_ok=True)
-    env.update(
-        TMPDIR=str(scratch),
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-        PIP_NO_INPUT="1",
-        PIP_ROOT_USER_ACTION="ignore",
-    )
-    env.update(extra)
-    return env
-
-
 def berdl_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return clean_env(tmp_path, BERDL_UID="0", BERDL_GID="0", BERDL_USER=USER, **extra)
+    return child_env(tmp_path / "scratch", BERDL_UID="0", BERDL_GID="0", BERDL_USER=USER, **extra)
 
 
 def berdl_cmd(home: Path, *args: str) -> list[str]:
@@ -86,7 +68,7 @@ def berdl(home: Path, tmp_path: Path, *args: str, status: int = 0, **env: str) -
 def run(tmp_path: Path, *cmd: object, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [str(part) for part in cmd],
-        env=clean_env(tmp_path),
+        env=child_env(tmp_path / "scratch"),
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -127,15 +109,6 @@ def pyvenv_cfg(venv: Path) -> dict[str, str]:
         if sep:
             values[key.strip()] = value.strip()
     return values
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int, int, int]]:
-    """(mtime_ns, ctime_ns, size, mode) of the root and of everything under it, symlinks not followed."""
-    entries = {}
-    for path in [root, *root.rglob("*")]:
-        st = path.lstat()
-        entries[path.relative_to(root).as_posix()] = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
-    return entries
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -249,12 +222,12 @@ def test_cold_run_builds_a_working_venv_and_a_second_run_changes_nothing(tmp_pat
     ).stdout.split("\n")
     assert activated[:3] == [str(venv), str(venv / "bin" / "python"), str(venv / "bin" / "pip")]
 
-    before = snapshot(home)
+    before = snapshot(home, ctime=True)
     again = berdl(home, tmp_path)
     assert again["changes"] == []
     assert step_status(again, "venv") == "ok"
     assert berdl(home, tmp_path, "--check", status=0)["changes"] == []
-    assert snapshot(home) == before
+    assert snapshot(home, ctime=True) == before
 
 
 def test_pip_installs_into_the_venv_not_the_base(tmp_path: Path) -> None:
@@ -305,12 +278,12 @@ def test_kernelspec_appears_once_ipykernel_is_in_the_venv(tmp_path: Path) -> Non
         assert (home / KERNEL_DIR / name).read_bytes() == data
         assert (resources / name).read_bytes() == data
 
-    before = snapshot(home)
+    before = snapshot(home, ctime=True)
     third = berdl(home, tmp_path, "--only", "venv")
     assert third["changes"] == []
     assert third["warnings"] == []
     assert berdl(home, tmp_path, "--only", "venv", "--check", status=0)["changes"] == []
-    assert snapshot(home) == before
+    assert snapshot(home, ctime=True) == before
 
 
 def _other_version(version: str) -> str:
@@ -417,7 +390,7 @@ def test_stdlib_venv_with_its_own_pip_is_left_untouched(tmp_path: Path) -> None:
     _stdlib_venv(tmp_path, venv)
     scripts = sorted((venv / "bin").glob("pip*"))
     assert {p.name for p in scripts} >= {"pip", "pip3"}
-    before = snapshot(venv)
+    before = snapshot(venv, ctime=True)
     contents = {p.name: p.read_bytes() for p in scripts}
 
     report = berdl(home, tmp_path, "--only", "venv")
@@ -425,7 +398,7 @@ def test_stdlib_venv_with_its_own_pip_is_left_untouched(tmp_path: Path) -> None:
     assert step_status(report, "venv") == "ok"
     assert list(venv.parent.glob("*berdl-old*")) == []
     assert {p.name: p.read_bytes() for p in sorted((venv / "bin").glob("pip*"))} == contents
-    assert snapshot(venv) == before
+    assert snapshot(venv, ctime=True) == before
 
 
 def test_without_system_site_packages_the_venv_seeds_its_own_pip(tmp_path: Path) -> None:
@@ -545,12 +518,12 @@ def test_an_isolated_legacy_venv_is_kept_with_a_warning_and_no_launcher(tmp_path
     home = tmp_path / "home"
     venv = venv_of(home)
     _stdlib_venv(tmp_path, venv, "--without-pip", system_site_packages=False)
-    before = snapshot(venv)
+    before = snapshot(venv, ctime=True)
 
     report = berdl(home, tmp_path, "--only", "venv")
 
     assert report["changes"] == []
-    assert snapshot(venv) == before
+    assert snapshot(venv, ctime=True) == before
     assert not (venv / "bin" / "pip").exists()  # the image's pip cannot run in a venv that does not see it
     assert any(
         "does not see the image's packages, unlike BERDL_VENV_SYSTEM_SITE_PACKAGES=true" in warning
@@ -585,14 +558,14 @@ def test_an_app_data_folder_prepared_by_the_image_is_only_read(tmp_path: Path) -
     prepared = tmp_path / "prepared-venv"
     command = [sys.executable, "-m", "virtualenv", "-q", "--app-data", app_data, "--python", BASE]
     run(tmp_path, *command, "--system-site-packages", "--no-seed", prepared)
-    before = snapshot(app_data)
+    before = snapshot(app_data, ctime=True)
     home = tmp_path / "home"
 
     report = berdl(home, tmp_path, "--only", "venv", VIRTUALENV_OVERRIDE_APP_DATA=str(app_data))
 
     assert changes(report, "venv") == [("venv", "build-venv", VENV_REL)]
     assert_working_venv(tmp_path, venv_of(home))
-    assert snapshot(app_data) == before
+    assert snapshot(app_data, ctime=True) == before
 
 
 def test_a_venv_with_a_copied_python_on_the_same_interpreter_is_kept(tmp_path: Path) -> None:

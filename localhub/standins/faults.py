@@ -409,6 +409,22 @@ class Urls:
     governance: str
     control: str
 
+    def spawner(self, user: str, deadline: float, **traits: Any) -> BERDLSpawner:
+        """hub.make_spawner's BERDLSpawner for `user`, talking to these servers, each call under
+        `deadline`; keyword arguments set traits."""
+        settings: dict[str, Any] = {
+            "k8s_api_host": self.k8s,
+            "spark_cluster_manager_url": self.spark,
+            "governance_api_url": self.governance,
+            "start_timeout": 60,
+            "k8s_api_request_retry_timeout": 30,
+            "spark_create_timeout": deadline,
+            "spark_request_timeout": deadline,
+            "governance_request_timeout": deadline,
+            "events_enabled": False,
+        }
+        return hub.make_spawner(user, **{**settings, **traits})
+
 
 class FaultServers:
     """The child process serving Kubernetes, Spark and governance; `async with` starts and ends it."""
@@ -467,28 +483,10 @@ class FaultServers:
             response.raise_for_status()
 
 
-# --- the hub's side: spawners, and the loop's lateness ---------------------------------------------------
+# --- the hub's side: the users' tokens ---------------------------------------------------
 def token_of(user: str) -> str:
     """The user's KBase token: these stand-ins take every token of this form (TOKEN_PREFIX)."""
     return kbase_token(user)
-
-
-def make_spawner(urls: Urls, user: str, deadline: float, **traits: Any) -> BERDLSpawner:
-    """hub.make_spawner's BERDLSpawner for `user`, talking to the child's servers, each call under
-    `deadline`; keyword arguments set traits."""
-    settings: dict[str, Any] = {
-        "k8s_api_host": urls.k8s,
-        "spark_cluster_manager_url": urls.spark,
-        "governance_api_url": urls.governance,
-        "start_timeout": 60,
-        "k8s_api_request_retry_timeout": 30,
-        "spark_create_timeout": deadline,
-        "spark_request_timeout": deadline,
-        "governance_request_timeout": deadline,
-        "events_enabled": False,
-    }
-    settings.update(traits)
-    return hub.make_spawner(user, **settings)
 
 
 if __name__ == "__main__":

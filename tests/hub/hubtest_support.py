@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import socket
+from localhub.procs import free_port
 
 
 def closed_port_url() -> str:
     """A URL where nothing listens: connecting is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def assert_no_secret_in(text: str, secrets: list[str]) -> None:

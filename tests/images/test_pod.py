@@ -28,8 +28,8 @@ from berdl_hub.manifest import INIT_CONTAINER_NAME
 
 from localhub.podman import NOTEBOOK_IMAGE, Podman
 from localhub.wheels import module_wheel
-from tests.images.homes import Entry, differences, lost, snapshot
 from tests.images.manifests import container_named, for_podman, podman_name, spawner_pod_and_credentials
+from tests.snapshots import Entry, differences, lost, snapshot
 
 pytestmark = pytest.mark.slow
 

@@ -10,6 +10,7 @@ import pytest
 
 from localhub.localpod import KEEP_INIT_CONTAINERS, for_this_machine, secret_refs
 from tests.images.manifests import spawner_pod
+from tests.pods import env_of
 
 IMAGES = {"ghcr.io/kbase/berdl-init:1.0": "localhost/berdl-init:test",
           "ghcr.io/kbase/berdl-notebook:1.0": "localhost/berdl-notebook:test"}  # fmt: skip
@@ -23,10 +24,6 @@ def posted() -> dict[str, Any]:
     )
     pod["status"] = {"phase": "Pending"}
     return pod
-
-
-def env_of(container: dict[str, Any]) -> dict[str, Any]:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
 
 def test_each_listed_change_is_made(posted: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ import pytest
 from berdl_hub.services import ServiceError
 from berdl_hub.spawner import BERDLSpawner
 
-from localhub.standins.faults import FaultServers, make_spawner, token_of
+from localhub.standins.faults import FaultServers, token_of
 from localhub.standins.hub import hub_stop, reset_kubespawner
 from localhub.standins.kube import throwaway_kube_config
 from tests.reliability.loop_lateness import LoopLateness
@@ -108,7 +108,7 @@ async def test_spawns_and_stops_under_faults_leave_no_cluster_no_stall_and_say_w
         assert servers.urls is not None
 
         def spawner(user: str) -> BERDLSpawner:
-            return make_spawner(servers.urls, user, DEADLINE, spark_failure_policy=policy)
+            return servers.urls.spawner(user, DEADLINE, spark_failure_policy=policy)
 
         # The hub's first spawn pays one-time costs (lazy imports, TLS contexts, the pod reflector).
         await spawn_and_stop(spawner("warmup"), 0)
@@ -198,7 +198,7 @@ async def test_the_fake_manager_counts_the_orphan_a_dropped_answer_leaves(
         governance_rates=no_faults,
     ) as servers:
         assert servers.urls is not None
-        spawners = [make_spawner(servers.urls, f"user{i:02d}", DEADLINE) for i in range(10)]
+        spawners = [servers.urls.spawner(f"user{i:02d}", DEADLINE) for i in range(10)]
         outcomes = await asyncio.gather(*(spawn_and_stop(s, 0) for s in spawners))
         await reset_kubespawner()
         state = await servers.state()

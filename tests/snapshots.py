@@ -1,4 +1,5 @@
-"""Snapshots of a home folder on the host, to show that a run changed nothing, or lost nothing."""
+"""Snapshots of a folder (a home, a venv), on the real disk or on pyfakefs, to show that a run changed
+nothing, or lost nothing."""
 
 from __future__ import annotations
 
@@ -15,21 +16,27 @@ class Entry:
     mode: int
     uid: int
     gid: int
+    size: int
     mtime_ns: int
+    ctime_ns: int  # 0 unless asked for
     content: str  # sha256 of a file, target of a link, "" for a folder
 
 
-def snapshot(home: Path) -> dict[str, Entry]:
-    """Every path under `home` (the home itself as "."), without following symlinks."""
-    entries = {".": _entry(home)}
-    for folder, dirs, files in os.walk(home):
+def snapshot(root: Path, *, ctime: bool = False) -> dict[str, Entry]:
+    """Every path under `root` (the root itself as "."), without following symlinks.
+
+    `ctime`: also each inode's change time, which a chmod or chown changes even to the same value. Left
+    out by default: pyfakefs changes it when a file is opened (the `fs` fixture's chmod, tests/conftest.py).
+    """
+    entries = {".": _entry(root, ctime)}
+    for folder, dirs, files in os.walk(root):
         for name in dirs + files:
             path = Path(folder, name)
-            entries[path.relative_to(home).as_posix()] = _entry(path)
+            entries[path.relative_to(root).as_posix()] = _entry(path, ctime)
     return entries
 
 
-def _entry(path: Path) -> Entry:
+def _entry(path: Path, ctime: bool) -> Entry:
     st = path.lstat()
     if stat.S_ISLNK(st.st_mode):
         kind, content = "link", os.readlink(path)
@@ -37,7 +44,8 @@ def _entry(path: Path) -> Entry:
         kind, content = "dir", ""
     else:
         kind, content = "file", hashlib.sha256(path.read_bytes()).hexdigest()
-    return Entry(kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, content)
+    mode, changed = stat.S_IMODE(st.st_mode), st.st_ctime_ns if ctime else 0
+    return Entry(kind, mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, changed, content)
 
 
 def differences(before: dict[str, Entry], after: dict[str, Entry]) -> list[str]:
