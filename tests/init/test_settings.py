@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from berdl_init.settings import unknown_variables
-from tests.homes import berdl_init, fake_home
+from localhub.tools import REPO
+from tests.init.homes import berdl_init, fake_home
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def test_every_berdl_name_the_hub_side_reads_is_known() -> None:
     """The hub, its deployment and the image builds share the pod's BERDL_ namespace."""
     import re
 
-    repo = Path(__file__).resolve().parent.parent
+    repo = REPO
     sources = [
         *repo.joinpath("hub").rglob("*.py"),
         *repo.joinpath("deploy").rglob("*.yaml"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from berdl_init.steps.favorites import merge, parse_settings, server_root
-from tests.homes import FAVORITES_FILE, HOME, berdl_init
+from tests.init.homes import FAVORITES_FILE, HOME, berdl_init
 
 OURS = {"contentType": "directory", "iconLabel": "ui-components:folder", "default": True}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.homes import FAVORITES_FILE, HOME, berdl_init, fake_home
+from tests.init.homes import FAVORITES_FILE, HOME, berdl_init, fake_home
 
 RUNTIME = HOME / ".jupyter/runtime"
 

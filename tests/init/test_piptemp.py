@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from localhub.wheels import module_wheel
-from tests.test_venv import berdl, changes, venv_of
-from tests.test_venv_upgrade import (
+from tests.init.steps.test_venv import berdl, changes, venv_of
+from tests.init.steps.test_venv_upgrade import (
     imports,
     index_env,
     kill_while_pip_runs,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.homes import FAVORITES_FILE, LEDGER_FILE, berdl_init, fake_home
+from tests.init.homes import FAVORITES_FILE, LEDGER_FILE, berdl_init, fake_home
 from tests.snapshots import snapshot
 
 JUPYTERLAB_FAVORITES = """{

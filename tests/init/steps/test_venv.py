@@ -287,7 +287,7 @@ def test_kernelspec_appears_once_ipykernel_is_in_the_venv(tmp_path: Path) -> Non
 
 
 def _other_version(version: str) -> str:
-    """Another minor release (a patch release keeps the venv: tests/test_venv_upgrade.py)."""
+    """Another minor release (a patch release keeps the venv: tests/init/steps/test_venv_upgrade.py)."""
     major, minor, micro = (int(part) for part in version.split(".")[:3])
     return f"{major}.{minor - 1 if minor else minor + 1}.{micro}"
 

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from localhub.tools import REPO
 from localhub.wheels import build_wheel, module_wheel
 from tests.conftest import require_tool, skip_or_fail
-from tests.test_venv import (
+from tests.init.steps.test_venv import (
     TIMEOUT,
     VENV_REL,
     berdl,
@@ -42,8 +43,8 @@ pytestmark = pytest.mark.slow
 
 PYENV = Path("/root/.pyenv/versions")
 NOT_RESTORED = "berdl-not-restored.txt"
-DOCKERFILE = Path(__file__).resolve().parent.parent / "Dockerfile.notebook"
-NOTICE = Path(__file__).resolve().parent.parent / "images/notebook/berdl-venv-notice.sh"
+DOCKERFILE = REPO / "Dockerfile.notebook"
+NOTICE = REPO / "images/notebook/berdl-venv-notice.sh"
 
 
 def pyenv(minor: str) -> Path:

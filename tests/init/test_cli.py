@@ -11,7 +11,7 @@ import pytest
 from berdl_init import __version__
 from berdl_init.settings import PACKAGED_TEMPLATES
 from berdl_init.steps import PLANNERS
-from tests.homes import HOME, berdl_init
+from tests.init.homes import HOME, berdl_init
 from tests.snapshots import snapshot
 
 
