@@ -1,3 +1,6 @@
+# A new cluster test goes here when it is about one server's start or stop and what failing or slow services,
+# or a lost pod, do to it; about the credentials Secret, the share of the cluster a user's servers hold (also
+# across a hub restart) or the profile that sizes the cluster, it goes in test_secret_and_cluster.py.
 """start() and stop() of a real BERDLSpawner (a real KubeSpawner underneath) against HTTP servers on
 127.0.0.1: the kmock Kubernetes API emulator, a Spark Cluster Manager and a governance API that follow
 their specs. Every test also scans all captured logs for the tokens and keys it used."""
