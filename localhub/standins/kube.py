@@ -14,7 +14,7 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,14 @@ def throwaway_kube_config() -> Iterator[Path]:
             loader.KUBE_CONFIG_DEFAULT_LOCATION = saved
 
 
+#: How long a watch without `timeoutSeconds` lasts: kube-apiserver ends one after a random time between
+#: its --min-request-timeout (1800 s by default) and twice that; the shorter bound stands in for it.
+WATCH_SECONDS_DEFAULT = 1800.0
+
+
 class ApiServer(kmock.KubernetesEmulator):
-    """kmock's Kubernetes emulator, plus what a real API server adds to a created object."""
+    """kmock's Kubernetes emulator, plus what a real API server adds to a created object, and the end of
+    a watch after its `timeoutSeconds` (kmock's watches never end)."""
 
     _versions = itertools.count(1)
 
@@ -80,6 +86,24 @@ class ApiServer(kmock.KubernetesEmulator):
         if watch is not None and watch.lower() == "true" and watch != "true":
             raw_request = raw_request.clone(rel_url=raw_request.rel_url.update_query(watch="true"))
         return await super().__call__(raw_request)
+
+    async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
+        """kmock's watch stream, ended after `timeoutSeconds` as a real API server ends it. A client that
+        asks for one (KubeSpawner's reflectors: 10 s) waits for that end; one that never comes makes the
+        client's own read time-out fire, which the reflector logs as an error and retries."""
+        seconds = float(request.params.get("timeoutSeconds") or WATCH_SECONDS_DEFAULT)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        events = super()._serve_watch(request)
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(anext(events), deadline - loop.time())
+                except (asyncio.TimeoutError, StopAsyncIteration):
+                    return
+                yield event
+        finally:
+            await events.aclose()
 
     async def _handle(self, request: kmock.Request) -> Any:
         if request.action == kmock.action.CREATE and isinstance(request.data, dict):
