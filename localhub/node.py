@@ -10,8 +10,10 @@ It does what a kubelet does for the pods the hub's spawner posts, with the real 
 - a pod deleted in the API is removed from podman with its podman secrets, after its containers' logs
   are saved; the Secrets it owned are deleted (the garbage collection kmock does not do, `kube_gc`).
 
-Each initContainer's log is kept under `log_dir/POD/CONTAINER.log`, one section per play, the way
-`kubectl logs -c` reads it after the container ran.
+Each initContainer's log is kept, the way `kubectl logs -c` reads it after the container ran, and every
+play's is kept: `log_dir/POD/CONTAINER.N.log` (and `.N.stderr.log`), N counting the pod's plays, so
+that the log of the start that did the work is still there after the next start. Each container's log
+is added to `log_dir/POD/CONTAINER.log` when the pod is removed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import random
 import socket
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +73,7 @@ class PlayedPod:
     log_fallback: set[str] = field(default_factory=set)
     status: dict[str, Any] = field(default_factory=dict)
     inspected_at: float = 0.0
+    number: int = 0  # which play of a pod of this name this is (1, 2, ...)
 
 
 # A kubelet's termination message from the log (terminationMessagePolicy FallbackToLogsOnError, for a
@@ -153,13 +157,25 @@ class Node(Kubelet):
         self.addresses = loopback_addresses(port)
         self.played: dict[str, PlayedPod] = {}
         self.plays = 0
+        self.plays_of: Counter[str] = Counter()  # by pod name
         self._work: dict[str, asyncio.Task[None]] = {}  # per pod name: its play or removal, in order
         self._folder = Path(tempfile.mkdtemp(prefix="berdl-node-"))
         self._folder.chmod(0o700)  # secrets pass through here
 
-    def init_log(self, pod: str, container: str) -> str:
-        """The log of `container`, an initContainer of `pod`, as saved after the pod's last play."""
-        return (self.log_dir / pod / f"{container}.log").read_text()
+    def init_logs(self, pod: str, container: str, stream: str = "stdout") -> list[str]:
+        """What `container`, an initContainer of `pod`, printed on `stream` (stdout, stderr) at each play
+        of the pod, oldest first."""
+        suffix = ".log" if stream == "stdout" else f".{stream}.log"
+        plays = sorted(
+            (int(path.name.removeprefix(f"{container}.").removesuffix(suffix)), path)
+            for path in (self.log_dir / pod).glob(f"{container}.*{suffix}")
+            if path.name.removeprefix(f"{container}.").removesuffix(suffix).isdigit()
+        )
+        return [path.read_text() for _, path in plays]
+
+    def init_log(self, pod: str, container: str, stream: str = "stdout") -> str:
+        """What `container`, an initContainer of `pod`, printed on `stream` at the pod's last play."""
+        return self.init_logs(pod, container, stream)[-1]
 
     # --- the loop (Kubelet's, with this round) -------------------------------------------------------
     async def _round(self, session: aiohttp.ClientSession) -> None:
@@ -337,6 +353,8 @@ class Node(Kubelet):
                 await asyncio.sleep(self.poll_seconds)
         await self.podman("pod", "rm", "--force", "--ignore", name)  # what a killed earlier run left
         self.plays += 1
+        self.plays_of[name] += 1
+        played.number = self.plays_of[name]
         result = await self.podman(
             "kube", "play", "--log-driver", "k8s-file", str(played.manifest), timeout=900
         )
@@ -350,8 +368,8 @@ class Node(Kubelet):
         folder.mkdir(parents=True, exist_ok=True)
         for container in played.init_containers:
             result = await self.podman("logs", f"{played.name}-{container}")
-            (folder / f"{container}.log").write_text(result.stdout)
-            (folder / f"{container}.stderr.log").write_text(result.stderr)
+            (folder / f"{container}.{played.number}.log").write_text(result.stdout)
+            (folder / f"{container}.{played.number}.stderr.log").write_text(result.stderr)
 
     # --- removal -------------------------------------------------------------------------------------
     async def _remove_from_podman(self, played: PlayedPod) -> None:

@@ -120,8 +120,8 @@ def test_6_a_failing_init_container_shows_its_reason_and_leaves_nothing(stack: S
     erin.shot("spawn-failed")
     # The line berdl-init printed in the pod (the node keeps its log: one line for each retry), as the
     # page shows it.
-    printed = stack.standins.node.log_dir / f"jupyter-{FAILING_USER}" / "berdl-init.stderr.log"
-    (line,) = {x for x in printed.read_text().splitlines() if x.startswith("berdl-init: ")}
+    printed = stack.standins.node.init_log(f"jupyter-{FAILING_USER}", "berdl-init", stream="stderr")
+    (line,) = {x for x in printed.splitlines() if x.startswith("berdl-init: ")}
     reason = line.removeprefix("berdl-init: ")
     assert reason.startswith("invalid settings: BERDL_STEPS[1]='venvs': "), reason
     assert message.inner_text() == (

@@ -176,3 +176,6 @@ def test_6_start_again_keeps_the_files_and_changes_nothing(stack: Stack, alice: 
     report = json.loads(stack.standins.node.init_log("jupyter-alice", "berdl-init"))
     assert report["ok"] is True
     assert report["changes"] == [], report["changes"]
+    # The first start's log is kept beside it: the one of the run that prepared the home.
+    first, *_ = stack.standins.node.init_logs("jupyter-alice", "berdl-init")
+    assert {"dirs", "dotfiles", "venv"} <= {change["step"] for change in json.loads(first)["changes"]}
