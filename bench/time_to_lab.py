@@ -115,7 +115,7 @@ if _baseline:
         {{"name": "shared", "mountPath": {SHARED_IN_POD!r}, "readOnly": True}},
     ]
     c.KubeSpawner.notebook_dir = "/"
-    c.KubeSpawner.default_url = "/lab"
+    c.KubeSpawner.default_url = "/lab/tree/home/{{username}}"
     c.KubeSpawner.start_timeout = 600
     c.KubeSpawner.http_timeout = 300
 if _baseline == {CHOWN!r}:

@@ -110,24 +110,35 @@ class UserBrowser:
             self.page.wait_for_selector(".jp-Favorites-item")
         return [item.inner_text().strip() for item in self.page.query_selector_all(".jp-Favorites-item")]
 
+    def folder(self) -> str:
+        """The folder the file browser shows, from the server's root ("home/alice")."""
+        self.wait_for_lab()
+        crumbs = self.page.locator(".jp-FileBrowser .jp-BreadCrumbs-item[data-path]")
+        return (crumbs.last.get_attribute("data-path") if crumbs.count() else "").strip("/")
+
     def open_favorite(self, name: str) -> None:
         """Click a favorite; returns once the file browser shows its folder. Before that, a launcher
-        still makes new notebooks in the folder it was in (for "/", "Permission denied")."""
+        still makes new notebooks in the folder it was in."""
         favorite = self.page.locator(f".jp-Favorites-item:has-text({json.dumps(name)})").first
         path = favorite.get_attribute("data-path")
         favorite.click()
         # The breadcrumbs follow the file browser's refresh, which comes after its change of folder.
         self.page.locator(f".jp-BreadCrumbs-item[data-path$={json.dumps(path)}]").last.wait_for()
 
-    def run_in_new_notebook(self, code: str) -> str:
-        """In the file browser's folder, open a notebook on the default kernel from the launcher, run
-        `code`, return what it printed."""
+    def new_notebook(self) -> None:
+        """What a person does first: the launcher's notebook on the default kernel ("Python 3"), in the
+        launcher's folder; returns once its kernel is idle."""
         self.open_launcher()
         self.page.click('.jp-LauncherCard[data-category="Notebook"]')
         self.notebook().locator(".jp-Cell .cm-content").first.wait_for()
         # Code typed before the kernel's session is connected is not run: wait until the status bar
         # reports the kernel idle.
         self.page.locator(".jp-StatusBar-TextItem[title^='Change kernel']", has_text="| Idle").wait_for()
+
+    def run_in_new_notebook(self, code: str) -> str:
+        """In the launcher's folder, open a notebook on the default kernel, run `code`, return what it
+        printed."""
+        self.new_notebook()
         return self.run_in_notebook(code)
 
     def notebook(self) -> Any:
@@ -168,7 +179,9 @@ class UserBrowser:
         self.page.keyboard.press("Control+s")
         self.page.locator(".jp-Dialog input[type=text], .jp-Dialog input:not([type])").first.fill(name)
         self.page.locator(".jp-Dialog .jp-mod-accept").click()
-        self.page.locator(f".jp-DirListing-item[title*={json.dumps(name)}]").first.wait_for()
+        # The tab takes the new name once the server renamed the file. (Not the file browser's listing: one
+        # read while the server renames lists the old name, fails, and may not be read again for minutes.)
+        self.page.locator(".lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel", has_text=name).first.wait_for()
 
     def set_lab_setting(self, plugin: str, values: dict[str, Any]) -> None:
         """What the settings editor saves, through the server's settings API; then JupyterLab reloads."""

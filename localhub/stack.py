@@ -50,9 +50,12 @@ c.BERDLSpawner.home_host_path = {HOMES!r} + "/{{username}}"
 c.BERDLSpawner.shared_mounts = [
     {{"name": "shared", "mount_path": {SHARED_IN_POD!r}, "host_path": {SHARED!r}, "read_only": True}},
 ]
-# The server's root is "/", so that the home and the shared folder are both below it.
+# The server's root is "/", so that the home and the shared folder are both below it; JupyterLab opens
+# in the home, where its Launcher can make a notebook ("/" is root's). BERDLSpawner.format_string expands
+# {{username}} in default_url with KubeSpawner's slug, as it expands home_mount_path ("/home/{{username}}"):
+# the URL names the mounted folder for every user name (tests/localhub/test_stack_settings.py).
 c.BERDLSpawner.notebook_dir = "/"
-c.BERDLSpawner.default_url = "/lab"
+c.BERDLSpawner.default_url = "/lab/tree/home/{{username}}"
 c.BERDLSpawner.init_favorites = [
     {{"path": "/home/{{username}}", "name": "Home"}},
     {{"path": {SHARED_IN_POD!r}, "name": "Shared"}},
