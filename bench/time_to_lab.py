@@ -300,7 +300,7 @@ def timed_start(stack: Stack, window: UserBrowser, variant: str) -> Start:
     if not arrivals or not lab.match(page.url):
         window.shot(f"{variant.replace(' ', '-')}-failed")
         shown = " ".join(page.locator("body").inner_text().split())[:300]
-        logs = stack.work / "logs"
+        logs = stack.log_dir
         raise RuntimeError(
             f"{variant}: no JupyterLab for {window.name}; the page says: {shown} (logs: {logs})"
         )

@@ -37,6 +37,7 @@ from typing import Any
 import aiohttp
 
 from localhub import kube_gc, localpod
+from localhub.leftovers import Leftovers
 from localhub.podman_async import AsyncPodman
 from localhub.standins.kube import Kubelet
 
@@ -144,6 +145,7 @@ class Node(Kubelet):
         images: Mapping[str, str],
         log_dir: Path,
         podman: AsyncPodman | None = None,
+        leftovers: Leftovers | None = None,
         port: int = 8888,
         poll_seconds: float = 0.25,
         refresh_seconds: float = 2.0,
@@ -153,6 +155,7 @@ class Node(Kubelet):
         self.images = dict(images)
         self.log_dir = log_dir
         self.podman = podman or AsyncPodman()
+        self.leftovers = leftovers  # where each pod is written down while podman has it
         self.refresh_seconds = refresh_seconds  # how often running pods are inspected (podman is slow)
         self.addresses = loopback_addresses(port)
         self.played: dict[str, PlayedPod] = {}
@@ -336,6 +339,8 @@ class Node(Kubelet):
         local = localpod.for_this_machine(pod, pod_ip=ip, host_root=str(self.host_root), images=self.images)
         played.manifest.write_text(json.dumps(local))
         self.played[name] = played
+        if self.leftovers is not None:  # before its podman secrets exist
+            self.leftovers.pod(name, played.secrets)
         # A kubelet reports the pod's address once its sandbox exists, before the init containers run.
         played.status = {
             "phase": "Pending",
@@ -384,6 +389,8 @@ class Node(Kubelet):
         for secret in played.secrets:
             await self.podman("secret", "rm", secret)
         played.manifest.unlink(missing_ok=True)
+        if self.leftovers is not None:
+            self.leftovers.pod_removed(played.name)
 
     async def _remove(self, session: aiohttp.ClientSession, played: PlayedPod) -> None:
         if self.played.get(played.name) is not played:

@@ -149,44 +149,73 @@ class Postgres:
     log_path: Path
 
 
-@contextlib.contextmanager
-def postgres_server(password: str) -> Iterator[Postgres]:
-    """A throwaway PostgreSQL on 127.0.0.1 with password (SCRAM) authentication.
+def _as_postgres() -> list[str]:
+    """The prefix that runs a server program as the `postgres` user: initdb refuses to run as root."""
+    return [find_tool("runuser"), "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
-    initdb refuses to run as root: as root, the server runs as the `postgres` user (runuser), in a
-    folder it owns.
+
+def _give_to_postgres(path: Path) -> None:
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+
+
+def stop_postgres(base: Path) -> None:
+    """Stop the server whose data are in `base/data`, if one runs (also one a killed run left)."""
+    data = base / "data"
+    if (data / "postmaster.pid").exists():
+        stop = [postgres_tool("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]
+        subprocess.run([*_as_postgres(), *stop], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def postgres_server(
+    password: str, *, base: Path | None = None, log_path: Path | None = None
+) -> Iterator[Postgres]:
+    """PostgreSQL on 127.0.0.1 with password (SCRAM) authentication, and a database `jupyterhub` owned by
+    the role `jupyterhub`.
+
+    Without `base`: a throwaway server, in a temporary folder removed after, fsync off. With `base`: its
+    data stay in `base/data`, and a later call with the same `base` and password finds the database as
+    it was left (a server a killed run left running there is stopped first). It logs to `log_path`
+    (by default `base/server.log`). As root, the server runs as the `postgres` user, in a folder it owns.
     """
     initdb, pg_ctl = postgres_tool("initdb"), postgres_tool("pg_ctl")
-    as_postgres: list[str] = []
-    base = Path(tempfile.mkdtemp(prefix="berdl-hub-pg-"))
-    if os.geteuid() == 0:
-        as_postgres = [find_tool("runuser"), "-u", "postgres", "--"]
-        owner = pwd.getpwnam("postgres")
-        os.chown(base, owner.pw_uid, owner.pw_gid)
-    data, log_path, port = base / "data", base / "server.log", free_port()
+    as_postgres = _as_postgres()
+    throwaway = base is None
+    base = Path(tempfile.mkdtemp(prefix="berdl-hub-pg-")) if base is None else base
+    base.mkdir(parents=True, exist_ok=True)
+    _give_to_postgres(base)
+    data, port = base / "data", free_port()
+    log_path = log_path or base / "server.log"
+    log_path.touch()
+    _give_to_postgres(log_path)  # the server appends to it as its own user
     run = {"check": True, "capture_output": True}
-    options = f"-p {port} -h 127.0.0.1 -k {base} -c fsync=off -c full_page_writes=off"
+    options = f"-p {port} -h 127.0.0.1 -k {base}" + (
+        " -c fsync=off -c full_page_writes=off" if throwaway else ""
+    )
     try:
-        pwfile = base / "pwfile"
-        pwfile.write_text(password + "\n")
-        if as_postgres:
-            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
-        init = [initdb, "-D", str(data), "-U", "postgres", "--auth=scram-sha-256", f"--pwfile={pwfile}"]
-        subprocess.run([*as_postgres, *init, "--no-sync", "-E", "UTF8"], **run)
-        pwfile.unlink()
+        stop_postgres(base)
+        new = not (data / "PG_VERSION").exists()
+        if new:
+            pwfile = base / "pwfile"
+            pwfile.write_text(password + "\n")
+            _give_to_postgres(pwfile)
+            init = [initdb, "-D", str(data), "-U", "postgres", "--auth=scram-sha-256", f"--pwfile={pwfile}"]
+            subprocess.run([*as_postgres, *init, *(["--no-sync"] if throwaway else []), "-E", "UTF8"], **run)
+            pwfile.unlink()
         subprocess.run(
             [*as_postgres, pg_ctl, "-D", str(data), "-l", str(log_path), "-o", options, "-w", "start"], **run
         )
-        import psycopg
+        if new:
+            import psycopg
 
-        admin = f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"CREATE ROLE jupyterhub LOGIN PASSWORD '{password}'")
-            conn.execute("CREATE DATABASE jupyterhub OWNER jupyterhub")
+            admin = f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres"
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f"CREATE ROLE jupyterhub LOGIN PASSWORD '{password}'")
+                conn.execute("CREATE DATABASE jupyterhub OWNER jupyterhub")
         yield Postgres(f"postgresql://jupyterhub@127.0.0.1:{port}/jupyterhub", password, log_path)
     finally:
-        if (data / "postmaster.pid").exists():
-            subprocess.run(
-                [*as_postgres, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True
-            )
-        shutil.rmtree(base, ignore_errors=True)
+        stop_postgres(base)
+        if throwaway:
+            shutil.rmtree(base, ignore_errors=True)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import kmock
 
+from localhub.leftovers import Leftovers
 from localhub.node import Node
 from localhub.standins.governance import GovernanceApp
 from localhub.standins.http import serve
@@ -78,24 +79,51 @@ class StandIns:
         return self.loop.run(read())
 
 
-def _log_to(path: Path, *names: str) -> None:
+#: The loggers of the stand-ins, whose records go to the stack's standins.log.
+LOGGERS = ("berdl.localhub.node", "berdl.localhub.kubelet", "aiohttp.access", "kmock")
+
+
+@contextlib.contextmanager
+def _logging_to(path: Path) -> Iterator[None]:
+    """The stand-ins' loggers write to `path`, and only there (not in pytest's report of every failure),
+    until the stack stops: a later stack in the same process logs to its own file."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    for name in names:
+    for name in LOGGERS:
         logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-        logger.propagate = False  # in the file only, not in pytest's report of every failure
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for name in LOGGERS:
+            logging.getLogger(name).removeHandler(handler)
+        handler.close()
 
 
 @contextlib.contextmanager
 def standins(
-    users: list[User], *, host_root: Path, images: Mapping[str, str], log_dir: Path
+    users: list[User],
+    *,
+    host_root: Path,
+    images: Mapping[str, str],
+    log_dir: Path,
+    leftovers: Leftovers | None = None,
 ) -> Iterator[StandIns]:
     """Start them all on a new loop thread; on exit, the node removes its pods and everything stops."""
-    _log_to(
-        log_dir / "standins.log", "berdl.localhub.node", "berdl.localhub.kubelet", "aiohttp.access", "kmock"
-    )
+    with _logging_to(log_dir / "standins.log"):
+        yield from _standins(users, host_root=host_root, images=images, log_dir=log_dir, leftovers=leftovers)
+
+
+def _standins(
+    users: list[User],
+    *,
+    host_root: Path,
+    images: Mapping[str, str],
+    log_dir: Path,
+    leftovers: Leftovers | None,
+) -> Iterator[StandIns]:
     loop = LoopThread()
     stack = contextlib.AsyncExitStack()
     auth2 = KBaseAuth2()
@@ -113,7 +141,14 @@ def standins(
         api_url = str(server.url).rstrip("/")
         spark_url = await stack.enter_async_context(serve(spark.app()))
         governance_url = await stack.enter_async_context(serve(governance.app()))
-        node = Node(api_url, NAMESPACE, host_root=host_root, images=images, log_dir=log_dir / "pods")
+        node = Node(
+            api_url,
+            NAMESPACE,
+            host_root=host_root,
+            images=images,
+            log_dir=log_dir / "pods",
+            leftovers=leftovers,
+        )
         await stack.enter_async_context(node)
         return StandIns(
             loop, auth2, auth2_url, api, api_url, node, spark, spark_url, governance, governance_url

@@ -1,16 +1,27 @@
 """The whole BERDL stack on one machine: real PostgreSQL, configurable-http-proxy and JupyterHub (with
-hub/jupyterhub_config.py), the stand-ins (standins.py) and the node playing the real images.
+hub/jupyterhub_config.py), the stand-ins (services.py) and the node playing the real images.
 
-Everything writes its log under `work/logs/` and the node's folders (homes, the shared folder) live
-under `work/node/`, so a person can look at both when something fails.
+Its folder `work` holds, for a person to look at:
+
+- `node/`: the node's folders, the homes (`node/mnt/berdl/homes/NAME`) and the shared folder;
+- `logs/TIME/`: each start's logs (the hub, the proxy, PostgreSQL, the stand-ins, and under `pods/` what
+  each pod's containers printed), `logs/latest` the last start's;
+- `postgres/`: the hub's database; `state.json` and `users.json`: the secrets that keep the hub's
+  sessions and auth state readable, and the users' stand-in credentials (mode 0600).
+
+A stack started again in the same folder, not fresh, finds the homes, the database and the users as the
+last one left them; the API stand-in and the node start empty, so the hub finds the servers it thought
+running gone and clears them (its poll at start), and each user starts a server again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import shutil
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +29,8 @@ from typing import Any
 
 import httpx
 
-from localhub.podman import INIT_IMAGE, NOTEBOOK_IMAGE
+from localhub.leftovers import RECORD, Leftovers, end_leftovers
+from localhub.podman import INIT_IMAGE, NOTEBOOK_IMAGE, Podman
 from localhub.procs import (
     Process,
     base_env,
@@ -32,7 +44,7 @@ from localhub.services import StandIns, standins
 from localhub.standins.kbase_auth2 import kbase_env
 from localhub.standins.kube import NAMESPACE, kube_config
 from localhub.tools import REPO
-from localhub.users import User
+from localhub.users import User, save_users
 
 # The image names the hub is configured with, as in a deployment; the node plays the local builds.
 HUB_NOTEBOOK_IMAGE = "ghcr.io/kbase/berdl-notebook:e2e"
@@ -76,7 +88,11 @@ class Stack:
     hub: Process
     proxy: Process
     node_root: Path
+    log_dir: Path
     secrets: list[str] = field(repr=False)
+    leftovers: Leftovers = field(repr=False)
+    #: What a stack in the same folder that did not stop had left running, and this start ended.
+    leftovers_ended: list[str] = field(default_factory=list)
     #: How the hub and the proxy were started, so that a step can start them again the same way.
     hub_env: dict[str, str] = field(repr=False, default_factory=dict)
     proxy_cmd: list[str] = field(repr=False, default_factory=list)
@@ -91,8 +107,8 @@ class Stack:
         return self.node_root / SHARED.lstrip("/")
 
     def logs(self) -> str:
-        """Every log the stack wrote, in one text."""
-        return "".join(p.read_text(errors="replace") for p in sorted((self.work / "logs").rglob("*.log")))
+        """Every log this start of the stack wrote, in one text."""
+        return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.rglob("*.log")))
 
     def stop_hub(self, *, kill: bool = False) -> None:
         """Stop the hub as Kubernetes does when it rolls the pod (SIGTERM), or kill it (SIGKILL), as an
@@ -107,7 +123,8 @@ class Stack:
         """Start the hub again with the settings it had (a new pod of the same Deployment), `env` on top;
         wait until it answers. Each start logs to a file of its own."""
         self._starts += 1
-        self.hub = _start_hub(self.work, {**self.hub_env, **env}, f"hub-{self._starts}.log")
+        log_path = self.log_dir / f"hub-{self._starts}.log"
+        self.hub = _start_hub(self.work, {**self.hub_env, **env}, log_path, self.leftovers)
 
     @property
     def proxy_api_url(self) -> str:
@@ -127,14 +144,16 @@ class Stack:
             "configurable-http-proxy",
             self.proxy_cmd,
             self.proxy_env,
-            self.work / "logs" / f"proxy-{self._starts}.log",
+            self.log_dir / f"proxy-{self._starts}.log",
         )
+        self.leftovers.process(self.proxy)
         wait_for(f"{self.proxy_api_url}/api/routes", 30, self.proxy)
 
 
-def _start_hub(work: Path, env: dict[str, str], log_name: str) -> Process:
+def _start_hub(work: Path, env: dict[str, str], log_path: Path, leftovers: Leftovers) -> Process:
     cmd = [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "hub" / "jupyterhub_config.py"), "--debug"]
-    hub = start("jupyterhub", cmd, env, work / "logs" / log_name, cwd=work / "hub")
+    hub = start("jupyterhub", cmd, env, log_path, cwd=work / "hub")
+    leftovers.process(hub)
     try:
         wait_for(f"{env['BERDL_HUB_BIND_URL']}/hub/health", 120, hub)
     except BaseException:
@@ -145,12 +164,49 @@ def _start_hub(work: Path, env: dict[str, str], log_name: str) -> Process:
 
 def _prepare_node(node_root: Path, wheels: Mapping[str, bytes]) -> None:
     """The node's folders: where homes go, and a shared folder holding a README and some wheels."""
-    (node_root / HOMES.lstrip("/")).mkdir(parents=True)
+    (node_root / HOMES.lstrip("/")).mkdir(parents=True, exist_ok=True)
     shared = node_root / SHARED.lstrip("/")
-    (shared / "wheels").mkdir(parents=True)
+    (shared / "wheels").mkdir(parents=True, exist_ok=True)
     (shared / "README.txt").write_text("BERDL shared data (read-only)\n")
     for name, data in wheels.items():
         (shared / "wheels" / name).write_bytes(data)
+
+
+def _log_dir(work: Path) -> Path:
+    """A new folder for this start's logs, `work/logs/TIME`, and `work/logs/latest` pointing to it."""
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder, n = logs / stamp, 1
+    while folder.exists():
+        n += 1
+        folder = logs / f"{stamp}-{n}"
+    folder.mkdir()
+    latest = logs / "latest"
+    latest.unlink(missing_ok=True)
+    latest.symlink_to(folder.name)
+    return folder
+
+
+def _write_private(path: Path, document: Any) -> None:
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def _kept_secrets(work: Path) -> dict[str, str]:
+    """The secrets a restarted stack needs again: the hub's cookie secret (its sessions) and crypt key
+    (the auth state in its database), and PostgreSQL's password; made for a new stack."""
+    path = work / "state.json"
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads(path.read_text())
+    kept = {
+        "cookie_secret": secrets.token_hex(32),
+        "crypt_key": secrets.token_hex(32),
+        "pg_password": "pg-" + secrets.token_hex(12),
+    }
+    _write_private(path, kept)
+    return kept
 
 
 @contextlib.contextmanager
@@ -158,38 +214,50 @@ def running_stack(
     work: Path,
     users: list[User],
     *,
+    fresh: bool = True,
     wheels: Mapping[str, bytes] = {},
     extra_config: str = "",
     env: Mapping[str, str] = {},
 ) -> Iterator[Stack]:
-    """Start everything in `work` (emptied first); stop everything, the pods too, on the way out.
+    """Start everything in `work`; stop everything, the pods too, on the way out.
 
+    What a stack in `work` that did not stop left running is ended first (leftovers.py). `fresh`:
+    `work` is emptied first; otherwise the homes, the database and the secrets stay (see the module's
+    description). `users` are written to `work/users.json` (users.load_users reads them back).
     `extra_config` is appended to the operator's settings (EXTRA_CONFIG); `env` is added to the hub's
     environment (BERDL_* settings, for example), over this stack's own."""
-    shutil.rmtree(work, ignore_errors=True)
-    logs, node_root = work / "logs", work / "node"
-    logs.mkdir(parents=True)
+    ended = end_leftovers(work, Podman())
+    if fresh:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    log_dir, node_root = _log_dir(work), work / "node"
     _prepare_node(node_root, wheels)
+    save_users(work / "users.json", users)
+    leftovers = Leftovers(work)
     by_name = {u.name: u for u in users}
-    cookie_secret, crypt_key = secrets.token_hex(32), secrets.token_hex(32)
-    proxy_token, pg_password = secrets.token_hex(32), "pg-" + secrets.token_hex(12)
+    kept = _kept_secrets(work)
+    cookie_secret, crypt_key, pg_password = kept["cookie_secret"], kept["crypt_key"], kept["pg_password"]
+    proxy_token = secrets.token_hex(32)
     all_secrets = [cookie_secret, crypt_key, proxy_token, pg_password] + [s for u in users for s in u.secrets]
 
     with (
-        postgres_server(pg_password) as postgres,
-        standins(users, host_root=node_root, images=LOCAL_IMAGES, log_dir=logs) as services,
+        postgres_server(pg_password, base=work / "postgres", log_path=log_dir / "postgres.log") as postgres,
+        standins(
+            users, host_root=node_root, images=LOCAL_IMAGES, log_dir=log_dir, leftovers=leftovers
+        ) as services,
     ):
         hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
         hub_url = f"http://127.0.0.1:{hub_port}"
         proxy_cmd = proxy_command(proxy_port, proxy_api_port, hub_url)
         proxy_env = {**base_env(), "CONFIGPROXY_AUTH_TOKEN": proxy_token}
-        proxy = start("configurable-http-proxy", proxy_cmd, proxy_env, logs / "proxy.log")
+        proxy = start("configurable-http-proxy", proxy_cmd, proxy_env, log_dir / "proxy.log")
+        leftovers.process(proxy)
         stack: Stack | None = None
         try:
             wait_for(f"http://127.0.0.1:{proxy_api_port}/api/routes", 30, proxy)
             (work / "kubeconfig").write_text(kube_config(services.api_url))
             (work / "extra_config.py").write_text(EXTRA_CONFIG + extra_config)
-            (work / "hub").mkdir()
+            (work / "hub").mkdir(exist_ok=True)
             hub_env = {
                 **base_env(),
                 **kbase_env(services.auth2_url),  # KBase login against the Auth2 stand-in
@@ -216,10 +284,13 @@ def running_stack(
                 standins=services,
                 public_url=f"http://127.0.0.1:{proxy_port}",
                 hub_url=hub_url,
-                hub=_start_hub(work, hub_env, "hub.log"),
+                hub=_start_hub(work, hub_env, log_dir / "hub.log", leftovers),
                 proxy=proxy,
                 node_root=node_root,
+                log_dir=log_dir,
                 secrets=all_secrets,
+                leftovers=leftovers,
+                leftovers_ended=ended,
                 hub_env=hub_env,
                 proxy_cmd=proxy_cmd,
                 proxy_env=proxy_env,
@@ -230,4 +301,5 @@ def running_stack(
                 stack.hub.stop()
                 proxy = stack.proxy
             proxy.stop()
-            shutil.copy(postgres.log_path, logs / "postgres.log")
+    # Stopped as it should: nothing is left for the next start to end.
+    (work / RECORD).unlink(missing_ok=True)

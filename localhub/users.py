@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -30,3 +34,17 @@ class User:
 
 def make_users(*names: str) -> list[User]:
     return [User(name) for name in names]
+
+
+def save_users(path: Path, users: list[User]) -> None:
+    """The users with their credentials (mode 0600), for a stack started again in the same folder."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(json.dumps([dataclasses.asdict(user) for user in users], indent=2) + "\n")
+
+
+def load_users(path: Path) -> list[User]:
+    """The users save_users wrote; none when there is no such file (or it cannot be read)."""
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        return [User(**entry) for entry in json.loads(path.read_text())]
+    return []
