@@ -23,17 +23,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+# Run as a script (python bench/run.py), so its siblings import by their names; localhub comes from the
+# editable install.
+from big_home import fill_home
+from harness import Case, Comparison, compare, count_syscalls_under
+from spawner_bench import measure_spawner
+from time_to_lab import measure_time_to_lab, missing_requirement
+
+from localhub.wheels import fake_ipykernel_wheel
+
 BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-sys.path[:0] = [str(BENCH), str(ROOT)]
-
-from big_home import fill_home  # noqa: E402
-from harness import Case, Comparison, compare, count_syscalls_under  # noqa: E402
-from spawner_bench import measure_spawner  # noqa: E402
-from time_to_lab import measure_time_to_lab, missing_requirement  # noqa: E402
-
-from tests.wheels import fake_ipykernel_wheel  # noqa: E402
-
 BERDL_INIT = str(Path(sys.executable).parent / "berdl-init")
 BASE_PYTHON = str(Path(getattr(sys, "_base_executable", None) or sys.executable))
 

@@ -7,7 +7,7 @@
    interleaved. Target: <= 1.5x.
 2. 200 spawns at once against a Spark Cluster Manager that answers after 1 s, against one spawn: wall
    times of `start()`, medians of three rounds of each, with the kmock Kubernetes emulator and the fake
-   services in a child process (tests/reliability/spawner_faults_support.py), so the hub's loop holds
+   services in a child process (localhub/standins/faults.py), so the hub's loop holds
    only the spawners.
    Target: <= 2x.
 
@@ -24,18 +24,14 @@ import logging
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from berdl_hub.spawner import BERDLSpawner
+from kubespawner import KubeSpawner
 
-from berdl_hub.spawner import BERDLSpawner  # noqa: E402
-from kubespawner import KubeSpawner  # noqa: E402
-
-from tests.hub.hubtest_support import NAMESPACE, FakeUser, reset_kubespawner, throwaway_kube_config  # noqa: E402
-from tests.reliability.spawner_faults_support import FaultServers, hub_stop, make_spawner  # noqa: E402
+from localhub.standins.faults import FaultServers
+from localhub.standins.hub import FakeUser, hub_stop, reset_kubespawner
+from localhub.standins.kube import NAMESPACE, throwaway_kube_config
 
 SPARK_DELAY = 1.0
 NO_FAULTS: dict[str, dict[str, float]] = {
@@ -138,7 +134,7 @@ async def timed_spawns(servers: FaultServers, users: list[str]) -> float:
     """Wall seconds for `start()` of one spawner per user, all at once; then they are stopped (untimed)."""
     assert servers.urls is not None
     urls = servers.urls
-    spawners = [make_spawner(urls, user, 30.0, spark_create_timeout=60.0) for user in users]
+    spawners = [urls.spawner(user, 30.0, spark_create_timeout=60.0) for user in users]
     began = time.perf_counter()
     results = await asyncio.gather(*(spawner.start() for spawner in spawners), return_exceptions=True)
     elapsed = time.perf_counter() - began

@@ -3,7 +3,7 @@ started in the same run from the same notebook image.
 
     python bench/time_to_lab.py [--quick] [--reuse-images]
 
-It runs on the whole stack of tests/e2e (PostgreSQL, configurable-http-proxy, JupyterHub, the node
+It runs on the local stack (localhub: PostgreSQL, configurable-http-proxy, JupyterHub, the node
 stand-in playing the real images with podman, Debian's chromium) and needs what tests/e2e needs: root
 (rootful podman), podman, runc, node, runuser, PostgreSQL and chromium.
 
@@ -53,21 +53,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-for folder in (ROOT, ROOT / "bench"):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
+from big_home import fill_home
 
-import pytest  # noqa: E402  (the tests' requirement checks speak in pytest's outcomes)
-from big_home import fill_home  # noqa: E402
-
-from tests.conftest import require_root, require_tool  # noqa: E402
-from tests.e2e.browser import CHROMIUM, SPAWN_TIMEOUT_MS, UserBrowser, chromium  # noqa: E402
-from tests.e2e.stack import HOMES, HUB_NOTEBOOK_IMAGE, SHARED, SHARED_IN_POD, Stack, running_stack  # noqa: E402
-from tests.e2e.users import make_users  # noqa: E402
-from tests.hub.hubtest_procs import REPO, postgres_tool  # noqa: E402
-from tests.hub.hubtest_support import NAMESPACE  # noqa: E402
-from tests.images.podman import INIT_IMAGE, NOTEBOOK_IMAGE, Podman  # noqa: E402
+from localhub.browser import CHROMIUM, SPAWN_TIMEOUT_MS, UserBrowser, chromium
+from localhub.podman import INIT_IMAGE, NOTEBOOK_IMAGE, Podman
+from localhub.procs import postgres_tool
+from localhub.stack import HOMES, HUB_NOTEBOOK_IMAGE, SHARED, SHARED_IN_POD, Stack, running_stack
+from localhub.standins.kube import NAMESPACE
+from localhub.tools import REPO, ToolMissing, find_tool, is_root
+from localhub.users import make_users
 
 #: The stack's logs and the browser's screenshots of the last run, for a person to look at.
 WORK = REPO / ".work" / "bench-ttl"
@@ -121,7 +115,7 @@ if _baseline:
         {{"name": "shared", "mountPath": {SHARED_IN_POD!r}, "readOnly": True}},
     ]
     c.KubeSpawner.notebook_dir = "/"
-    c.KubeSpawner.default_url = "/lab"
+    c.KubeSpawner.default_url = "/lab/tree/home/{{username}}"
     c.KubeSpawner.start_timeout = 600
     c.KubeSpawner.http_timeout = 300
 if _baseline == {CHOWN!r}:
@@ -161,10 +155,11 @@ class Start:
 
 
 def missing_requirement() -> str | None:
-    """What the stack needs and this machine lacks, in the words of the tests' own checks; None if all
+    """What the stack needs and this machine lacks, in the words of localhub's own checks; None if all
     is there."""
+    if not is_root():
+        return "the stack runs podman as root (overlay storage, hostPath volumes)"
     try:
-        require_root()
         for tool in (
             "podman",
             "runc",
@@ -172,11 +167,11 @@ def missing_requirement() -> str | None:
             "runuser",
             str(REPO / "node_modules/.bin/configurable-http-proxy"),
         ):
-            require_tool(tool)
+            find_tool(tool)
         postgres_tool("initdb")
         postgres_tool("pg_ctl")
-    except (pytest.skip.Exception, pytest.fail.Exception) as missing:
-        return str(missing.msg)
+    except ToolMissing as missing:
+        return str(missing)
     if not CHROMIUM.exists():
         return f"Debian's chromium is not installed at {CHROMIUM} (scripts/setup installs it)"
     return None
@@ -305,7 +300,7 @@ def timed_start(stack: Stack, window: UserBrowser, variant: str) -> Start:
     if not arrivals or not lab.match(page.url):
         window.shot(f"{variant.replace(' ', '-')}-failed")
         shown = " ".join(page.locator("body").inner_text().split())[:300]
-        logs = stack.work / "logs"
+        logs = stack.log_dir
         raise RuntimeError(
             f"{variant}: no JupyterLab for {window.name}; the page says: {shown} (logs: {logs})"
         )

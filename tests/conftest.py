@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import jinja2  # noqa: F401
 import json5  # noqa: F401
@@ -13,12 +12,12 @@ import pytest
 # Imported before any pyfakefs test starts: a module first imported inside a fake file system keeps
 # references to pyfakefs's classes (pydantic's validators capture pathlib.Path when a model is built).
 import berdl_init.runner  # noqa: F401
-from tests.images.podman import Podman, is_root
+from localhub.podman import Podman
+from localhub.tools import ToolMissing, find_tool, is_root
+from tests.environment import is_callers_setting
 
 #: How long the slow podman steps took (tests/images/conftest.py prints them at the end).
 PODMAN_SECONDS: dict[str, float] = {}
-#: The tools scripts/setup installs into .venv/bin rather than for the whole machine (from PyPI).
-IN_VENV = frozenset({"kubectl", "node", "npm"})
 
 
 def skip_or_fail(message: str) -> NoReturn:
@@ -29,17 +28,34 @@ def skip_or_fail(message: str) -> NoReturn:
 
 
 def require_tool(name: str) -> str:
-    """Path of an external tool a test needs.
+    """Path of an external tool a test needs (localhub.tools.find_tool: on PATH or in the venv's bin).
 
     On a laptop without it the test is skipped; under CI (CI=true) a missing tool is a failure,
     because `.ci/run` installs everything the suite needs.
     """
-    path = shutil.which(name)
-    if path:
-        return path
-    if name in IN_VENV:
-        skip_or_fail(f"{name} is not on PATH (scripts/setup installs it in .venv/bin: activate .venv)")
-    skip_or_fail(f"{name} is not installed (scripts/setup installs it)")
+    try:
+        return find_tool(name)
+    except ToolMissing as missing:
+        skip_or_fail(str(missing))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Any:
+    """A program the local stack needs and this machine lacks (localhub raises ToolMissing, found
+    while a fixture starts it) is require_tool's case: skipped on a laptop, a failure under CI=true."""
+    try:
+        return (yield)
+    except ToolMissing as missing:
+        skip_or_fail(str(missing))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    """The same, for a program a test body starts."""
+    try:
+        return (yield)
+    except ToolMissing as missing:
+        skip_or_fail(str(missing))
 
 
 def require_root() -> None:
@@ -67,9 +83,10 @@ def podman() -> Podman:
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No BERDL_* or Jupyter user variable from the caller's environment leaks into a test."""
+    """No BERDL_*, Jupyter user, virtualenv or pip setting from the caller's environment leaks into a
+    test (tests/environment.py; child_env is the same for a child process)."""
     for name in list(os.environ):
-        if name.startswith("BERDL_") or name in {"JUPYTERHUB_USER", "NB_USER"}:
+        if is_callers_setting(name):
             monkeypatch.delenv(name)
     return monkeypatch
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from localhub.browser import CHROMIUM
+from localhub.podman import Podman
 from tests.conftest import require_tool, skip_or_fail
-from tests.e2e.browser import CHROMIUM
-from tests.images.podman import Podman
 
 ROOT = Path(__file__).resolve().parent.parent
 BERDL_VARIANTS = {"new home", "prepared home"}

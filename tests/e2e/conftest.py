@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from localhub.browser import chromium
+from localhub.podman import Podman
+from localhub.stack import Stack, running_stack
+from localhub.tools import REPO
+from localhub.users import make_users
+from localhub.wheels import module_wheel
 from tests.conftest import require_tool
-from tests.e2e.browser import chromium
-from tests.e2e.stack import Stack, running_stack
-from tests.e2e.users import make_users
-from tests.hub.hubtest_procs import REPO
-from tests.images.podman import Podman
-from tests.wheels import module_wheel
 
 #: Screenshots and every process's log, for a person to look at when a step fails (not committed).
 E2E_WORK = REPO / ".work" / "e2e"

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.stack import Stack
+from localhub.stack import Stack
 
 OBSERVER = "e2e-observer"
 #: The observer's API token; a module that adds the observer puts it in its stack's secrets.

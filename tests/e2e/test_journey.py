@@ -1,7 +1,7 @@
 """The whole system, end to end: a real browser logs in on the KBase login stand-in and works in
 JupyterLab, on the pod the hub's own spawn created and the node played with the real images.
 
-The steps run in order on one stack (tests/e2e/stack.py) and build on each other; each asserts what the
+The steps run in order on one stack (localhub/stack.py) and build on each other; each asserts what the
 user sees or what the system holds. Screenshots and every process's log are in .work/e2e/.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.browser import UserBrowser
+from localhub.browser import UserBrowser
+from localhub.stack import SHARED_IN_POD, Stack
 from tests.e2e.conftest import E2E_WORK, PROBE_PACKAGE
 from tests.e2e.probes import eventually, pod_of, podman_pods
-from tests.e2e.stack import SHARED_IN_POD, Stack
 from tests.hub.hubtest_support import assert_no_secret_in
 
 pytestmark = pytest.mark.slow
@@ -62,8 +62,18 @@ def test_1_login_and_spawn(stack: Stack, alice: UserBrowser) -> None:
     assert "kbase_session" in {c["name"] for c in alice.page.context.cookies(stack.public_url)}
     alice.start_server()
     assert any("/hub/spawn-pending/alice" in url for url in alice.visited), alice.visited
-    assert alice.path() == "/user/alice/lab"
+    assert alice.path().startswith("/user/alice/lab")
     alice.shot("lab")
+
+
+def test_2_jupyterlab_opens_in_the_home_where_the_launchers_first_notebook_saves(
+    stack: Stack, alice: UserBrowser
+) -> None:
+    """What a person does first: the Launcher's "Python 3" notebook, in the folder JupyterLab opened."""
+    alice.new_notebook()
+    alice.shot("first-notebook")
+    assert alice.folder() == "home/alice"
+    assert (stack.home("alice") / "Untitled.ipynb").is_file()
 
 
 def test_2_jupyterlab_favorites(alice: UserBrowser) -> None:
@@ -72,8 +82,7 @@ def test_2_jupyterlab_favorites(alice: UserBrowser) -> None:
 
 
 def test_2_notebook_runs_in_the_home_venv_with_the_user_environment(stack: Stack, alice: UserBrowser) -> None:
-    alice.open_favorite("Home")
-    reported = alice.json_from_notebook(ENVIRONMENT_PROBE, new=True)
+    reported = alice.json_from_notebook(ENVIRONMENT_PROBE)  # in the notebook the step before made
     alice.shot("notebook")
     user = stack.users["alice"]
     cluster = stack.standins.spark.clusters[user.kbase_token]
@@ -127,7 +136,8 @@ def test_3_kubernetes_holds_no_credential_in_the_pod_and_an_owned_secret(stack: 
 def test_4_a_second_user_gets_a_pod_of_his_own(stack: Stack, alice: UserBrowser, bob: UserBrowser) -> None:
     bob.log_in_on_kbase()
     bob.start_server()
-    assert bob.path() == "/user/bob/lab"
+    assert bob.path().startswith("/user/bob/lab")
+    assert bob.folder() == "home/bob"
     assert bob.favorites() == ["Home", "Shared"]
     bob.shot("lab")
     pods = {user: pod_of(stack, user) for user in ("alice", "bob")}
@@ -168,7 +178,6 @@ def test_6_start_again_keeps_the_files_and_changes_nothing(stack: Stack, alice: 
     alice.start_server()
     alice.shot("lab-again")
     assert (stack.home("alice") / "journey.ipynb").is_file()
-    alice.open_favorite("Home")
     imported = alice.json_from_notebook(
         f"import json, {PROBE_PACKAGE} as probe; print(json.dumps(probe.MARKER))", new=True
     )
@@ -176,3 +185,6 @@ def test_6_start_again_keeps_the_files_and_changes_nothing(stack: Stack, alice: 
     report = json.loads(stack.standins.node.init_log("jupyter-alice", "berdl-init"))
     assert report["ok"] is True
     assert report["changes"] == [], report["changes"]
+    # The first start's log is kept beside it: the one of the run that prepared the home.
+    first, *_ = stack.standins.node.init_logs("jupyter-alice", "berdl-init")
+    assert {"dirs", "dotfiles", "venv"} <= {change["step"] for change in json.loads(first)["changes"]}

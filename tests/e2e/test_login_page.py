@@ -4,8 +4,8 @@ it on a new machine: playwright's driver starts, chromium starts, a person's cli
 
 from __future__ import annotations
 
-from tests.e2e.browser import chromium
-from tests.standins.kbase_auth2 import KBaseAuth2, serve_in_thread
+from localhub.browser import chromium
+from localhub.standins.kbase_auth2 import KBaseAuth2, serve_in_thread
 
 
 def test_a_click_on_the_login_page_signs_alice_in() -> None:

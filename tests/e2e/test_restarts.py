@@ -26,14 +26,14 @@ import httpx
 import pytest
 from berdl_hub.auth import TOKEN_KEY
 
+from localhub.browser import SPAWN_TIMEOUT_MS, UserBrowser
+from localhub.podman import Podman
+from localhub.stack import Stack, running_stack
+from localhub.users import make_users
 from tests.conftest import require_tool
-from tests.e2e.browser import SPAWN_TIMEOUT_MS, UserBrowser
 from tests.e2e.conftest import E2E_WORK
 from tests.e2e.probes import OBSERVER_TOKEN, eventually, hub_user, observer_config, pod_of
-from tests.e2e.stack import Stack, running_stack
-from tests.e2e.users import make_users
 from tests.hub.hubtest_support import assert_no_secret_in
-from tests.images.podman import Podman
 
 pytestmark = pytest.mark.slow
 
@@ -156,7 +156,6 @@ def test_0_alice_and_bob_work_in_jupyterlab(stack: Stack, alice: UserBrowser, bo
     alice.start_server()
     bob.page.wait_for_url(re.compile(r".*/user/bob/lab.*"), timeout=SPAWN_TIMEOUT_MS)
     bob.wait_for_lab()
-    alice.open_favorite("Home")
     assert alice.json_from_notebook(CLOCK_CELL.format(n=0), new=True)["cell"] == 0
     alice.shot("lab-before-restart")
     assert all(servers_listed(stack, user)[""]["ready"] for user in ("alice", "bob"))
@@ -222,10 +221,10 @@ def test_1_after_the_restart_a_stop_and_start_deletes_and_makes_her_cluster(
     assert cluster_now not in (None, cluster_before)  # made by this start's POST, with her token
     assert clusters == 2  # bob's and hers: no second one of hers
     alice.shot("lab-after-stop-and-start")
-    # A fresh workspace: the restored notebook of the stopped server would ask for a kernel first.
-    alice.page.goto(f"{stack.public_url}/user/alice/lab?reset")
+    # A fresh workspace, at the server's own first page (its default_url, the home): the restored notebook
+    # of the stopped server would ask for a kernel first.
+    alice.page.goto(f"{stack.public_url}/user/alice/lab/tree/home/alice?reset")
     alice.wait_for_lab()
-    alice.open_favorite("Home")
     assert alice.json_from_notebook(CLOCK_CELL.format(n=2), new=True)["cell"] == 2
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
 from berdl_hub.spawner import BERDLSpawner
-from hubtest_stack import Stack, running_stack
-from hubtest_support import NAMESPACE, FakeOrmSpawner, FakeUser, reset_kubespawner, throwaway_kube_config
+
+from localhub.standins import hub as hub_standins
+from localhub.standins.hub import reset_kubespawner
+from localhub.standins.kube import throwaway_kube_config
+from tests.hub.hubtest_stack import Stack, running_stack
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,9 +27,8 @@ def throwaway_kubeconfig() -> Iterator[Path]:
 def auth2_url() -> Iterator[str]:
     """The KBase Auth2 stand-in of the real-hub tests (hubtest_kbase.AUTH2), served for the session."""
     # Imported on first use: only the real-hub tests need the stand-in.
-    from hubtest_kbase import AUTH2
-
-    from tests.standins.kbase_auth2 import serve_in_thread
+    from localhub.standins.kbase_auth2 import serve_in_thread
+    from tests.hub.hubtest_kbase import AUTH2
 
     with serve_in_thread(AUTH2.app()) as url:
         yield url
@@ -42,34 +43,9 @@ async def kube_reset() -> AsyncIterator[None]:
 
 @pytest.fixture
 def make_spawner() -> Callable[..., BERDLSpawner]:
-    """Build an offline-capable spawner for a user; keyword arguments set traits."""
-
-    def make(
-        name: str = "alice",
-        *,
-        admin: bool = False,
-        token: str | None = "kbase-token-alice-0123456789",
-        user: FakeUser | None = None,
-        server: str = "",
-        **traits: Any,
-    ) -> BERDLSpawner:
-        """`user`: an existing user (named servers of one user); `server`: the server's name. The
-        spawner is registered in `user.spawners`, as the hub keeps it."""
-        if user is None:
-            auth_state = {"kbase_token": token} if token else {}
-            user = FakeUser(name=name, admin=admin, auth_state=auth_state)
-        defaults: dict[str, Any] = {
-            "init_image": "ghcr.io/kbase/berdl-init:1.0",
-            "image": "ghcr.io/kbase/berdl-notebook:1.0",
-            "namespace": NAMESPACE,
-            "api_token": "hub-api-token-for-alice-0123456789",
-        }
-        defaults.update(traits)
-        spawner = BERDLSpawner(_mock=True, user=user, orm_spawner=FakeOrmSpawner(server), **defaults)
-        user.spawners[server] = spawner
-        return spawner
-
-    return make
+    """Build an offline-capable spawner for a user (localhub.standins.hub.make_spawner: keyword
+    arguments set traits; `user` and `server` make named servers of one user)."""
+    return hub_standins.make_spawner
 
 
 @pytest.fixture

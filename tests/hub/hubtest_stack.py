@@ -11,15 +11,13 @@ from typing import Any
 
 import kmock
 from berdl_hub.spawner import BERDLSpawner
-from hubtest_support import (
-    NAMESPACE,
-    ApiServer,
-    GovernanceApp,
-    Kubelet,
-    SparkClusterManagerApp,
-    reset_kubespawner,
-    serve,
-)
+
+from localhub.standins.governance import GovernanceApp
+from localhub.standins.http import serve
+from localhub.standins.hub import reset_kubespawner
+from localhub.standins.kube import NAMESPACE, ApiServer, Kubelet
+from localhub.standins.spark import SparkClusterManagerApp
+from tests.pods import env_of
 
 TOKEN = "kbase-token-alice-0123456789"
 API_TOKEN = "hub-api-token-for-alice-0123456789"
@@ -92,5 +90,4 @@ async def running_stack(make_spawner: Callable[..., BERDLSpawner]) -> AsyncItera
 
 def pod_env(stack: Stack, spawner: BERDLSpawner) -> dict[str, Any]:
     pod = stack.k8s.objects[kmock.resource("v1/pods"), NAMESPACE, spawner.pod_name].raw
-    container = next(c for c in pod["spec"]["containers"] if c["name"] == "notebook")
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    return env_of(next(c for c in pod["spec"]["containers"] if c["name"] == "notebook"))

@@ -1,6 +1,6 @@
 """A user's server for the hub tests: the smallest HTTP server JupyterHub can spawn and route to.
 
-Run by SimpleLocalProcessSpawner as `python -m hubtest_userserver` (SPAWNER_CONFIG, for the tests'
+Run by SimpleLocalProcessSpawner as `python -m tests.hub.hubtest_userserver` (SPAWNER_CONFIG, for the tests'
 extra config); it listens where the hub says (JUPYTERHUB_SERVICE_URL) and answers every GET with the
 user's name, and $BERDL_GREETING when the spawner sets it, so a test can tell through the proxy whether
 the user's route is there and what the spawner's settings were.
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 SPAWNER_CONFIG = """
 import sys
 c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
-c.Spawner.cmd = [sys.executable, "-m", "hubtest_userserver"]
+c.Spawner.cmd = [sys.executable, "-m", "tests.hub.hubtest_userserver"]
 c.SimpleLocalProcessSpawner.home_dir_template = {homes!r} + "/{{username}}"
 # The users of these tests are made through the API, with no KBase login whose token a spawn would check.
 c.KBaseAuthenticator.refresh_pre_spawn = False

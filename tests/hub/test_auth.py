@@ -22,10 +22,12 @@ from aiohttp import web as web_aiohttp
 from berdl_hub.auth import KBaseAuthenticator
 from berdl_hub.kbase_auth2 import Auth2Client, Auth2Unavailable
 from berdl_hub.services import close_shared_client
-from hubtest_support import FakeUser, assert_no_secret_in, closed_port_url, serve
 from tornado import httpserver, netutil, web
 
-from tests.standins.kbase_auth2 import KBaseAuth2
+from localhub.standins.http import serve
+from localhub.standins.hub import FakeUser
+from localhub.standins.kbase_auth2 import KBaseAuth2
+from tests.hub.hubtest_support import assert_no_secret_in, closed_port_url
 
 pytestmark = pytest.mark.asyncio
 APPROVED, ADMIN = "BERDL_USER", "CDM_JUPYTERHUB_ADMIN"

@@ -15,10 +15,12 @@ import pytest
 import yaml
 from berdl_hub import config_tree
 from berdl_hub.spawner import BERDLSpawner
-from hubtest_procs import REPO
-from hubtest_support import assert_no_secret_in
-from hubtest_userserver import SPAWNER_CONFIG
-from test_hub import (
+from traitlets.config import Config
+
+from localhub.tools import REPO
+from tests.hub.hubtest_support import assert_no_secret_in
+from tests.hub.hubtest_userserver import SPAWNER_CONFIG
+from tests.hub.test_hub import (
     ADMIN_TOKEN,
     EXTRA_CONFIG,
     SECRETS,
@@ -27,8 +29,7 @@ from test_hub import (
     hub_stack,  # noqa: F401  (the fixture: a real hub beside a real proxy)
     run_hub_expecting_refusal,
 )
-from test_proxy_restart import start_server
-from traitlets.config import Config
+from tests.hub.test_proxy_restart import start_server
 
 pytestmark = pytest.mark.slow
 

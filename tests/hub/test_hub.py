@@ -18,9 +18,8 @@ from typing import Any
 import httpx
 import pytest
 from berdl_hub import hub_config
-from hubtest_kbase import ADA_KBASE_TOKEN, ALICE_KBASE_TOKEN, APPROVED_ROLE, kbase_env
-from hubtest_procs import (
-    REPO,
+
+from localhub.procs import (
     Postgres,
     Process,
     base_env,
@@ -30,7 +29,11 @@ from hubtest_procs import (
     start,
     wait_for,
 )
-from hubtest_support import assert_no_secret_in
+from localhub.standins.kbase_auth2 import APPROVED_ROLE, kbase_env
+from localhub.standins.kube import kube_config
+from localhub.tools import REPO
+from tests.hub.hubtest_kbase import ADA_KBASE_TOKEN, ALICE_KBASE_TOKEN
+from tests.hub.hubtest_support import assert_no_secret_in
 
 pytestmark = pytest.mark.slow
 CONFIG = REPO / "hub" / "jupyterhub_config.py"
@@ -59,15 +62,6 @@ name, token = "berdl-test-admin", os.environ["BERDL_TEST_ADMIN_TOKEN"]
 c.JupyterHub.services.append({"name": name, "api_token": token})
 scopes = ["read:users", "admin:auth_state"]
 c.JupyterHub.load_roles.append({"name": name, "scopes": scopes, "services": [name]})
-"""
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: none, cluster: {server: "http://127.0.0.1:9"}}]
-contexts: [{name: none, context: {cluster: none, user: none, namespace: berdl}}]
-current-context: none
-users: [{name: none, user: {}}]
 """
 
 
@@ -115,12 +109,10 @@ def hub_env(
     tmp: Path, hub_port: int, proxy_api_port: int, auth2_url: str = "http://127.0.0.1:9"
 ) -> dict[str, str]:
     (tmp / "hub-cwd").mkdir()
-    (tmp / "kubeconfig").write_text(KUBECONFIG)
+    (tmp / "kubeconfig").write_text(kube_config())
     (tmp / "extra_config.py").write_text(EXTRA_CONFIG)
     return {
         **base_env(),
-        # For the test user servers the hub may spawn (hubtest_userserver), found beside this module.
-        "PYTHONPATH": str(Path(__file__).parent),
         "KUBECONFIG": str(tmp / "kubeconfig"),
         "JUPYTERHUB_COOKIE_SECRET": COOKIE_SECRET,
         "JUPYTERHUB_CRYPT_KEY": CRYPT_KEY,

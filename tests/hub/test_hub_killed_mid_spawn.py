@@ -8,10 +8,11 @@ import asyncio
 
 import pytest
 from berdl_hub.spawner import BERDLSpawner
-from hubtest_stack import Stack
-from hubtest_support import NAMESPACE
 from jupyterhub import orm
 from jupyterhub.objects import Server
+
+from localhub.standins.kube import NAMESPACE
+from tests.hub.hubtest_stack import Stack
 
 pytestmark = pytest.mark.asyncio
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hubtest_procs import free_port
-from test_hub import EXTRA_CONFIG, hub_env, run_hub_expecting_refusal
+from localhub.procs import free_port
+from tests.hub.test_hub import EXTRA_CONFIG, hub_env, run_hub_expecting_refusal
 
 
 def test_a_start_timeout_that_cannot_hold_a_start_is_refused_at_hub_load(tmp_path: Path) -> None:

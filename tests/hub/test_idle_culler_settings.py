@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 from berdl_hub import hub_config
-from test_hub import GOOD
 from traitlets.config import Config
+
+from tests.hub.test_hub import GOOD
 
 
 def culler_command(env: dict[str, str]) -> list[str] | None:

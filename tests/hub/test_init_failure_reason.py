@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from berdl_hub import manifest
 from berdl_hub.spawner import SpawnRefused
-from hubtest_stack import Stack
+
+from tests.hub.hubtest_stack import Stack
 
 INVALID = "invalid settings: BERDL_VENV_RESTORE_TIMEOUT='soon': Input should be a valid number"
 

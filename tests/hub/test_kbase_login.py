@@ -18,9 +18,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 from aiohttp import web
-from hubtest_kbase import ADMIN_ROLE, APPROVED_ROLE, AUTH2
-from hubtest_support import assert_no_secret_in
-from test_hub import (  # noqa: F401  (hub_stack: a fixture)
+
+from localhub.standins.kbase_auth2 import ADMIN_ROLE, APPROVED_ROLE, serve_in_thread
+from tests.hub.hubtest_kbase import AUTH2
+from tests.hub.hubtest_support import assert_no_secret_in
+from tests.hub.test_hub import (  # noqa: F401  (hub_stack: a fixture)
     EXTRA_CONFIG,
     SECRETS,
     HubStack,
@@ -29,8 +31,6 @@ from test_hub import (  # noqa: F401  (hub_stack: a fixture)
     log_in,
     stored_auth_state,
 )
-
-from tests.standins.kbase_auth2 import serve_in_thread
 
 pytestmark = pytest.mark.slow
 

@@ -1,3 +1,6 @@
+# A new cluster test goes here when it is about one server's start or stop and what failing or slow services,
+# or a lost pod, do to it; about the credentials Secret, the share of the cluster a user's servers hold (also
+# across a hub restart) or the profile that sizes the cluster, it goes in test_secret_and_cluster.py.
 """start() and stop() of a real BERDLSpawner (a real KubeSpawner underneath) against HTTP servers on
 127.0.0.1: the kmock Kubernetes API emulator, a Spark Cluster Manager and a governance API that follow
 their specs. Every test also scans all captured logs for the tokens and keys it used."""
@@ -10,8 +13,10 @@ from typing import Any
 import kmock
 import pytest
 from berdl_hub.spawner import SpawnRefused
-from hubtest_stack import ACCESS_KEY, API_TOKEN, SECRET_KEY, SECRETS, TOKEN, Stack, pod_env
-from hubtest_support import NAMESPACE, assert_no_secret_in, closed_port_url
+
+from localhub.standins.kube import NAMESPACE
+from tests.hub.hubtest_stack import ACCESS_KEY, API_TOKEN, SECRET_KEY, SECRETS, TOKEN, Stack, pod_env
+from tests.hub.hubtest_support import assert_no_secret_in, closed_port_url
 
 pytestmark = pytest.mark.asyncio
 

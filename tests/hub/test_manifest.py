@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from berdl_hub import manifest
 from berdl_hub.spawner import BERDLSpawner
-from hubtest_support import require_tool
 from kubernetes_asyncio.client import ApiClient
+
+from tests.conftest import require_tool
+from tests.pods import env_of
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("kube_reset")]
 
@@ -32,10 +34,6 @@ async def pod_dict(spawner: BERDLSpawner) -> dict[str, Any]:
 
 def by_name(items: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [item for item in items if item["name"] == name]
-
-
-def env_of(container: dict[str, Any]) -> dict[str, Any]:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
 
 def kubernetes_validate(*paths: Path) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 import pytest
 from berdl_hub import manifest
 from berdl_hub.spawner import BERDLSpawner
-from test_manifest import by_name, pod_dict
+
+from tests.hub.test_manifest import by_name, pod_dict
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("kube_reset")]
 

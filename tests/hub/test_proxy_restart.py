@@ -14,10 +14,11 @@ import time
 
 import httpx
 import pytest
-from hubtest_procs import Process, base_env, proxy_command, start, wait_for
-from hubtest_support import assert_no_secret_in
-from hubtest_userserver import SPAWNER_CONFIG
-from test_hub import (
+
+from localhub.procs import Process, base_env, proxy_command, start, wait_for
+from tests.hub.hubtest_support import assert_no_secret_in
+from tests.hub.hubtest_userserver import SPAWNER_CONFIG
+from tests.hub.test_hub import (
     ADMIN_TOKEN,
     EXTRA_CONFIG,
     PROXY_TOKEN,

@@ -7,7 +7,7 @@ import shlex
 import subprocess
 import sys
 
-from hubtest_procs import REPO
+from localhub.tools import REPO
 
 
 def test_the_documented_settings_command_prints_every_berdl_setting() -> None:

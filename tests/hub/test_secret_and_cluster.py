@@ -1,3 +1,6 @@
+# A new cluster test goes here when it is about the credentials Secret, the share of the cluster a user's
+# servers hold (also across a hub restart) or the profile that sizes the cluster; about one server's start or
+# stop and what failing or slow services, or a lost pod, do to it, it goes in test_lifecycle.py.
 """A server's credentials Secret and its user's one Spark cluster, through start() and stop() of real
 BERDLSpawners against the kmock Kubernetes emulator (with a kubelet stand-in that starts a notebook only
 once its Secret exists) and the fake Spark Cluster Manager and governance API.
@@ -14,8 +17,11 @@ import kmock
 import pytest
 from berdl_hub import credentials
 from berdl_hub.spawner import BERDLSpawner, SpawnRefused
-from hubtest_stack import SECRETS, TOKEN, Stack, pod_env
-from hubtest_support import NAMESPACE, FakeUser, assert_no_secret_in
+
+from localhub.standins.hub import FakeUser
+from localhub.standins.kube import NAMESPACE
+from tests.hub.hubtest_stack import SECRETS, TOKEN, Stack, pod_env
+from tests.hub.hubtest_support import assert_no_secret_in
 
 pytestmark = pytest.mark.asyncio
 

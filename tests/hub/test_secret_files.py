@@ -17,9 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 from berdl_hub import hub_config, hub_secrets
-from hubtest_procs import children
-from hubtest_support import assert_no_secret_in
-from test_hub import (  # noqa: F401  (hub_stack and postgres are fixtures)
+from traitlets.config import Config
+
+from localhub.procs import children
+from tests.hub.hubtest_support import assert_no_secret_in
+from tests.hub.test_hub import (  # noqa: F401  (hub_stack and postgres are fixtures)
     ALICE_KBASE_TOKEN,
     COOKIE_SECRET,
     CRYPT_KEY,
@@ -37,7 +39,6 @@ from test_hub import (  # noqa: F401  (hub_stack and postgres are fixtures)
     stored_auth_state,
     wait_for_log,
 )
-from traitlets.config import Config
 
 HUB_SECRETS = {
     "JUPYTERHUB_COOKIE_SECRET": COOKIE_SECRET,

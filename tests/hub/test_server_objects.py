@@ -19,8 +19,10 @@ import pytest
 from berdl_hub import server_objects, upstream
 from berdl_hub.server_objects import OWNER_POD_UID, Kind, ServerPod
 from berdl_hub.spawner import BERDLSpawner
-from hubtest_stack import TOKEN, Stack
-from hubtest_support import NAMESPACE, FakeUser
+
+from localhub.standins.hub import FakeUser
+from localhub.standins.kube import NAMESPACE
+from tests.hub.hubtest_stack import TOKEN, Stack
 
 pytestmark = pytest.mark.asyncio
 

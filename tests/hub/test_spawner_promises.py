@@ -15,6 +15,8 @@ from berdl_hub.spawner_settings import SpawnerConfigError
 from kubernetes_asyncio.client import ApiClient
 from traitlets.config import Config
 
+from tests.pods import env_of
+
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("kube_reset")]
 
 TOKEN = "kbase-token-from-auth-state-0123456789"
@@ -29,10 +31,6 @@ async def pod_dict(spawner: BERDLSpawner) -> dict[str, Any]:
 
 def container(pod: dict[str, Any], name: str = "notebook", kind: str = "containers") -> dict[str, Any]:
     return next(c for c in pod["spec"][kind] if c["name"] == name)
-
-
-def env_of(item: dict[str, Any]) -> dict[str, Any]:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in item.get("env", [])}
 
 
 # --- credentials ---------------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hubtest_procs import Postgres, base_env, free_port, proxy_command, start, wait_for
-from hubtest_support import assert_no_secret_in
-from test_hub import (
+
+from localhub.procs import Postgres, base_env, free_port, proxy_command, start, wait_for
+from tests.hub.hubtest_support import assert_no_secret_in
+from tests.hub.test_hub import (
     CONFIG,
     PROXY_TOKEN,
     SECRETS,

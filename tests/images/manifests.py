@@ -8,32 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.hub.hubtest_support import reset_kubespawner, throwaway_kube_config
-from tests.images.podman import INIT_IMAGE, NOTEBOOK_IMAGE
+from localhub.podman import INIT_IMAGE, NOTEBOOK_IMAGE
+from localhub.standins.hub import FakeUser, kbase_token, reset_kubespawner
+from localhub.standins.kube import throwaway_kube_config
 
 #: podman keeps an initContainer of this type after it ran (the default, "once", removes it and its
 #: logs): the test reads berdl-init's JSON report from its logs.
 KEEP_INIT_CONTAINERS = {"io.podman.annotations.init.container.type": "always"}
-
-
-@dataclass
-class FakeUser:
-    """The parts of jupyterhub.user.User the spawner uses."""
-
-    name: str
-    admin: bool = False
-    id: int = 1
-
-    @property
-    def url(self) -> str:
-        return f"/user/{self.name}/"
-
-    async def get_auth_state(self) -> dict[str, Any]:
-        return {"kbase_token": f"kbase-token-{self.name}-0123456789"}
 
 
 async def _pod_dict(user: str, traits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -41,7 +25,7 @@ async def _pod_dict(user: str, traits: dict[str, Any]) -> tuple[dict[str, Any], 
     from kubernetes_asyncio.client import ApiClient
 
     try:
-        fake_user = FakeUser(user)
+        fake_user = FakeUser(user, auth_state={"kbase_token": kbase_token(user)})
         spawner = BERDLSpawner(
             _mock=True,
             user=fake_user,

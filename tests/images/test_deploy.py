@@ -12,9 +12,9 @@ import pytest
 import yaml
 from berdl_hub.hub_secrets import DEFAULT_SECRETS_DIR
 
+from localhub.tools import REPO
 from tests.conftest import require_tool
 from tests.deploy.kustomize import hub_settings
-from tests.images.podman import REPO
 
 DEPLOY = REPO / "deploy"
 EXAMPLE_SECRET = "secret.example.yaml"

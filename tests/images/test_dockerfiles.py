@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from localhub.tools import REPO
 from tests.conftest import require_tool
-from tests.images.podman import REPO
 
 DOCKERFILES = ["Dockerfile.init", "Dockerfile.notebook", "Dockerfile.hub", "images/standin/Dockerfile"]
 

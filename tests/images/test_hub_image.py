@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from localhub.podman import HUB_IMAGE, Podman
+from localhub.procs import free_port, wait_for
+from localhub.tools import REPO
 from tests.conftest import require_tool
-from tests.images.podman import HUB_IMAGE, REPO, Podman
 
 pytestmark = pytest.mark.slow
 
@@ -29,33 +27,6 @@ CONTAINER = "berdl-hub-image-test"
 def hub_image(podman: Podman) -> Podman:
     podman.build_hub_image()
     return podman
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def status_of(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return 0
-
-
-def wait_for(url: str, seconds: float) -> int:
-    deadline = time.monotonic() + seconds
-    status = 0
-    while time.monotonic() < deadline:
-        status = status_of(url)
-        if status == 200:
-            break
-        time.sleep(0.5)
-    return status
 
 
 def test_the_hub_refuses_to_start_without_its_settings(hub_image: Podman) -> None:
@@ -126,11 +97,13 @@ def test_the_hub_runs_as_deployed_with_a_separate_proxy(
         HUB_IMAGE,
     )  # fmt: skip
     try:
-        health = wait_for(
-            f"http://127.0.0.1:{public}/hub/health", 60
-        )  # through the proxy: the hub added its route
+        late = None
+        try:  # through the proxy: the hub added its route
+            wait_for(f"http://127.0.0.1:{public}/hub/health", 60, status=200)
+        except TimeoutError as error:
+            late = error
         logs = hub_image("logs", CONTAINER, check=False)
-        assert health == 200, logs.stdout + logs.stderr
+        assert late is None, f"{late}\n{logs.stdout}{logs.stderr}"
         assert "JupyterHub is now running" in logs.stderr
         assert "BERDLSpawner" in hub_image("exec", CONTAINER, "python3", "-c", _SPAWNER_CLASS).stdout
         assert (data / "jupyterhub.sqlite").stat().st_size > 0  # the database is on the volume

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.images.podman import INIT_IMAGE, Podman
+from localhub.podman import INIT_IMAGE, Podman
 
 pytestmark = pytest.mark.slow
 

@@ -26,10 +26,10 @@ import pytest
 from berdl_hub import credentials
 from berdl_hub.manifest import INIT_CONTAINER_NAME
 
-from tests.images.homes import Entry, differences, lost, snapshot
+from localhub.podman import NOTEBOOK_IMAGE, Podman
+from localhub.wheels import module_wheel
 from tests.images.manifests import container_named, for_podman, podman_name, spawner_pod_and_credentials
-from tests.images.podman import NOTEBOOK_IMAGE, Podman
-from tests.wheels import module_wheel
+from tests.snapshots import Entry, differences, lost, snapshot
 
 pytestmark = pytest.mark.slow
 

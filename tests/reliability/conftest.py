@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.environment import child_env
 from tests.rootrun import GID, UID, find_user_python, pythonpath, skip_or_fail, traversable_base  # noqa: F401
 
 USER = "alice"
@@ -36,20 +37,6 @@ def as_root() -> None:
     """For the suites that start berdl-init as root (pytestmark = pytest.mark.usefixtures("as_root"))."""
     if os.geteuid() != 0:
         skip_or_fail("the reliability suites run berdl-init as root (os.geteuid() != 0 here)")
-
-
-def clean_env(scratch: Path, **extra: str) -> dict[str, str]:
-    """A child's environment: no BERDL_, VIRTUALENV_, PIP_ or PYTHON settings from outside."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("BERDL_", "VIRTUALENV_", "PIP_", "PYTHON", "KILLER_"))
-        and key not in {"VIRTUAL_ENV", "JUPYTERHUB_USER", "NB_USER"}
-    }
-    scratch.mkdir(exist_ok=True)
-    env.update(TMPDIR=str(scratch), BERDL_USER=USER)
-    env.update(extra)
-    return env
 
 
 @pytest.fixture
@@ -76,7 +63,7 @@ def berdl(
     """
     settings = {"BERDL_UID": "0", "BERDL_GID": "0", **settings}
     settings = {key: value for key, value in settings.items() if value is not None}
-    env = clean_env(scratch, **settings)
+    env = child_env(scratch, **{"BERDL_USER": USER, **settings})
     if python != sys.executable:
         env["PYTHONPATH"] = pythonpath()
     where = [] if home is None else ["--home", str(home)]

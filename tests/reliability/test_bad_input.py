@@ -3,7 +3,7 @@
 Each case gives one clear line (stderr), the documented exit status (2: settings, nothing changed; 3: the
 home cannot be used; 0 with a warning or a failed step otherwise) and nothing half-done: no temporary file
 left, no managed file partial. Real processes on a real disk (tmpfs for the disk cases), as root.
-Cases that tests/test_cli.py, test_favorites.py and test_home_setup.py already cover are not repeated.
+Cases that tests/init/test_cli.py, test_favorites.py and test_home_setup.py already cover are not repeated.
 """
 
 from __future__ import annotations

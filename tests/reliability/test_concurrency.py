@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import TIMEOUT, VENV_REL, berdl, clean_env, diff, tree
+from tests.environment import child_env
+from tests.reliability.conftest import TIMEOUT, USER, VENV_REL, berdl, diff, tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("as_root")]
 
@@ -38,7 +39,7 @@ def test_runs_at_once_make_the_home_one_run_makes(
 ) -> None:
     home = tmp_path / "home"
     prepare(home, scratch, start)
-    env = clean_env(scratch, BERDL_UID="0", BERDL_GID="0")
+    env = child_env(scratch, BERDL_USER=USER, BERDL_UID="0", BERDL_GID="0")
     command = [sys.executable, "-m", "berdl_init", "--home", str(home), "--json"]
     children = [
         subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

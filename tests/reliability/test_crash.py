@@ -39,6 +39,7 @@ import pytest
 from berdl_init.safefs import temp_name
 from berdl_init.settings import PACKAGED_TEMPLATES
 from berdl_init.steps.venv import NOT_RESTORED, RESTORE_PENDING
+from localhub.wheels import module_wheel
 from tests.reliability.conftest import (
     FAVORITES_REL,
     KILLER,
@@ -48,7 +49,6 @@ from tests.reliability.conftest import (
     diff,
     tree,
 )
-from tests.wheels import module_wheel
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("as_root")]
 

@@ -6,7 +6,7 @@ end, although some creates were answered by a dropped connection after the clust
 event loop never stalls more than 100 ms, and every failed spawn tells the user why in a readable sentence.
 
 The services, the kmock Kubernetes emulator and the kubelet run in a child process
-(spawner_faults_support.FaultServers): the test's event loop plays the hub's and holds only the spawners.
+(localhub.standins.faults.FaultServers): the test's event loop plays the hub's and holds only the spawners.
 No test here needs root, unlike the rest of tests/reliability.
 """
 
@@ -25,15 +25,10 @@ import pytest
 from berdl_hub.services import ServiceError
 from berdl_hub.spawner import BERDLSpawner
 
-from tests.hub.hubtest_support import reset_kubespawner, throwaway_kube_config
-
-from .spawner_faults_support import (
-    FaultServers,
-    LoopLateness,
-    hub_stop,
-    make_spawner,
-    token_of,
-)
+from localhub.standins.faults import FaultServers, token_of
+from localhub.standins.hub import hub_stop, reset_kubespawner
+from localhub.standins.kube import throwaway_kube_config
+from tests.reliability.loop_lateness import LoopLateness
 
 pytestmark = pytest.mark.asyncio
 
@@ -113,7 +108,7 @@ async def test_spawns_and_stops_under_faults_leave_no_cluster_no_stall_and_say_w
         assert servers.urls is not None
 
         def spawner(user: str) -> BERDLSpawner:
-            return make_spawner(servers.urls, user, DEADLINE, spark_failure_policy=policy)
+            return servers.urls.spawner(user, DEADLINE, spark_failure_policy=policy)
 
         # The hub's first spawn pays one-time costs (lazy imports, TLS contexts, the pod reflector).
         await spawn_and_stop(spawner("warmup"), 0)
@@ -203,7 +198,7 @@ async def test_the_fake_manager_counts_the_orphan_a_dropped_answer_leaves(
         governance_rates=no_faults,
     ) as servers:
         assert servers.urls is not None
-        spawners = [make_spawner(servers.urls, f"user{i:02d}", DEADLINE) for i in range(10)]
+        spawners = [servers.urls.spawner(f"user{i:02d}", DEADLINE) for i in range(10)]
         outcomes = await asyncio.gather(*(spawn_and_stop(s, 0) for s in spawners))
         await reset_kubespawner()
         state = await servers.state()

@@ -1,0 +1,291 @@
+"""The Kubernetes API (kmock's emulator, plus what a real API server adds) and a kubelet that plays the
+node for it: pods it sees get a uid, an IP and ready containers, as a kubelet would report them. Also the
+kube config a KubeSpawner is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import kmock
+from aiohttp import web
+from typing_extensions import Self
+
+log = logging.getLogger("berdl.localhub.kubelet")
+
+NAMESPACE = "berdl"  # the namespace of the users' pods
+#: Where nothing listens: a KubeSpawner built offline (`_mock=True`) never connects.
+NOWHERE = "http://127.0.0.1:9"
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{{name: berdl, cluster: {{server: "{server}"}}}}]
+contexts: [{{name: berdl, context: {{cluster: berdl, user: hub, namespace: {namespace}}}}}]
+current-context: berdl
+users: [{{name: hub, user: {{token: berdl-local-kube-token}}}}]
+"""
+
+
+def kube_config(server: str = NOWHERE, namespace: str = NAMESPACE) -> str:
+    """A kube config (the text of a KUBECONFIG file) for the API at `server`, in `namespace`."""
+    return KUBECONFIG.format(server=server, namespace=namespace)
+
+
+@contextlib.contextmanager
+def throwaway_kube_config() -> Iterator[Path]:
+    """KubeSpawner loads a kube config when it is built; give it one that points nowhere.
+
+    kubernetes_asyncio reads $KUBECONFIG once, at import, so its module default is patched, and put back.
+    """
+    from kubernetes_asyncio.config import kube_config as loader
+
+    with tempfile.TemporaryDirectory(prefix="berdl-kube-") as folder:
+        path = Path(folder) / "config"
+        path.write_text(kube_config())
+        saved = loader.KUBE_CONFIG_DEFAULT_LOCATION
+        loader.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
+        try:
+            yield path
+        finally:
+            loader.KUBE_CONFIG_DEFAULT_LOCATION = saved
+
+
+#: How long a watch without `timeoutSeconds` lasts: kube-apiserver ends one after a random time between
+#: its --min-request-timeout (1800 s by default) and twice that; the shorter bound stands in for it.
+WATCH_SECONDS_DEFAULT = 1800.0
+
+
+class ApiServer(kmock.KubernetesEmulator):
+    """kmock's Kubernetes emulator, plus what a real API server adds to a created object, and the end of
+    a watch after its `timeoutSeconds` (kmock's watches never end)."""
+
+    _versions = itertools.count(1)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        # When each object was last created (wall-clock seconds), by (resource plural, name): the
+        # creationTimestamp an API server sets has whole seconds only, too coarse for bench/time_to_lab.py.
+        self.created_at: dict[tuple[str, str], float] = {}
+
+    async def __call__(self, raw_request: web.BaseRequest) -> web.StreamResponse:
+        # kubernetes_asyncio sends `watch=True`; the API server parses booleans loosely, kmock wants "true".
+        watch = raw_request.rel_url.query.get("watch")
+        if watch is not None and watch.lower() == "true" and watch != "true":
+            raw_request = raw_request.clone(rel_url=raw_request.rel_url.update_query(watch="true"))
+        return await super().__call__(raw_request)
+
+    async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
+        """kmock's watch stream, ended after `timeoutSeconds` as a real API server ends it. A client that
+        asks for one (KubeSpawner's reflectors: 10 s) waits for that end; one that never comes makes the
+        client's own read time-out fire, which the reflector logs as an error and retries."""
+        seconds = float(request.params.get("timeoutSeconds") or WATCH_SECONDS_DEFAULT)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        events = super()._serve_watch(request)
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(anext(events), deadline - loop.time())
+                except (asyncio.TimeoutError, StopAsyncIteration):
+                    return
+                yield event
+        finally:
+            await events.aclose()
+
+    async def _handle(self, request: kmock.Request) -> Any:
+        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            meta = request.data.setdefault("metadata", {})
+            meta.setdefault("namespace", request.namespace)
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("resourceVersion", str(next(self._versions)))
+            meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            if request.resource is not None and "name" in meta:
+                self.created_at[(request.resource.plural, meta["name"])] = time.time()
+            request.data.setdefault("status", {"phase": "Pending"})
+        return await super()._handle(request)
+
+
+def running_status(pod: dict[str, Any]) -> dict[str, Any]:
+    """What a kubelet reports once the pod's containers run."""
+    return {
+        "phase": "Running",
+        "podIP": "127.0.0.1",
+        "containerStatuses": [
+            {
+                "name": c["name"],
+                "image": c["image"],
+                "imageID": "sha256:" + "0" * 64,
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            }
+            for c in pod.get("spec", {}).get("containers", [])
+        ],
+    }
+
+
+class Background:
+    """An object whose `_run()` coroutine runs as a task for as long as `async with` lasts."""
+
+    _task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+def secret_refs(pod: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The notebook variables a pod reads from Secrets: variable -> (Secret name, key)."""
+    refs = {}
+    for container in pod.get("spec", {}).get("containers", []):
+        for variable in container.get("env") or []:
+            ref = (variable.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                refs[variable["name"]] = (ref["name"], ref["key"])
+    return refs
+
+
+class Kubelet(Background):
+    """Plays the node for the pods of one namespace in the API at `api_url`, and reports each pod's state
+    back as a kubelet does: with a PATCH of its status.
+
+    This one only makes the containers seem to run. Like a kubelet, it starts a pod's containers once
+    every Secret their environment names exists (until then a real one reports
+    CreateContainerConfigError and retries); `resolved` keeps, per pod, the values the containers got
+    from them. `init_exit_code` makes berdl-init fail instead, as with restartPolicy OnFailure.
+    The local stack's node (localhub.node.Node) builds on it and plays each pod with podman.
+
+    It lists the namespace's pods every `poll_seconds`. With `watch=True` it follows a watch instead
+    and reports each new pod running at once, without waiting for its Secrets: for hundreds of pods,
+    where listing every pod and every Secret each round would cost too much.
+    """
+
+    def __init__(
+        self, api_url: str, namespace: str, *, poll_seconds: float = 0.02, watch: bool = False
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.namespace = namespace
+        self.poll_seconds = poll_seconds
+        self.watch = watch
+        self.started: set[str] = set()
+        self.resolved: dict[str, dict[str, str]] = {}
+        self.init_exit_code = 0  # non-zero: berdl-init fails and is retried, as with restartPolicy OnFailure
+        self.init_message = ""  # the failed berdl-init's termination message (its log's tail), if any
+        self.left_alone: set[str] = set()  # pods whose status a test sets itself (one still starting)
+        self._reporting: set[asyncio.Task[bool]] = set()
+
+    @property
+    def pods_url(self) -> str:
+        return f"{self.api_url}/api/v1/namespaces/{self.namespace}/pods"
+
+    # --- the loop ------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+            while True:
+                try:
+                    await (self._follow(session) if self.watch else self._round(session))
+                except (aiohttp.ClientError, OSError) as error:
+                    log.warning("kubelet: the API did not answer: %s", error)
+                await asyncio.sleep(self.poll_seconds)
+
+    async def _pods(self, session: aiohttp.ClientSession) -> list[dict[str, Any]]:
+        async with session.get(self.pods_url) as response:
+            return (await response.json()).get("items", []) if response.status == 200 else []
+
+    async def _report(self, session: aiohttp.ClientSession, name: str, status: dict[str, Any]) -> bool:
+        """The pod's status, as the kubelet sees it; False when the API did not take it."""
+        async with session.patch(f"{self.pods_url}/{name}", json={"status": status}) as response:
+            if response.status != 200:
+                log.warning("kubelet: status of %s not taken: %s", name, response.status)
+            return response.status == 200
+
+    async def _round(self, session: aiohttp.ClientSession) -> None:
+        waiting = [
+            p
+            for p in await self._pods(session)
+            if p.get("status", {}).get("phase") not in ("Running", "Failed")
+            and p["metadata"]["name"] not in self.left_alone
+        ]
+        secrets = await self._secrets(session) if waiting else {}
+        for pod in waiting:
+            name = pod["metadata"]["name"]
+            if self.init_exit_code:
+                await self._report(session, name, self._failed_init(pod))
+                continue
+            if not self._resolve_secrets(pod, secrets):
+                continue  # the containers wait for their Secret
+            if await self._report(session, name, running_status(pod)):
+                self.started.add(name)
+
+    async def _follow(self, session: aiohttp.ClientSession) -> None:
+        """One watch of the pods, until the API ends it: each pod added Pending is reported running
+        (so the hub sees it added, then modified, as from a real node)."""
+        async with session.get(self.pods_url, params={"watch": "true"}) as response:
+            async for line in response.content:
+                event = json.loads(line) if line.strip() else {}
+                pod = event.get("object", {})
+                if event.get("type") == "ADDED" and pod.get("status", {}).get("phase") == "Pending":
+                    report = self._report(session, pod["metadata"]["name"], running_status(pod))
+                    task = asyncio.create_task(report)
+                    self._reporting.add(task)  # held, so that the loop does not drop it half-way
+                    task.add_done_callback(self._reporting.discard)
+
+    # --- the containers' Secrets and berdl-init ------------------------------------------------------
+    def _resolve_secrets(self, pod: dict[str, Any], secrets: dict[str, dict[str, str]]) -> bool:
+        values = {}
+        for variable, (name, key) in secret_refs(pod).items():
+            data = secrets.get(name) or {}
+            if key not in data:
+                return False
+            values[variable] = base64.b64decode(data[key]).decode()
+        self.resolved[pod["metadata"]["name"]] = values
+        return True
+
+    async def _secrets(self, session: aiohttp.ClientSession) -> dict[str, dict[str, str]]:
+        async with session.get(f"{self.api_url}/api/v1/namespaces/{self.namespace}/secrets") as response:
+            items = (await response.json()).get("items", []) if response.status == 200 else []
+        return {item["metadata"]["name"]: item.get("data") or {} for item in items}
+
+    def _failed_init(self, pod: dict[str, Any]) -> dict[str, Any]:
+        """The status of a pod whose berdl-init failed and waits to be retried."""
+        terminated: dict[str, Any] = {"exitCode": self.init_exit_code, "reason": "Error"}
+        if self.init_message:
+            terminated["message"] = self.init_message
+        init = pod["spec"]["initContainers"][0]
+        return {
+            "phase": "Pending",
+            "initContainerStatuses": [
+                {
+                    "name": init["name"],
+                    "image": init["image"],
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 1,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": terminated},
+                }
+            ],
+        }
