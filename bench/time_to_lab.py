@@ -30,7 +30,7 @@ to the hub's extra config):
 - plain: a `kubespawner.KubeSpawner` pod with the same image, home volume, command, user and resources,
   and no initContainer: what a start costs without home setup;
 - chown: the same pod started as root, with a root start hook that ends in `chown -R` of the home
-  before it drops to the notebook user, as the production successor did (DESIGN.md). podman runs as
+  before it drops to the notebook user, as production's spark_notebook start hook does. podman runs as
   root here, so the hook's chown changes the node's own files, as it would on a node.
 
 `measure_time_to_lab(quick, reuse_images)` returns the figures (dicts: name, value, target, met, detail)

@@ -1,4 +1,4 @@
-"""A KBase Auth2 stand-in: the part of the API a hub login needs (../shared/reference/kbase-auth2.md),
+"""A KBase Auth2 stand-in: the part of the API a hub login needs (docs/services.md),
 and a small login page in the place of KBase's.
 
 API, under the service root (`{base}/services/auth/` by default):

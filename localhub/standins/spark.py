@@ -1,5 +1,5 @@
 """The Spark Cluster Manager API as its OpenAPI spec describes it
-(../shared/reference/spark-cluster-manager.openapi.json): 201 with `master_url` on create, 200 on delete
+(docs/services.md): 201 with `master_url` on create, 200 on delete
 also when there is nothing to delete, errors as `{error, error_type, message}`."""
 
 from __future__ import annotations

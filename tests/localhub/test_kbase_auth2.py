@@ -1,4 +1,4 @@
-"""The Auth2 stand-in follows ../shared/reference/kbase-auth2.md: what the hub and the e2e stack rely on."""
+"""The Auth2 stand-in follows docs/services.md: what the hub and the e2e stack rely on."""
 
 from __future__ import annotations
 
