@@ -11,7 +11,9 @@ import contextlib
 import itertools
 import json
 import logging
+import re
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -68,9 +70,27 @@ def throwaway_kube_config() -> Iterator[Path]:
 WATCH_SECONDS_DEFAULT = 1800.0
 
 
+#: The core kinds the emulator's discovery describes. kmock's own discovery of the core group names no
+#: kind and no scope, and says groupVersion "/v1", which kubectl refuses ("no matches for kind").
+CORE_KINDS = {
+    "pods": "Pod",
+    "secrets": "Secret",
+    "configmaps": "ConfigMap",
+    "services": "Service",
+    "events": "Event",
+}
+_CORE_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+_NAMED_CORE_OBJECT = re.compile(
+    r"^/api/v1/namespaces/(?P<namespace>[^/]+)/(?P<plural>[^/]+)/(?P<name>[^/]+)$"
+)
+
+
 class ApiServer(kmock.KubernetesEmulator):
-    """kmock's Kubernetes emulator, plus what a real API server adds to a created object, and the end of
-    a watch after its `timeoutSeconds` (kmock's watches never end)."""
+    """kmock's Kubernetes emulator, plus what a real API server adds: the fields it sets on a created
+    object (its uid, resourceVersion, creationTimestamp and managedFields; a pod's status; a Secret's
+    `stringData` moved into `data`), a replace (PUT, as `kubectl replace` sends it, refused when the
+    resourceVersion is no longer the object's), discovery of the core kinds that kubectl understands, and
+    the end of a watch after its `timeoutSeconds` (kmock's watches never end)."""
 
     _versions = itertools.count(1)
 
@@ -85,7 +105,41 @@ class ApiServer(kmock.KubernetesEmulator):
         watch = raw_request.rel_url.query.get("watch")
         if watch is not None and watch.lower() == "true" and watch != "true":
             raw_request = raw_request.clone(rel_url=raw_request.rel_url.update_query(watch="true"))
+        named = _NAMED_CORE_OBJECT.match(raw_request.path)
+        if raw_request.method == "PUT" and named:
+            return self._replace(**named.groupdict(), body=await raw_request.json(), query=raw_request.query)
         return await super().__call__(raw_request)
+
+    async def _serve_version(self, request: Any) -> Any:
+        listing = await super()._serve_version(request)
+        if listing.get("groupVersion") == "/v1":
+            listing["groupVersion"] = "v1"
+            for resource in listing["resources"]:
+                kind = CORE_KINDS.get(resource["name"])
+                if kind:
+                    resource.update(kind=kind, singularName=kind.lower(), namespaced=True, verbs=_CORE_VERBS)
+        return listing
+
+    def _replace(
+        self, *, namespace: str, plural: str, name: str, body: dict[str, Any], query: Any
+    ) -> web.Response:
+        """PUT: the object becomes `body`, but for the fields the server owns."""
+        key = (kmock.resource(f"v1/{plural}"), namespace, name)
+        if key not in self.objects or self.objects[key].deleted:
+            return _status(404, "NotFound", f'{plural} "{name}" not found')
+        current = self.objects[key].last.raw
+        sent = (body.get("metadata") or {}).get("resourceVersion")
+        if sent and sent != current["metadata"]["resourceVersion"]:
+            message = f'Operation cannot be fulfilled on {plural} "{name}": the object has been modified'
+            return _status(409, "Conflict", message)
+        meta = dict(body.get("metadata") or {})
+        for owned in ("uid", "creationTimestamp"):
+            meta[owned] = current["metadata"][owned]
+        meta.update(namespace=namespace, name=name, resourceVersion=str(next(self._versions)))
+        replaced = {**body, "metadata": meta}
+        _as_stored(plural, replaced, manager=query.get("fieldManager") or "kubectl-replace")
+        self.objects[key].create(replaced)
+        return web.json_response(replaced)
 
     async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
         """kmock's watch stream, ended after `timeoutSeconds` as a real API server ends it. A client that
@@ -112,10 +166,54 @@ class ApiServer(kmock.KubernetesEmulator):
             meta.setdefault("uid", str(uuid.uuid4()))
             meta.setdefault("resourceVersion", str(next(self._versions)))
             meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-            if request.resource is not None and "name" in meta:
-                self.created_at[(request.resource.plural, meta["name"])] = time.time()
-            request.data.setdefault("status", {"phase": "Pending"})
+            plural = request.resource.plural if request.resource is not None else None
+            if plural is not None and "name" in meta:
+                self.created_at[(plural, meta["name"])] = time.time()
+            if plural == "pods":
+                request.data.setdefault("status", {"phase": "Pending"})
+            manager = request.params.get("fieldManager") or _manager_of(request.headers.get("User-Agent", ""))
+            _as_stored(plural or "", request.data, manager=manager)
         return await super()._handle(request)
+
+
+def _manager_of(user_agent: str) -> str:
+    """The field manager the API server names after a client's User-Agent (its program's name)."""
+    return user_agent.split("/", 1)[0] or "unknown"
+
+
+def _as_stored(plural: str, obj: dict[str, Any], *, manager: str) -> None:
+    """What the API server does to an object it stores: a Secret's `stringData` goes into `data`
+    (base64), and `managedFields` records which manager set which fields (names, never values)."""
+    if plural == "secrets" and obj.get("stringData"):
+        data = obj.setdefault("data", {})
+        for key, value in obj.pop("stringData").items():
+            data[key] = base64.b64encode(str(value).encode()).decode("ascii")
+    fields = {
+        f"f:{key}": _field_names(value) for key, value in obj.items() if key not in ("apiVersion", "kind")
+    }
+    fields.pop("f:status", None)
+    obj["metadata"]["managedFields"] = [
+        {
+            "manager": manager,
+            "operation": "Update",
+            "apiVersion": obj.get("apiVersion", "v1"),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": fields,
+        }
+    ]
+
+
+def _field_names(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {}
+    return {f"f:{key}": _field_names(inner) for key, inner in value.items() if key != "managedFields"}
+
+
+def _status(code: int, reason: str, message: str) -> web.Response:
+    """An error as the API server answers it: a v1 Status."""
+    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason}
+    return web.json_response({**body, "code": code}, status=code)
 
 
 def running_status(pod: dict[str, Any]) -> dict[str, Any]:
@@ -289,3 +387,34 @@ class Kubelet(Background):
                 }
             ],
         }
+
+
+@contextlib.contextmanager
+def api_server_in_thread(*plurals: str) -> Iterator[tuple[str, ApiServer]]:
+    """The Kubernetes API stand-in served from a thread of its own, for synchronous tests that drive
+    programs (kubectl) against it; yields its base URL and the emulator (read it only between calls).
+    `plurals`: the core kinds it holds ("secrets", ...)."""
+    loop = asyncio.new_event_loop()
+    ready: asyncio.Future[tuple[str, ApiServer]] = loop.create_future()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with ApiServer() as k8s, kmock.Server(k8s) as server:
+            for plural in plurals:
+                k8s.resources[f"v1/{plural}"] = {}
+            ready.set_result((str(server.url).rstrip("/"), k8s))
+            await stop.wait()
+
+    task = loop.create_task(serve())
+    thread = threading.Thread(target=loop.run_until_complete, args=(task,), name="kube-api", daemon=True)
+    thread.start()
+    try:
+        yield asyncio.run_coroutine_threadsafe(_wait(ready), loop).result(timeout=30)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
+        loop.close()
+
+
+async def _wait(future: asyncio.Future[tuple[str, ApiServer]]) -> tuple[str, ApiServer]:
+    return await future

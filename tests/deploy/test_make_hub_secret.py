@@ -9,12 +9,15 @@ import os
 import pty
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from berdl_hub import hub_config
 
+from localhub.standins.kube import api_server_in_thread, kube_config
+from tests.conftest import require_tool
 from tests.deploy.rendered import REPO
 from tests.images.test_deploy import kubernetes_validate
 
@@ -142,3 +145,109 @@ def test_it_never_writes_the_values_to_a_terminal() -> None:
     assert result.returncode == 2
     assert "standard output is a terminal" in result.stderr
     assert shown == b""
+
+
+# --- a Secret that was applied: rotation leaves no old value behind ---------------------------------------
+
+
+@pytest.fixture
+def kube(tmp_path: Path) -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
+    """kubectl against the Kubernetes API stand-in (which stores a Secret as an API server does)."""
+    kubectl = require_tool("kubectl")
+    with api_server_in_thread("secrets") as (url, _api):
+        config = tmp_path / "kubeconfig"
+        config.write_text(kube_config(url))
+
+        def run_kubectl(*arguments: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+            result = subprocess.run(
+                [kubectl, "--kubeconfig", str(config), *arguments],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+            return result
+
+        yield run_kubectl
+
+
+def applied_secret(kube: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> dict[str, Any]:
+    """A Secret made the way an operator might have made it: `kubectl apply` of a file with the values,
+    which leaves them, in plain text, in the last-applied-configuration annotation."""
+    secret = made()
+    manifest = tmp_path / "secret.json"
+    manifest.write_text(json.dumps({**secret, "data": {}, "stringData": values(secret)}))
+    kube("apply", "--validate=false", "-f", str(manifest))
+    return read_back(kube)
+
+
+def read_back(kube: Callable[..., subprocess.CompletedProcess[str]]) -> dict[str, Any]:
+    shown = kube("get", "secret", "berdl-hub-secrets", "-o", "json", "--show-managed-fields")
+    return json.loads(shown.stdout)
+
+
+def anywhere(secret: dict[str, Any], value: str) -> bool:
+    """Whether `value`, in plain text or in base64, appears anywhere in the object's JSON."""
+    text = json.dumps(secret)
+    return value in text or encode(value) in text or value in json.dumps(json.loads(text))
+
+
+def encode(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+@pytest.mark.parametrize("key", GENERATED)
+def test_a_rotation_of_an_applied_secret_leaves_no_old_value_anywhere(
+    key: str, kube: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    current = applied_secret(kube, tmp_path)
+    old = values(current)[key]
+    assert "kubectl.kubernetes.io/last-applied-configuration" in current["metadata"]["annotations"]
+    assert anywhere(current, old)  # as kubectl left it: the old value in the annotation too
+    assert current["metadata"]["managedFields"]
+
+    rotated = made("--rotate", key, stdin=json.dumps(current))
+    assert "annotations" not in rotated["metadata"]
+    assert "managedFields" not in rotated["metadata"]
+    if key == "JUPYTERHUB_CRYPT_KEY":
+        # The old crypt key stays, on purpose, in data: it still decrypts. Nowhere else.
+        assert values(rotated)[key].endswith(";" + old)
+        rest = {**rotated, "data": {k: v for k, v in rotated["data"].items() if k != key}}
+        assert not anywhere(rest, old)
+    else:
+        assert not anywhere(rotated, old)
+
+    kube("replace", "--validate=false", "-f", "-", stdin=json.dumps(rotated))
+    stored = read_back(kube)
+    assert values(stored) == values(rotated)
+    assert "annotations" not in stored["metadata"]
+    if key != "JUPYTERHUB_CRYPT_KEY":
+        assert not anywhere(stored, old)
+
+
+def test_old_crypt_keys_are_dropped_and_the_newest_two_kept(
+    kube: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    current = applied_secret(kube, tmp_path)
+    for _ in range(3):
+        rotated = made("--rotate", "JUPYTERHUB_CRYPT_KEY", stdin=json.dumps(current))
+        kube("replace", "--validate=false", "-f", "-", stdin=json.dumps(rotated))
+        current = read_back(kube)
+    keys = values(current)["JUPYTERHUB_CRYPT_KEY"].split(";")
+    assert len(keys) == 4
+
+    pruned = made("--drop-old-crypt-keys", stdin=json.dumps(current))
+    assert values(pruned)["JUPYTERHUB_CRYPT_KEY"].split(";") == keys[:2]
+    for dropped in keys[2:]:
+        assert not anywhere(pruned, dropped)
+    assert len(hub_settings(pruned).crypt_keys) == 2
+    kube("replace", "--validate=false", "-f", "-", stdin=json.dumps(pruned))
+    stored = read_back(kube)
+    assert values(stored)["JUPYTERHUB_CRYPT_KEY"].split(";") == keys[:2]
+    # Nothing else changed.
+    others = {k: v for k, v in values(stored).items() if k != "JUPYTERHUB_CRYPT_KEY"}
+    assert others == {k: v for k, v in values(current).items() if k != "JUPYTERHUB_CRYPT_KEY"}
+    # Dropping again changes nothing: two keys are the least it keeps.
+    again = made("--drop-old-crypt-keys", stdin=json.dumps(stored))
+    assert values(again) == values(stored)

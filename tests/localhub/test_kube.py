@@ -1,4 +1,6 @@
-"""The Kubernetes API stand-in ends a watch as a real API server does: after its `timeoutSeconds`."""
+"""The Kubernetes API stand-in behaves as a real API server where the project relies on it: a watch ends
+after its `timeoutSeconds`; a Secret's stringData is stored as data; a replace is refused on a stale
+resourceVersion."""
 
 from __future__ import annotations
 
@@ -50,3 +52,40 @@ async def test_a_watch_without_timeout_seconds_stays_open() -> None:
         api.resources["v1/pods"] = {}
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(watch(str(server.url).rstrip("/")), 3)
+
+
+async def test_a_secret_is_stored_as_an_api_server_stores_it_and_replaced_only_when_current() -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"KEY": "value"}}
+    async with ApiServer() as api, kmock.Server(api) as server, aiohttp.ClientSession() as session:
+        api.resources["v1/secrets"] = {}
+        secrets = f"{str(server.url).rstrip('/')}/api/v1/namespaces/{NAMESPACE}/secrets"
+        async with session.post(secrets, json=secret) as response:
+            stored = await response.json()
+        assert stored["data"] == {"KEY": "dmFsdWU="}
+        assert "stringData" not in stored
+        assert "status" not in stored  # only pods have one
+        assert stored["metadata"]["managedFields"][0]["fieldsV1"]["f:data"] == {"f:KEY": {}}
+        assert "value" not in json.dumps(stored["metadata"]["managedFields"])
+
+        stale = {
+            **stored,
+            "metadata": {**stored["metadata"], "resourceVersion": "0"},
+            "data": {"KEY": "eA=="},
+        }
+        async with session.put(f"{secrets}/s", json=stale) as response:
+            assert response.status == 409
+            assert (await response.json())["reason"] == "Conflict"
+        current = {
+            **stored,
+            "data": {"KEY": "eQ=="},
+            "metadata": {"name": "s", "resourceVersion": stored["metadata"]["resourceVersion"]},
+        }
+        async with session.put(f"{secrets}/s", json=current) as response:
+            assert response.status == 200
+        async with session.get(f"{secrets}/s") as response:
+            replaced = await response.json()
+        assert replaced["data"] == {"KEY": "eQ=="}
+        assert replaced["metadata"]["uid"] == stored["metadata"]["uid"]
+        assert replaced["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"]
+        async with session.put(f"{secrets}/nothere", json=current) as response:
+            assert response.status == 404
