@@ -259,10 +259,10 @@ class ServerObjects:
         made = []
         for owned in self.owned:
             kind, namespace, name = self._where(owned)
-            if await exists(self.calls, owned.kind, namespace, name):
-                continue
+            # What cannot be made now is not looked for either: the hub may not read every kind it
+            # makes (the credentials Secret, which it never reads back).
             body = owned.body(pod)
-            if body is None:
+            if body is None or await exists(self.calls, owned.kind, namespace, name):
                 continue
             await create(self.calls, placed(owned, body, pod), owned.kind)
             made.append(f"{kind} {namespace}/{name}")

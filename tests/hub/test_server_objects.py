@@ -195,8 +195,10 @@ async def test_a_restarted_hub_never_makes_a_secret_with_less_in_it(stack: Stack
     del stack.k8s.objects[kmock.resource("v1/secrets"), NAMESPACE, "jupyter-alice-credentials"]
     again = revived(stack, spawner)
     await again.run_auth_state_hook({"kbase_token": TOKEN})  # the user's token, but no API token
+    reads = stack.k8s[f"get /api/v1/namespaces/{NAMESPACE}/secrets/jupyter-alice-credentials"]
     assert await again.poll() is None
     assert stack.secrets() == []
+    assert len(reads) == 0  # nor read: the hub's Role has no `get` on Secrets
     await again.stop()
 
 
