@@ -31,9 +31,6 @@ from localhub.users import User
 
 T = TypeVar("T")
 # What the spawner reads and writes; kmock answers 404 for a resource it was not told about.
-RESOURCES = ("v1/pods", "v1/secrets", "v1/events", "v1/persistentvolumeclaims", "v1/services")
-
-
 class LoopThread:
     """An asyncio loop running on a daemon thread; `run()` waits for a coroutine's result on it."""
 
@@ -136,8 +133,6 @@ def _standins(
         auth2_url = await stack.enter_async_context(serve(auth2.app()))
         api = await stack.enter_async_context(ApiServer())
         server = await stack.enter_async_context(kmock.Server(api))
-        for resource in RESOURCES:
-            api.resources[resource] = {}
         api_url = str(server.url).rstrip("/")
         spark_url = await stack.enter_async_context(serve(spark.app()))
         governance_url = await stack.enter_async_context(serve(governance.app()))

@@ -106,19 +106,27 @@ class Calls:
     def method(self, kind: Kind, verb: str) -> Callable[..., Awaitable[Any]]:
         return getattr(self.api(kind.api_class), f"{verb}_namespaced_{kind.snake}")  # type: ignore[no-any-return]
 
-    async def run(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def run(self, what: str, call: Callable[[], Awaitable[Any]], *, landed: int | None = None) -> Any:
         """`call` with a time-out per attempt, again after a time-out or a busy answer, with a growing
         pause, until `retry_for` seconds have passed. Every call here is safe to repeat: a repeated create
-        meets the first one's object (409), a repeated delete finds none (404)."""
+        meets the first one's object (409), a repeated delete finds none (404).
+
+        `landed`: an error status that, once an earlier attempt went unanswered, means that attempt was
+        carried out after all (a create's 409: the object is there, made by this call); it ends the call
+        as done. Without an unanswered attempt before it, it is raised as any other."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_for
         pause = 0.1
+        unanswered = False
         while True:
             try:
                 return await asyncio.wait_for(call(), self.timeout)
             except asyncio.TimeoutError:
                 problem = f"no answer within {self.timeout:g} s"
+                unanswered = True
             except ApiException as exc:
+                if exc.status == landed and unanswered:
+                    return None
                 if exc.status not in _RETRY_STATUSES:
                     raise
                 problem = f"Kubernetes answered {exc.status} {exc.reason}"
@@ -154,12 +162,17 @@ def placed(owned: Owned, body: Mapping[str, Any], pod: ServerPod) -> dict[str, A
 
 
 async def create(calls: Calls, body: Mapping[str, Any], kind: Kind) -> None:
-    """Create the object; one left by an earlier pod of the same name is replaced (deleted, created)."""
+    """Create the object; one left by an earlier pod of the same name is replaced (deleted, created).
+
+    Once that is deleted, nothing but this call makes an object of this name: a 409 after an attempt
+    that went unanswered is that attempt's object (the hub may not read it back to compare: it never
+    reads Secrets)."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     what = f"creating {kind.kind} {namespace}/{name}"
     for attempt in (1, 2):
         try:
-            await calls.run(what, lambda: calls.method(kind, "create")(namespace, dict(body)))
+            post = lambda: calls.method(kind, "create")(namespace, dict(body))  # noqa: E731
+            await calls.run(what, post, landed=409 if attempt == 2 else None)
             return
         except ApiException as exc:
             if exc.status != 409 or attempt == 2:
@@ -216,28 +229,36 @@ class ServerObjects:
         return owned.kind.kind, owned.namespace(self.pod_namespace), owned.name(self.pod_name)
 
     async def create(self, pod: ServerPod) -> None:
-        """Create every object this server needs, in order; the first failure is raised (the start fails
-        and its tear-down deletes what was made)."""
+        """Create every object this server needs, all at once (each is one API round trip that the
+        start waits for); the first failure is raised once all have ended (the start fails, and its
+        tear-down deletes what was made)."""
+        made = []
         for owned in self.owned:
             body = owned.body(pod)
             if body is not None:
                 self._deleted.discard(self._where(owned))
-                await create(self.calls, placed(owned, body, pod), owned.kind)
+                made.append(create(self.calls, placed(owned, body, pod), owned.kind))
+        for result in await asyncio.gather(*made, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
 
     async def delete(self) -> None:
-        """Delete every object of the server not yet deleted in this start; errors are logged, never
-        raised, so that a stop always completes (an object in the pod's namespace goes with the pod)."""
-        for owned in self.owned:
-            where = self._where(owned)
-            if where in self._deleted:
-                continue
-            kind, namespace, name = where
-            try:
-                await delete(self.calls, owned.kind, namespace, name)
-            except ObjectError as exc:
-                self.log.error("Could not delete the %s of %s: %s", kind, self.server, exc)
-            else:
-                self._deleted.add(where)
+        """Delete every object of the server not yet deleted in this start, all at once; errors are
+        logged, never raised, so that a stop always completes (an object in the pod's namespace goes with
+        the pod)."""
+        await asyncio.gather(*(self._delete(owned) for owned in self.owned))
+
+    async def _delete(self, owned: Owned) -> None:
+        where = self._where(owned)
+        if where in self._deleted:
+            return
+        kind, namespace, name = where
+        try:
+            await delete(self.calls, owned.kind, namespace, name)
+        except ObjectError as exc:
+            self.log.error("Could not delete the %s of %s: %s", kind, self.server, exc)
+        else:
+            self._deleted.add(where)
 
     async def after_hub_start(
         self, pod: ServerPod | None, owned: Iterable[Owned], live_pod_uids: Callable[[], set[str]]

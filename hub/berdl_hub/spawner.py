@@ -25,7 +25,16 @@ from jupyterhub.utils import maybe_future
 from kubespawner.clients import shared_client
 from traitlets import default, validate
 
-from . import credentials, manifest, minio_keys, pod_parts, server_objects, spawner_settings, upstream
+from . import (
+    credentials,
+    manifest,
+    minio_keys,
+    pod_parts,
+    server_objects,
+    spark_network,
+    spawner_settings,
+    upstream,
+)
 from .errors import SpawnRefused
 from .server_objects import Calls, ServerObjects, ServerPod
 from .spawner_settings import SpawnerConfigError  # noqa: F401  (what check_config raises)
@@ -110,7 +119,11 @@ class BERDLSpawner(BERDLSpawnerSettings):
 
     def owned_objects(self) -> list[server_objects.Owned]:
         """The objects this server owns beside its pod (server_objects), in the order they are made."""
-        return [credentials.CredentialsSecret(self.credential_values)]
+        owned: list[server_objects.Owned] = [credentials.CredentialsSecret(self.credential_values)]
+        if self.spark_cluster_manager_url:
+            user_pods = {"user": self.user.name, "spark_namespace": self.spark_namespace}
+            owned += [spark_network.NotebookSide(**user_pods), spark_network.ClusterSide(**user_pods)]
+        return owned
 
     # --- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> Any:

@@ -181,6 +181,16 @@ class BERDLSpawnerSettings(KubeSpawner):
     spark_request_timeout = Float(
         30.0, config=True, help="Seconds per attempt of DELETE /clusters (retried, it is idempotent)."
     )
+    spark_namespace = Unicode(
+        "",
+        config=True,
+        help="""Namespace of the Spark pods the Spark Cluster Manager makes (its KUBE_NAMESPACE). Empty:
+        the user pods' namespace.
+
+        Each server's NetworkPolicies that open the way between the user's notebooks and the user's
+        Spark pods (spark_network) are made there and in the user pods' namespace; when it is another
+        namespace, the hub needs a Role there (deploy/spark-namespace/).""",
+    )
     spark_failure_policy = Enum(
         ["fail", "continue"],
         default_value="fail",

@@ -343,11 +343,7 @@ class LeanApiServer(ApiServer):
                 key = (request.resource, request.namespace, request.name)
                 if key in self.objects and self.objects[key].deleted:
                     del self.objects[key]
-            history = self._requests
-            for index in range(len(history) - 1, -1, -1):
-                if history[index] is request:
-                    del history[index]
-                    break
+            self._forget(request)
 
 
 # --- the child process -----------------------------------------------------------------------------------
@@ -359,8 +355,6 @@ async def _serve_all(config: dict[str, Any]) -> None:
     governance = FaultyGovernance(seed, timing, config.get("governance_rates"))
 
     async with LeanApiServer() as k8s, kmock.Server(k8s) as k8s_server:
-        k8s.resources["v1/pods"] = {}
-        k8s.resources["v1/secrets"] = {}
         k8s.instant_pods = bool(config.get("instant_pods", False))
         k8s_url = str(k8s_server.url).rstrip("/")
 

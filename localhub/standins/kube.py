@@ -70,6 +70,15 @@ def throwaway_kube_config() -> Iterator[Path]:
 WATCH_SECONDS_DEFAULT = 1800.0
 
 
+#: The kinds the emulator holds: what the hub and the node stand-in touch.
+RESOURCES = (
+    "v1/pods",
+    "v1/secrets",
+    "v1/events",
+    "v1/persistentvolumeclaims",
+    "v1/services",
+    "networking.k8s.io/v1/networkpolicies",
+)
 #: The core kinds the emulator's discovery describes. kmock's own discovery of the core group names no
 #: kind and no scope, and says groupVersion "/v1", which kubectl refuses ("no matches for kind").
 CORE_KINDS = {
@@ -96,6 +105,8 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        for resource in RESOURCES:
+            self.resources[resource] = {}
         # When each object was last created (wall-clock seconds), by (resource plural, name): the
         # creationTimestamp an API server sets has whole seconds only, too coarse for bench/time_to_lab.py.
         self.created_at: dict[tuple[str, str], float] = {}
@@ -173,7 +184,21 @@ class ApiServer(kmock.KubernetesEmulator):
                 request.data.setdefault("status", {"phase": "Pending"})
             manager = request.params.get("fieldManager") or _manager_of(request.headers.get("User-Agent", ""))
             _as_stored(plural or "", request.data, manager=manager)
-        return await super()._handle(request)
+        try:
+            return await super()._handle(request)
+        finally:
+            if request.method == "GET" and request.name is None:
+                # A listing (a kubelet polls them every few milliseconds) is forgotten once answered:
+                # kmock matches each new request against every one it kept, so thousands of kept
+                # listings made each later request slower. Tests count the other requests.
+                self._forget(request)
+
+    def _forget(self, request: Any) -> None:
+        history = self._requests
+        for index in range(len(history) - 1, -1, -1):
+            if history[index] is request:
+                del history[index]
+                return
 
 
 def _manager_of(user_agent: str) -> str:

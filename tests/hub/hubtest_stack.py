@@ -78,8 +78,6 @@ async def running_stack(make_spawner: Callable[..., BERDLSpawner]) -> AsyncItera
         serve(spark.app()) as spark_url,
         serve(governance.app()) as governance_url,
     ):
-        k8s.resources["v1/pods"] = {}
-        k8s.resources["v1/secrets"] = {}
         k8s_url = str(k8s_server.url).rstrip("/")
         try:
             async with Kubelet(k8s_url, NAMESPACE) as kubelet:

@@ -19,6 +19,7 @@ import pytest
 from berdl_hub import server_objects, upstream
 from berdl_hub.server_objects import OWNER_POD_UID, Kind, ServerPod
 from berdl_hub.spawner import BERDLSpawner
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from localhub.standins.hub import FakeUser
 from localhub.standins.kube import NAMESPACE
@@ -261,3 +262,60 @@ async def test_each_kind_is_named_from_its_pods_name_alone(
     spawner = make_spawner()
     for owned in spawner.owned_objects():
         assert owned.name(spawner.pod_name).startswith(spawner.pod_name)
+
+
+class SlowApi:
+    """A CoreV1Api whose creates can be slower than the call's time-out: the object is made, the answer
+    comes too late, and a repeated create meets it (409), as on a busy API server."""
+
+    def __init__(self, *, leftover: bool, late: int) -> None:
+        self.names: set[str] = {"m"} if leftover else set()
+        self.late = late  # how many creates answer only after the time-out
+        self.creates = 0
+        self.deletes = 0
+
+    async def create_namespaced_config_map(self, namespace: str, body: dict[str, Any]) -> None:
+        self.creates += 1
+        if body["metadata"]["name"] in self.names:
+            raise ApiException(status=409, reason="Conflict")
+        self.names.add(body["metadata"]["name"])
+        if self.late:
+            self.late -= 1
+            await asyncio.sleep(1)
+
+    async def delete_namespaced_config_map(self, name: str, namespace: str) -> None:
+        self.deletes += 1
+        self.names.discard(name)
+
+
+@pytest.mark.parametrize(
+    ("leftover", "late", "creates", "deletes"),
+    [
+        (False, 0, 1, 0),  # made at once
+        (True, 0, 2, 1),  # an earlier pod's object: deleted, made again
+        (False, 1, 3, 1),  # the first create landed unanswered: it met itself, deleted it, made it again
+        (True, 1, 3, 1),  # after the leftover's delete, a create landed unanswered: its 409 is this one
+    ],
+)
+async def test_a_create_that_landed_unanswered_is_not_a_conflict(
+    leftover: bool, late: int, creates: int, deletes: int
+) -> None:
+    api = SlowApi(leftover=leftover, late=late)
+    calls = server_objects.Calls(lambda _: api, timeout=0.2, retry_for=5)
+    body = {"metadata": {"name": "m", "namespace": NAMESPACE}}
+    await server_objects.create(calls, body, CONFIG_MAP)
+    assert api.names == {"m"}
+    assert (api.creates, api.deletes) == (creates, deletes)
+
+
+async def test_a_conflict_nobody_explains_is_an_error() -> None:
+    """A 409 at once, after the leftover was deleted, is someone else's object: not taken as ours."""
+
+    class Crowded(SlowApi):
+        async def delete_namespaced_config_map(self, name: str, namespace: str) -> None:
+            self.deletes += 1  # deleted, and made again at once by someone else
+
+    api = Crowded(leftover=True, late=0)
+    calls = server_objects.Calls(lambda _: api, timeout=0.2, retry_for=5)
+    with pytest.raises(server_objects.ObjectError, match="409 Conflict"):
+        await server_objects.create(calls, {"metadata": {"name": "m", "namespace": NAMESPACE}}, CONFIG_MAP)
