@@ -18,6 +18,7 @@ import yaml
 from berdl_hub import server_objects
 from berdl_hub.credentials import CredentialsSecret
 from berdl_hub.server_objects import ServerPod
+from berdl_hub.spark_network import ClusterSide, NotebookSide
 
 from tests.deploy.admission import Decision, Request, decide
 from tests.deploy.rendered import DEPLOY, named, render
@@ -50,7 +51,7 @@ def policy(rendered: list[dict[str, Any]]) -> dict[str, Any]:
     return named(rendered, "ValidatingAdmissionPolicy", "berdl-hub")
 
 
-def hub(operation: str, resource: str, obj: dict[str, Any], username: str = HUB) -> Request:
+def hub(operation: str, resource: str, obj: dict[str, Any], username: str = HUB, group: str = "") -> Request:
     deleting = operation == "DELETE"
     return Request(
         operation=operation,
@@ -59,7 +60,21 @@ def hub(operation: str, resource: str, obj: dict[str, Any], username: str = HUB)
         username=username,
         object=None if deleting else obj,
         old_object=obj if deleting else None,
+        group=group,
     )
+
+
+def spark_policies(pod: dict[str, Any], spark_namespace: str = "") -> list[dict[str, Any]]:
+    """The NetworkPolicies the spawner makes for the server of `pod` (spark_network)."""
+    server = ServerPod(pod["metadata"]["name"], "berdl", "uid-1", pod["metadata"]["labels"])
+    user = pod["metadata"]["annotations"]["hub.jupyter.org/username"]
+    made = []
+    for kind in (NotebookSide, ClusterSide):
+        owned = kind(user=user, spark_namespace=spark_namespace)
+        body = owned.body(server)
+        assert body is not None
+        made.append(server_objects.placed(owned, body, server))
+    return made
 
 
 def credentials_secret(pod: dict[str, Any]) -> dict[str, Any]:
@@ -118,12 +133,18 @@ SPAWNER_PODS: dict[str, Callable[[], dict[str, Any]]] = {
 def test_every_object_the_spawner_makes_is_admitted(make: Callable[[], dict[str, Any]], policy: Any) -> None:
     pod = make()
     secret = credentials_secret(pod)
-    for request in (
+    requests = [
         hub("CREATE", "pods", pod),
         hub("DELETE", "pods", pod),
         hub("CREATE", "secrets", secret),
         hub("DELETE", "secrets", secret),
-    ):
+    ]
+    for policy_object in spark_policies(pod) + spark_policies(pod, "berdl-spark"):
+        requests += [
+            hub(op, "networkpolicies", policy_object, group="networking.k8s.io")
+            for op in ("CREATE", "DELETE")
+        ]
+    for request in requests:
         decision = decide(policy, request)
         assert decision.matched, request.operation
         assert decision.allowed, (request.operation, request.resource, decision.refusals)
@@ -309,3 +330,17 @@ def test_an_error_in_a_rule_refuses_as_failure_policy_fail_does(policy: Any) -> 
     decision = decide(broken, hub("CREATE", "pods", bare_pod(securityContext={"runAsUser": 1000})))
     assert decision.refusals
     assert "could not be evaluated" in decision.refusals[0]
+
+
+@pytest.mark.parametrize("operation", ["CREATE", "UPDATE", "DELETE"])
+def test_the_hub_may_touch_no_network_policy_but_a_servers_own(
+    operation: str, policy: Any, rendered: list[dict[str, Any]]
+) -> None:
+    """The static policies keep users apart: the hub may neither change nor delete them."""
+    static = [o for o in rendered if o["kind"] == "NetworkPolicy"]
+    assert {o["metadata"]["name"] for o in static} >= {"singleuser", "spark", "hub"}
+    for obj in static:
+        decision = decide(policy, hub(operation, "networkpolicies", obj, group="networking.k8s.io"))
+        assert decision.refusals == [
+            "the hub may create and delete only servers' own NetworkPolicies (<pod>-spark-notebook, -cluster)"
+        ], obj["metadata"]["name"]

@@ -1,6 +1,7 @@
 """The NetworkPolicies of deploy/, as rendered, select the pods the manifests and BERDLSpawner really
 create, allow every path BERDL needs, and refuse the rest: the cloud metadata address, the hub's
-database, private ranges nobody listed, other users' servers."""
+database, private ranges nobody listed, other users' servers. The paths between a user's notebook and
+that user's Spark pods are opened by each server's own policies: test_spark_isolation.py."""
 
 from __future__ import annotations
 
@@ -30,7 +31,13 @@ def objects(namespace: str, tmp_path_factory: pytest.TempPathFactory) -> list[di
 @pytest.fixture(scope="module")
 def policies(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     found = [o for o in objects if o["kind"] == "NetworkPolicy"]
-    assert {p["metadata"]["name"] for p in found} == {"hub", "proxy-api", "singleuser", "singleuser-services"}
+    assert {p["metadata"]["name"] for p in found} == {
+        "hub",
+        "proxy-api",
+        "singleuser",
+        "singleuser-services",
+        "spark",
+    }
     return found
 
 
@@ -92,7 +99,9 @@ def test_each_policy_selects_exactly_the_pods_it_is_for(
     assert selecting(policies, pods["proxy"]) == ["proxy-api"]
     for user_pod in ("alice", "alice-named", "bob"):
         assert sorted(selecting(policies, pods[user_pod])) == ["singleuser", "singleuser-services"]
-    for other in ("spark-master", "spark-worker", "hub-db", "other"):
+    for spark in ("spark-master", "spark-worker"):
+        assert selecting(policies, pods[spark]) == ["spark"]
+    for other in ("hub-db", "other"):
         assert selecting(policies, pods[other]) == []
 
 
@@ -114,11 +123,6 @@ def test_the_spawners_pod_has_the_ports_the_policies_name(pods: dict[str, Peer])
         ("alice", "kube-dns", 53, UDP),
         ("alice", "kube-dns", 53, "TCP"),
         ("proxy", "kube-dns", 53, UDP),
-        ("alice", "spark-master", 7077, "TCP"),  # SPARK_MASTER_URL
-        ("alice", "spark-worker", 38211, "TCP"),  # the driver talks to its executors
-        ("spark-master", "alice", 41234, "TCP"),  # the master and executors reach the driver's ports
-        ("spark-worker", "alice", 41234, "TCP"),
-        ("spark-worker", "alice", 45678, "TCP"),  # the block manager, another random port
         ("alice", "minio", 9000, "TCP"),  # an operator's service, opened by label
         ("hub", "hub-db", 5432, "TCP"),
         ("hub", "minio", 9000, "TCP"),

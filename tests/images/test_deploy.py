@@ -139,6 +139,8 @@ def test_the_role_holds_only_what_the_spawner_needs() -> None:
         ("", "pods"): {"get", "list", "watch", "create", "delete"},
         ("", "events"): {"get", "list", "watch"},
         ("", "secrets"): {"create", "delete"},  # each server's credentials Secret
+        # each server's policies to its user's Spark pods (get: a restarted hub's reconcile)
+        ("networking.k8s.io", "networkpolicies"): {"get", "create", "delete"},
     }
     binding = load("rolebinding.yaml")
     assert binding["roleRef"]["name"] == load("role.yaml")["metadata"]["name"]

@@ -1,0 +1,104 @@
+"""Each server's NetworkPolicies to its user's Spark pods (berdl_hub.spark_network), through start() and
+stop() of real BERDLSpawners on the Kubernetes emulator: made with the server, gone with it on every way
+out, in the Spark pods' namespace when that is another. What they allow is tests/deploy's
+test_spark_isolation.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kmock
+import pytest
+from berdl_hub.spark_network import NOTEBOOK_USER_LABEL
+from berdl_hub.spawner import SpawnRefused
+
+from localhub.standins.hub import FakeUser
+from localhub.standins.kube import NAMESPACE
+from tests.hub.hubtest_stack import TOKEN, Stack
+
+pytestmark = pytest.mark.asyncio
+
+SPARK_NAMESPACE = "berdl-spark"
+
+
+def policies(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every NetworkPolicy the emulator holds, by (namespace, name)."""
+    kind = kmock.resource("networking.k8s.io/v1/networkpolicies")
+    return {
+        (key[1], key[2]): obj.raw
+        for key, obj in stack.k8s.objects.items()
+        if key[0] == kind and not obj.deleted
+    }
+
+
+@pytest.mark.parametrize("spark_namespace", ["", SPARK_NAMESPACE], ids=["same namespace", "Spark's own"])
+async def test_each_server_brings_its_policies_and_takes_them_when_it_stops(
+    spark_namespace: str, stack: Stack
+) -> None:
+    user = FakeUser(name="alice", auth_state={"kbase_token": TOKEN})
+    first = stack.spawner(user=user, server="", spark_namespace=spark_namespace)
+    second = stack.spawner(user=user, server="big", spark_namespace=spark_namespace)
+    await first.start()
+    spark_ns = spark_namespace or NAMESPACE
+    assert set(policies(stack)) == {
+        (NAMESPACE, "jupyter-alice-spark-notebook"),
+        (spark_ns, "jupyter-alice-spark-cluster"),
+    }
+    cluster_side = policies(stack)[spark_ns, "jupyter-alice-spark-cluster"]
+    assert cluster_side["spec"]["podSelector"] == {"matchLabels": {"app": "spark", "user": "alice"}}
+    notebook_side = policies(stack)[NAMESPACE, "jupyter-alice-spark-notebook"]
+    assert notebook_side["spec"]["podSelector"]["matchLabels"][NOTEBOOK_USER_LABEL] == "alice"
+    owner = "ownerReferences" in cluster_side["metadata"]
+    assert owner is (spark_ns == NAMESPACE)  # no ownerReference reaches across namespaces: a label does
+
+    await second.start()
+    assert len(policies(stack)) == 4
+    await first.stop()
+    # The second server's own policies keep the way open for it.
+    assert set(policies(stack)) == {
+        (NAMESPACE, "jupyter-alice--big-spark-notebook"),
+        (spark_ns, "jupyter-alice--big-spark-cluster"),
+    }
+    await second.stop()
+    assert policies(stack) == {}
+
+
+async def test_a_failed_start_and_a_lost_pod_leave_no_policy(stack: Stack) -> None:
+    async def failing_hook(spawner: Any, pod: dict[str, Any]) -> None:
+        raise SpawnRefused("the operator's hook refused")
+
+    failed = stack.spawner(after_pod_created_hook=failing_hook)
+    with pytest.raises(SpawnRefused):
+        await failed.start()
+    assert policies(stack) == {}
+
+    lost = stack.spawner(spark_namespace=SPARK_NAMESPACE)
+    await lost.start()
+    assert len(policies(stack)) == 2
+    del stack.k8s.objects[kmock.resource("v1/pods"), NAMESPACE, lost.pod_name]  # the node is gone
+    await lost.run_post_stop_hook()
+    assert policies(stack) == {}
+
+
+async def test_without_spark_no_policy(stack: Stack) -> None:
+    spawner = stack.spawner(spark_cluster_manager_url="")
+    await spawner.start()
+    assert policies(stack) == {}
+    await spawner.stop()
+
+
+async def test_a_name_no_spark_pod_can_carry_gets_no_policy(stack: Stack) -> None:
+    """The Spark Cluster Manager labels its pods `user: <name>`: a name that is no label value (over 63
+    characters) can have no Spark pod, so there is nothing to open (and a policy naming it would be
+    refused by the API server, failing the start)."""
+    name = "a" * 64
+    stack.spark.tokens.add(f"kbase-token-{name}")
+    stack.governance.credentials[f"kbase-token-{name}"] = {
+        "username": name,
+        "access_key": "a",
+        "secret_key": "s",
+    }
+    spawner = stack.spawner(name, token=f"kbase-token-{name}")
+    await spawner.start()
+    assert policies(stack) == {}
+    await spawner.stop()
