@@ -30,6 +30,8 @@ from localhub.standins.spark import SparkClusterManagerApp
 from localhub.users import User
 
 T = TypeVar("T")
+
+
 # What the spawner reads and writes; kmock answers 404 for a resource it was not told about.
 class LoopThread:
     """An asyncio loop running on a daemon thread; `run()` waits for a coroutine's result on it."""
