@@ -14,7 +14,13 @@ from pathlib import Path
 #: The setting that names the folder; each secret is the file named after its variable.
 SECRETS_DIR_VARIABLE = "BERDL_HUB_SECRETS_DIR"
 DEFAULT_SECRETS_DIR = "/etc/berdl/hub-secrets"
-SECRET_NAMES = ("JUPYTERHUB_COOKIE_SECRET", "JUPYTERHUB_CRYPT_KEY", "CONFIGPROXY_AUTH_TOKEN", "PGPASSWORD")
+SECRET_NAMES = (
+    "JUPYTERHUB_COOKIE_SECRET",
+    "JUPYTERHUB_CRYPT_KEY",
+    "CONFIGPROXY_AUTH_TOKEN",
+    "PGPASSWORD",
+    "BERDL_HUB_METRICS_TOKEN",  # optional: Prometheus's token for /hub/metrics (hub_config)
+)
 #: Every name under which a hub secret can sit in the hub's environment: the secrets, JupyterHub's own
 #: name of the cookie secret, and the database URL (it may hold a password). None of them may reach a
 #: user's pod, even when an operator lists it in BERDLSpawner.hub_env_to_forward.

@@ -129,7 +129,9 @@ def test_no_summary_file_or_an_odd_one_changes_nothing_else(
     assert outcome == [0]
     assert (home / ".bashrc").is_file()
     assert target.read_text() == "untouched"
-    assert sorted(p.name for p in path.parent.iterdir()) == ([] if form in ("missing", "unset") else [path.name])
+    assert sorted(p.name for p in path.parent.iterdir()) == (
+        [] if form in ("missing", "unset") else [path.name]
+    )
 
 
 def test_a_long_error_is_cut_so_that_the_kubelet_keeps_a_whole_line() -> None:
