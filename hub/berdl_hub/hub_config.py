@@ -441,5 +441,5 @@ def forget_secrets(environ: Any = None) -> None:
     database URL by then. `/proc/<hub>/environ` still shows the environment the hub started with: in
     Kubernetes the secrets are files (hub_secrets), never in it."""
     env = os.environ if environ is None else environ
-    for name in hub_secrets.SECRET_NAMES:
+    for name in hub_secrets.ALL_SECRET_NAMES:
         env.pop(name, None)

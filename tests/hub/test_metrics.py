@@ -9,9 +9,10 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
-from berdl_hub import hub_config, metrics
+from berdl_hub import hub_config, hub_secrets, metrics
 from berdl_hub.kbase_auth2 import Auth2Client, Auth2Unavailable, InvalidToken
 from berdl_hub.services import close_shared_client
 from berdl_hub.spawner import SpawnRefused
@@ -276,3 +277,15 @@ def test_the_hub_counts_requests_in_its_log_function_unless_the_operator_set_one
     c = Config()
     hub_config.apply(c, replace(hub_config.load(GOOD), config_tree=tree), {})
     assert c.JupyterHub.tornado_settings == {"log_function": operators, "slow_spawn_timeout": 20}
+
+
+def test_the_metrics_token_comes_from_its_file_and_never_reaches_a_pod_or_a_child(tmp_path: Path) -> None:
+    folder = tmp_path / "secrets"
+    folder.mkdir()
+    (folder / "BERDL_HUB_METRICS_TOKEN").write_text("f" * 40 + "\n")
+    settings = hub_config.load({**GOOD, hub_secrets.SECRETS_DIR_VARIABLE: str(folder)})
+    assert settings.metrics_token == "f" * 40
+    assert "BERDL_HUB_METRICS_TOKEN" in hub_secrets.HUB_ONLY_VARIABLES  # never forwarded to a user's pod
+    environ = {"BERDL_HUB_METRICS_TOKEN": "e" * 40, "PATH": "/bin"}
+    hub_config.forget_secrets(environ)
+    assert environ == {"PATH": "/bin"}
