@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from berdl_init import __version__
+from berdl_init import __version__, termination
+
+if TYPE_CHECKING:
+    from berdl_init.report import Report
 
 STEP_NAMES = ("dirs", "dotfiles", "venv", "favorites")
 EXIT_PENDING, EXIT_USAGE, EXIT_FAILED = 1, 2, 3
@@ -50,6 +54,7 @@ def main(
     Settings come from BERDL_* environment variables and --config; --home, --only and --skip
     override BERDL_HOME and BERDL_STEPS.
     """
+    started = time.monotonic()
     from berdl_init.errors import HomeError, SettingsError
     from berdl_init.runner import run
     from berdl_init.settings import load_settings
@@ -66,16 +71,19 @@ def main(
         overrides["skip"] = list(skip)
 
     secrets: list[str] = []
+    summary_path: Path | None = _termination_log_from_environment()
     try:
         settings = load_settings(overrides, Path(config) if config else None)
         secrets = template_values(settings.template_vars)
+        summary_path = settings.termination_log
         report = run(settings, dry_run=dry_run or check)
     except SettingsError as error:
-        _fail(EXIT_USAGE, redact(f"invalid settings: {error}", secrets), as_json)
+        _fail(EXIT_USAGE, redact(f"invalid settings: {error}", secrets), as_json, (summary_path, started))
     except HomeError as error:
-        _fail(EXIT_FAILED, redact(str(error), secrets), as_json)
+        _fail(EXIT_FAILED, redact(str(error), secrets), as_json, (summary_path, started))
     except Exception as error:  # a bug: still one line, the home's status, never a traceback in the pod log
-        _fail(EXIT_FAILED, redact(f"internal error: {type(error).__name__}: {error}", secrets), as_json)
+        message = redact(f"internal error: {type(error).__name__}: {error}", secrets)
+        _fail(EXIT_FAILED, message, as_json, (summary_path, started))
 
     if as_json:
         click.echo(report.to_json())
@@ -85,10 +93,29 @@ def main(
         for line in report.human_lines(previews=dry_run or check, verbose=verbose):
             click.echo(redact(line, secrets))
 
+    status = 0
     if strict and not report.ok:
-        sys.exit(EXIT_FAILED)
-    if check and report.changes:
-        sys.exit(EXIT_PENDING)
+        status = EXIT_FAILED
+    elif check and report.changes:
+        status = EXIT_PENDING
+    termination.write(summary_path, _summary(report, status, time.monotonic() - started, secrets))
+    if status:
+        sys.exit(status)
+
+
+def _summary(report: Report, status: int, seconds: float, secrets: list[str]) -> str:
+    """The kubelet's one line about this run (berdl_init.termination); a --strict failure's error names
+    each failed step and why."""
+    failed = [step for step in report.steps if step.status == "failed"]
+    error = "; ".join(f"{step.name}: {step.message}" for step in failed) if status == EXIT_FAILED else None
+    return termination.summary(
+        exit_status=status,
+        seconds=seconds,
+        changes=len(report.changes),
+        warnings=len(report.warnings),
+        failed_steps=[step.name for step in failed],
+        error=redact(error, secrets) if error is not None else None,
+    )
 
 
 def template_values(value: Any) -> list[str]:
@@ -106,8 +133,19 @@ def redact(text: str, secrets: list[str]) -> str:
     return text
 
 
-def _fail(status: int, message: str, as_json: bool) -> None:
+def _fail(status: int, message: str, as_json: bool, summary: tuple[Path | None, float]) -> None:
+    """The run stops here: its one line (and the --json error object), the kubelet's summary, `status`."""
     if as_json:
         click.echo(json.dumps({"version": __version__, "ok": False, "error": message, "exit_status": status}))
     click.echo(f"berdl-init: {message}", err=True)
+    path, started = summary
+    line = termination.summary(exit_status=status, seconds=time.monotonic() - started, error=message)
+    termination.write(path, line)
     sys.exit(status)
+
+
+def _termination_log_from_environment() -> Path | None:
+    """Where the summary goes when the settings cannot be loaded (that is the failure to report):
+    BERDL_TERMINATION_LOG as it is set, else Kubernetes' default."""
+    value = os.environ.get("BERDL_TERMINATION_LOG", termination.DEFAULT_PATH)
+    return Path(value) if value and os.path.isabs(value) else None

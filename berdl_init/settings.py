@@ -34,6 +34,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from berdl_init import termination
 from berdl_init.errors import SettingsError
 
 StepName = Literal["dirs", "dotfiles", "venv", "favorites"]
@@ -136,6 +137,8 @@ class Settings(BaseSettings):
     venv_restore_timeout: float = Field(default=120.0, gt=0, le=MAX_VENV_RESTORE_TIMEOUT)
     favorites: list[Favorite] | None = None
     favorites_root: str = "/"
+    #: Where the run's one-line summary goes for the kubelet (berdl_init.termination); empty: nowhere.
+    termination_log: Path | None = Path(termination.DEFAULT_PATH)
 
     #: The user is this process's login name (no setting or variable named them): as root, that is root's.
     _user_is_login_name: bool = PrivateAttr(default=False)
@@ -156,7 +159,7 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.config_file))
         return tuple(sources)
 
-    @field_validator("home", "templates_dir", "venv_dir", "venv_python", mode="before")
+    @field_validator("home", "templates_dir", "venv_dir", "venv_python", "termination_log", mode="before")
     @classmethod
     def _absolute_path(cls, value: Any) -> Any:
         # Converted here rather than by pydantic, which would keep a reference to the Path class it saw
@@ -171,6 +174,12 @@ class Settings(BaseSettings):
         if "\0" in text:
             raise ValueError("holds a NUL character, which no path can")
         return Path(os.path.normpath(text))
+
+    @field_validator("termination_log", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        # Runs before _absolute_path (pydantic runs the later-defined "before" validator first).
+        return None if value == "" else value
 
     @field_validator("user")
     @classmethod

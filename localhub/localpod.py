@@ -19,6 +19,10 @@ nothing else of the spawner's pod is touched. `for_this_machine()` makes them al
 7. podman keeps initContainers after they ran (the annotation `io.podman.annotations.init.container.type:
    always`): by default it removes one that succeeded, and its log with it, where a kubelet keeps it
    for `kubectl logs -c`.
+8. Each container's termination-message file (`terminationMessagePath`, Kubernetes' default
+   `/dev/termination-log`) is a file of the node's, given in `termination_files`, mounted there as a
+   hostPath of type File: the kubelet makes and mounts such a file for every container, and reads it
+   when the container ends; podman makes none.
 
 The credentials Secret is not a change to the pod: the node creates a podman secret of the same name
 beforehand (see `node.py`), because podman 4.3 fails on a Kubernetes Secret given in the same YAML.
@@ -32,6 +36,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 KEEP_INIT_CONTAINERS = {"io.podman.annotations.init.container.type": "always"}
+#: Kubernetes' default terminationMessagePath (the API server fills it in; kmock does not).
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+TERMINATION_VOLUME = "node-termination-message"
 BIND_URL_VARIABLE = "JUPYTERHUB_SERVICE_URL"
 
 
@@ -46,9 +53,15 @@ def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def for_this_machine(
-    pod: Mapping[str, Any], *, pod_ip: str, host_root: str, images: Mapping[str, str]
+    pod: Mapping[str, Any],
+    *,
+    pod_ip: str,
+    host_root: str,
+    images: Mapping[str, str],
+    termination_files: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The pod as `podman kube play` must get it on this machine (changes 1 to 7 above)."""
+    """The pod as `podman kube play` must get it on this machine (changes 1 to 8 above);
+    `termination_files`: the node's file for each container's termination message, by container name."""
     local = copy.deepcopy(dict(pod))
     local.pop("status", None)
     local["metadata"].setdefault("annotations", {}).update(KEEP_INIT_CONTAINERS)
@@ -70,6 +83,14 @@ def for_this_machine(
     for volume in spec.get("volumes", []):
         if "hostPath" in volume:
             volume["hostPath"]["path"] = host_root.rstrip("/") + volume["hostPath"]["path"]
+    for number, container in enumerate(_containers(spec)):
+        path = (termination_files or {}).get(container["name"])
+        if path is None:
+            continue
+        volume = f"{TERMINATION_VOLUME}-{number}"
+        spec.setdefault("volumes", []).append({"name": volume, "hostPath": {"path": path, "type": "File"}})
+        where = container.get("terminationMessagePath", TERMINATION_MESSAGE_PATH)
+        container.setdefault("volumeMounts", []).append({"name": volume, "mountPath": where})
     return local
 
 

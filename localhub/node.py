@@ -5,8 +5,11 @@ It does what a kubelet does for the pods the hub's spawner posts, with the real 
 - a new pod gets its own loopback address; the pod is changed only as `localpod.for_this_machine`
   lists; the Secrets its containers read are fetched from the API and made podman secrets first;
 - its real state goes back into the API as a kubelet reports it: phase, init container and container
-  statuses with exit codes (and, for a failed container whose terminationMessagePolicy is
-  FallbackToLogsOnError, the tail of its log as the message), readiness, `podIP` (from the start);
+  statuses with exit codes, times (whole seconds, UTC) and the termination message: what the container
+  wrote to its termination-message file (a file of the node's, 0666, mounted at its
+  terminationMessagePath, as the kubelet makes one), else, for a failed container whose
+  terminationMessagePolicy is FallbackToLogsOnError, the tail of its log; readiness, `podIP` (from the
+  start);
 - a pod deleted in the API is removed from podman with its podman secrets, after its containers' logs
   are saved; the Secrets it owned are deleted (the garbage collection kmock does not do, `kube_gc`).
 
@@ -25,12 +28,15 @@ import ipaddress
 import json
 import logging
 import random
+import re
+import shutil
 import socket
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +81,26 @@ class PlayedPod:
     status: dict[str, Any] = field(default_factory=dict)
     inspected_at: float = 0.0
     number: int = 0  # which play of a pod of this name this is (1, 2, ...)
+    #: The node's folder of the containers' termination-message files.
+    termination_dir: Path | None = None
+
+    def termination_file(self, container: str) -> Path:
+        """The node's file that is `container`'s termination-message file (localpod, change 8)."""
+        assert self.termination_dir is not None
+        return self.termination_dir / f"{container}.termination-log"
+
+    def make_termination_files(self) -> dict[str, str]:
+        """An empty file for each container, mode 0666 as the kubelet makes them (a container may run as
+        any user); by container name."""
+        assert self.termination_dir is not None
+        self.termination_dir.mkdir(mode=0o755, exist_ok=True)
+        files = {}
+        for container in [*self.init_containers, *self.containers]:
+            path = self.termination_file(container)
+            path.write_bytes(b"")
+            path.chmod(0o666)
+            files[container] = str(path)
+        return files
 
 
 # A kubelet's termination message from the log (terminationMessagePolicy FallbackToLogsOnError, for a
@@ -102,6 +128,37 @@ def log_tail(log_path: Path) -> str:
     return tail[-FALLBACK_MESSAGE_BYTES:].decode(errors="replace")
 
 
+#: What a kubelet keeps of a termination-message file (MaxContainerTerminationMessageLength).
+MESSAGE_BYTES = 4096
+
+_PODMAN_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def kubelet_time(podman_time: str) -> str:
+    """A time as the kubelet reports it (RFC 3339, UTC, whole seconds) from podman's (nanoseconds, the
+    host's offset, or Go's "2006-01-02 15:04:05.999 -0700 MST" in events); "" when it cannot be read."""
+    text = podman_time.strip()
+    if " " in text:  # Go's default form, in `podman events`
+        date, clock, offset, *_ = [*text.split(" "), "", ""][:4]
+        text = f"{date}T{clock}{offset[:3]}:{offset[3:]}" if offset else ""
+    match = _PODMAN_TIME.match(text)
+    if not match:
+        return ""
+    moment = datetime.fromisoformat(match.group(1) + match.group(2).replace("Z", "+00:00"))
+    if moment.year < 1970:  # podman's zero time: not started or not finished
+        return ""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def termination_message(path: Path) -> str:
+    """What a container left in its termination-message file, as much as a kubelet keeps."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(MESSAGE_BYTES).decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _container_status(name: str, inspected: dict[str, Any] | None, *, init: bool) -> dict[str, Any]:
     """One entry of containerStatuses / initContainerStatuses, from `podman container inspect`."""
     if inspected is None:
@@ -116,15 +173,16 @@ def _container_status(name: str, inspected: dict[str, Any] | None, *, init: bool
         "restartCount": inspected.get("RestartCount", 0),
     }
     if state.get("Running"):
-        entry.update(ready=not init, started=True, state={"running": {"startedAt": state["StartedAt"]}})
+        started = kubelet_time(state["StartedAt"])
+        entry.update(ready=not init, started=True, state={"running": {"startedAt": started}})
     elif state.get("Status") in ("exited", "stopped"):
         code = int(state.get("ExitCode", 0))
         reason = "Completed" if code == 0 else "Error"
         terminated = {
             "exitCode": code,
             "reason": reason,
-            "startedAt": state.get("StartedAt", ""),
-            "finishedAt": state.get("FinishedAt", ""),
+            "startedAt": kubelet_time(state.get("StartedAt", "")),
+            "finishedAt": kubelet_time(state.get("FinishedAt", "")),
         }
         entry.update(ready=init and code == 0, started=False, state={"terminated": terminated})
     else:
@@ -240,7 +298,8 @@ class Node(Kubelet):
         if result.returncode != 0 or not died:
             return None
         code = int(died[-1].get("ContainerExitCode", 0))
-        return {"exitCode": code, "reason": "Error" if code else "Completed", "finishedAt": died[-1]["Time"]}
+        finished = kubelet_time(str(died[-1]["Time"]))
+        return {"exitCode": code, "reason": "Error" if code else "Completed", "finishedAt": finished}
 
     async def _status_of(self, played: PlayedPod, container: str, *, init: bool) -> dict[str, Any]:
         inspected = await self.podman.inspect(f"{played.name}-{container}")
@@ -251,7 +310,12 @@ class Node(Kubelet):
             if before:
                 status["lastState"] = {"terminated": before}
         for terminated in (ended, status.get("lastState", {}).get("terminated")):
-            if terminated and terminated["exitCode"] and container in played.log_fallback and inspected:
+            if not terminated:
+                continue
+            message = termination_message(played.termination_file(container))
+            if message:
+                terminated["message"] = message
+            elif terminated["exitCode"] and container in played.log_fallback and inspected:
                 with contextlib.suppress(OSError, KeyError):  # podman 4.3 keeps the path under HostConfig
                     terminated["message"] = log_tail(Path(inspected["HostConfig"]["LogConfig"]["Path"]))
         return status
@@ -336,7 +400,14 @@ class Node(Kubelet):
                 if c.get("terminationMessagePolicy") == "FallbackToLogsOnError"
             },
         )
-        local = localpod.for_this_machine(pod, pod_ip=ip, host_root=str(self.host_root), images=self.images)
+        played.termination_dir = self._folder / f"{name}.termination"
+        local = localpod.for_this_machine(
+            pod,
+            pod_ip=ip,
+            host_root=str(self.host_root),
+            images=self.images,
+            termination_files=played.make_termination_files(),
+        )
         played.manifest.write_text(json.dumps(local))
         self.played[name] = played
         if self.leftovers is not None:  # before its podman secrets exist
@@ -389,6 +460,8 @@ class Node(Kubelet):
         for secret in played.secrets:
             await self.podman("secret", "rm", secret)
         played.manifest.unlink(missing_ok=True)
+        if played.termination_dir is not None:
+            shutil.rmtree(played.termination_dir, ignore_errors=True)
         if self.leftovers is not None:
             self.leftovers.pod_removed(played.name)
 

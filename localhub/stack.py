@@ -7,7 +7,10 @@ Its folder `work` holds, for a person to look at:
 - `logs/TIME/`: each start's logs (the hub, the proxy, PostgreSQL, the stand-ins, and under `pods/` what
   each pod's containers printed), `logs/latest` the last start's;
 - `postgres/`: the hub's database; `state.json` and `users.json`: the secrets that keep the hub's
-  sessions and auth state readable, and the users' stand-in credentials (mode 0600).
+  sessions and auth state readable, and the users' stand-in credentials (mode 0600);
+- `prometheus/`: deploy/monitoring's scrape job and alerting rules for this hub (`prometheus.yml`) and
+  the token it scrapes /hub/metrics with (localhub.prometheus: `running_prometheus` runs a Prometheus
+  with them).
 
 A stack started again in the same folder, not fresh, finds the homes, the database and the users as the
 last one left them; the API stand-in and the node start empty, so the hub finds the servers it thought
@@ -29,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from localhub import prometheus
 from localhub.leftovers import RECORD, Leftovers, end_leftovers
 from localhub.podman import INIT_IMAGE, NOTEBOOK_IMAGE, Podman
 from localhub.procs import (
@@ -91,6 +95,10 @@ class Stack:
     log_dir: Path
     secrets: list[str] = field(repr=False)
     leftovers: Leftovers = field(repr=False)
+    #: Prometheus's token for /hub/metrics (the hub's berdl-prometheus service), and the configuration
+    #: that scrapes this hub with it (localhub.prometheus.running_prometheus starts one).
+    metrics_token: str = field(repr=False, default="")
+    prometheus_config: Path | None = None
     #: What a stack in the same folder that did not stop had left running, and this start ended.
     leftovers_ended: list[str] = field(default_factory=list)
     #: How the hub and the proxy were started, so that a step can start them again the same way.
@@ -238,7 +246,9 @@ def running_stack(
     kept = _kept_secrets(work)
     cookie_secret, crypt_key, pg_password = kept["cookie_secret"], kept["crypt_key"], kept["pg_password"]
     proxy_token = secrets.token_hex(32)
-    all_secrets = [cookie_secret, crypt_key, proxy_token, pg_password] + [s for u in users for s in u.secrets]
+    metrics_token = secrets.token_hex(32)
+    all_secrets = [cookie_secret, crypt_key, proxy_token, pg_password, metrics_token]
+    all_secrets += [s for u in users for s in u.secrets]
 
     with (
         postgres_server(pg_password, base=work / "postgres", log_path=log_dir / "postgres.log") as postgres,
@@ -268,6 +278,7 @@ def running_stack(
                 "PGPASSWORD": postgres.password,
                 "CONFIGPROXY_API_URL": f"http://127.0.0.1:{proxy_api_port}",
                 "CONFIGPROXY_AUTH_TOKEN": proxy_token,
+                "BERDL_HUB_METRICS_TOKEN": metrics_token,
                 "BERDL_HUB_BIND_URL": hub_url,
                 "BERDL_HUB_CONNECT_URL": hub_url,  # the pods share the host's network
                 "BERDL_HUB_EXTRA_CONFIG": str(work / "extra_config.py"),
@@ -294,6 +305,8 @@ def running_stack(
                 hub_env=hub_env,
                 proxy_cmd=proxy_cmd,
                 proxy_env=proxy_env,
+                metrics_token=metrics_token,
+                prometheus_config=prometheus.write_config(work / "prometheus", hub_url, metrics_token),
             )
             yield stack
         finally:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from traitlets.config import Config
 
-from berdl_hub import config_tree, hub_secrets, proxy_watch
+from berdl_hub import config_tree, hub_requests, hub_secrets, proxy_watch
 
 DEFAULT_DB_URL = "sqlite:////srv/jupyterhub/data/jupyterhub.sqlite"
 # Set to 1 on a laptop only: allows a database that vanishes with the process and the dummy authenticator.
@@ -33,6 +33,10 @@ IDLE_CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "dele
 # Authenticators that let anyone in, refused outside development.
 OPEN_AUTHENTICATORS = frozenset({"dummy", "null", "jupyterhub.auth.DummyAuthenticator"})
 KBASE_AUTHENTICATORS = frozenset({"kbase", "berdl_hub.auth.KBaseAuthenticator"})
+#: The service whose token (BERDL_HUB_METRICS_TOKEN) Prometheus scrapes /hub/metrics with, and its only
+#: scope (JupyterHub's authenticate_prometheus, on by default, as z2jh's hub.authenticatePrometheus).
+METRICS_SERVICE = "berdl-prometheus"
+METRICS_SCOPES = ["read:metrics"]
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -72,6 +76,7 @@ class HubSettings:
     cull_every: int  # seconds between the idle culler's rounds
     extra_config: str
     config_tree: Config  # BERDL_HUB_CONFIG_TREE, read; empty when unset
+    metrics_token: str = ""  # BERDL_HUB_METRICS_TOKEN: Prometheus's token; empty, no such service
 
     def __repr__(self) -> str:  # the secrets stay out of any traceback or debug print
         return f"HubSettings(db_url={self.db_url!r}, proxy_api_url={self.proxy_api_url!r}, ...)"
@@ -225,6 +230,10 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
     else:
         cull_every = default_cull_every(max(idle_timeout, 0))
 
+    metrics_token = env.get("BERDL_HUB_METRICS_TOKEN", "")
+    if metrics_token and (len(metrics_token) < 32 or any(c.isspace() for c in metrics_token)):
+        problems.append("BERDL_HUB_METRICS_TOKEN must be at least 32 characters without spaces")
+
     extra_config = env.get("BERDL_HUB_EXTRA_CONFIG", "").strip()
     if extra_config and not Path(extra_config).is_file():
         problems.append(f"BERDL_HUB_EXTRA_CONFIG names no file: {extra_config}")
@@ -254,6 +263,7 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
         cull_every=cull_every,
         extra_config=extra_config,
         config_tree=tree,
+        metrics_token=metrics_token,
     )
 
 
@@ -357,6 +367,17 @@ def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = Non
             "services": [proxy_watch.SERVICE_NAME],
         }
     )
+    if settings.metrics_token:
+        # Prometheus scrapes /hub/metrics with this token, which may read the metrics and nothing else.
+        services.append({"name": METRICS_SERVICE, "api_token": settings.metrics_token})
+        roles.append({"name": METRICS_SERVICE, "scopes": list(METRICS_SCOPES), "services": [METRICS_SERVICE]})
+    # The culler's stops and the watcher's restores, counted in the hub's metrics as it answers them
+    # (hub_requests); an operator's own log_function in the tree wins.
+    tornado_settings = dict(c.JupyterHub.get("tornado_settings") or {})
+    tornado_settings.setdefault(
+        "log_function", hub_requests.log_function(culler=IDLE_CULLER, proxy_watch=proxy_watch.SERVICE_NAME)
+    )
+    c.JupyterHub.tornado_settings = tornado_settings
     c.JupyterHub.services = [*c.JupyterHub.get("services", []), *services]
     c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *roles]
 
@@ -420,5 +441,5 @@ def forget_secrets(environ: Any = None) -> None:
     database URL by then. `/proc/<hub>/environ` still shows the environment the hub started with: in
     Kubernetes the secrets are files (hub_secrets), never in it."""
     env = os.environ if environ is None else environ
-    for name in hub_secrets.SECRET_NAMES:
+    for name in hub_secrets.ALL_SECRET_NAMES:
         env.pop(name, None)

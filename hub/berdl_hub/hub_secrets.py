@@ -15,10 +15,13 @@ from pathlib import Path
 SECRETS_DIR_VARIABLE = "BERDL_HUB_SECRETS_DIR"
 DEFAULT_SECRETS_DIR = "/etc/berdl/hub-secrets"
 SECRET_NAMES = ("JUPYTERHUB_COOKIE_SECRET", "JUPYTERHUB_CRYPT_KEY", "CONFIGPROXY_AUTH_TOKEN", "PGPASSWORD")
+#: Secrets the hub does without: Prometheus's token for /hub/metrics (hub_config's berdl-prometheus).
+OPTIONAL_SECRET_NAMES = ("BERDL_HUB_METRICS_TOKEN",)
+ALL_SECRET_NAMES = SECRET_NAMES + OPTIONAL_SECRET_NAMES
 #: Every name under which a hub secret can sit in the hub's environment: the secrets, JupyterHub's own
 #: name of the cookie secret, and the database URL (it may hold a password). None of them may reach a
 #: user's pod, even when an operator lists it in BERDLSpawner.hub_env_to_forward.
-HUB_ONLY_VARIABLES = frozenset({*SECRET_NAMES, "JPY_COOKIE_SECRET", "JUPYTERHUB_DB_URL"})
+HUB_ONLY_VARIABLES = frozenset({*ALL_SECRET_NAMES, "JPY_COOKIE_SECRET", "JUPYTERHUB_DB_URL"})
 
 
 def read_secret_files(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
@@ -27,7 +30,7 @@ def read_secret_files(environ: Mapping[str, str]) -> tuple[dict[str, str], list[
     folder = Path(environ.get(SECRETS_DIR_VARIABLE, "").strip() or DEFAULT_SECRETS_DIR)
     values: dict[str, str] = {}
     problems: list[str] = []
-    for name in SECRET_NAMES:
+    for name in ALL_SECRET_NAMES:
         path = folder / name
         try:
             text = path.read_text(encoding="utf-8")

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from berdl_hub import metrics
 from berdl_hub.services import shared_client
 
 # Auth2's appcodes that say the token (not the service) is the problem.
@@ -74,6 +75,7 @@ class Auth2Client:
             raise InvalidToken(f"GET {path}: appcode {appcode}")
         raise Auth2Unavailable(f"GET {path}: answered {status} (appcode {appcode})")
 
+    @metrics.timed_auth2_check(InvalidToken)
     async def check(self, token: str) -> KBaseLogin:
         """Ask `api/V2/token` and `api/V2/me` at once; raise InvalidToken or Auth2Unavailable."""
         results = await asyncio.gather(

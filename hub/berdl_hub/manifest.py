@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import init_summary
+
 HOME_VOLUME = "berdl-home"
 INIT_TMP_VOLUME = "berdl-init-tmp"
 INIT_CONTAINER_NAME = "berdl-init"
@@ -312,10 +314,12 @@ _REASON_MAX = 500
 def printed_reason(message: str) -> str:
     """berdl-init's one line about its failure, from a container's termination message.
 
-    The initContainer's terminationMessagePolicy is FallbackToLogsOnError: for a failed run the kubelet
-    puts the tail of its log there (at most 80 lines and 2 KiB). berdl-init's last line starting with
-    `berdl-init: ` is the reason; without one (a crash before berdl-init ran), the last line."""
+    berdl-init writes its summary there, with that line as `error` (berdl_init.termination). For a failed
+    run that wrote none (an older init image, a crash), terminationMessagePolicy FallbackToLogsOnError has
+    the kubelet put the tail of its log there (at most 80 lines and 2 KiB): berdl-init's last line
+    starting with `berdl-init: ` is the reason; without one (a crash before berdl-init ran), the last
+    line."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     own = [line.removeprefix(_INIT_ERROR_PREFIX) for line in lines if line.startswith(_INIT_ERROR_PREFIX)]
-    reason = (own or lines or [""])[-1]
+    reason = init_summary.error(message) or (own or lines or [""])[-1]
     return reason if len(reason) <= _REASON_MAX else reason[: _REASON_MAX - 3] + "..."

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from typing import Any, Protocol
 
 from jupyterhub.utils import maybe_future
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from . import metrics
 
 #: The label by which an object in another namespace names the pod that owns it (a uid: a pod's name
 #: may be longer than a label value).
@@ -169,26 +172,36 @@ async def create(calls: Calls, body: Mapping[str, Any], kind: Kind) -> None:
     reads Secrets)."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     what = f"creating {kind.kind} {namespace}/{name}"
-    for attempt in (1, 2):
-        try:
-            post = lambda: calls.method(kind, "create")(namespace, dict(body))  # noqa: E731
-            await calls.run(what, post, landed=409 if attempt == 2 else None)
-            return
-        except ApiException as exc:
-            if exc.status != 409 or attempt == 2:
-                raise ObjectError(f"{what}: Kubernetes answered {exc.status} {exc.reason}") from None
-        await delete(calls, kind, namespace, name)
+    started, outcome = time.monotonic(), "failed"
+    try:
+        for attempt in (1, 2):
+            try:
+                post = lambda: calls.method(kind, "create")(namespace, dict(body))  # noqa: E731
+                await calls.run(what, post, landed=409 if attempt == 2 else None)
+                outcome = "ok"
+                return
+            except ApiException as exc:
+                if exc.status != 409 or attempt == 2:
+                    raise ObjectError(f"{what}: Kubernetes answered {exc.status} {exc.reason}") from None
+            await delete(calls, kind, namespace, name)
+    finally:
+        metrics.server_object(kind.kind, "create", outcome, time.monotonic() - started)
 
 
 async def delete(calls: Calls, kind: Kind, namespace: str, name: str) -> bool:
     """Delete the object; False when there was none (also success)."""
     what = f"deleting {kind.kind} {namespace}/{name}"
+    started, outcome = time.monotonic(), "failed"
     try:
         await calls.run(what, lambda: calls.method(kind, "delete")(name, namespace))
+        outcome = "ok"
     except ApiException as exc:
         if exc.status == 404:
+            outcome = "absent"
             return False
         raise ObjectError(f"{what}: Kubernetes answered {exc.status} {exc.reason}") from None
+    finally:
+        metrics.server_object(kind.kind, "delete", outcome, time.monotonic() - started)
     return True
 
 

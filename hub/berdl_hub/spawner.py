@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -27,7 +28,9 @@ from traitlets import default, validate
 
 from . import (
     credentials,
+    init_report,
     manifest,
+    metrics,
     minio_keys,
     pod_parts,
     server_objects,
@@ -117,6 +120,11 @@ class BERDLSpawner(BERDLSpawnerSettings):
         )
         return StartAttempt(cluster=cluster, objects=objects)
 
+    def _profile_label(self) -> str:
+        """The start's profile in metrics: the slug the user chose (KubeSpawner checked it against the
+        profile list), `default` without a profile list or a choice."""
+        return metrics.profile_label(bool(self.profile_list), (self.user_options or {}).get("profile"))
+
     def owned_objects(self) -> list[server_objects.Owned]:
         """The objects this server owns beside its pod (server_objects), in the order they are made."""
         owned: list[server_objects.Owned] = [credentials.CredentialsSecret(self.credential_values)]
@@ -133,6 +141,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
         self._reconciled = True
         # Apply the chosen profile first: it may set the cluster size.
         await upstream.apply_user_options(self)
+        attempt.profile = attempt.cluster.profile = self._profile_label()
         token = await self._user_token()
         try:
             attempt.minio = await minio_keys.fetch(
@@ -141,10 +150,13 @@ class BERDLSpawner(BERDLSpawnerSettings):
                 fail_on_error=self.governance_failure_policy == "fail",
                 log=self.log,
                 name=upstream.log_name(self),
+                profile=attempt.profile,
             )
             attempt.cluster.begin_join(token, self._spark_config())
             attempt.starting = True
-            return await super().start()
+            url = await super().start()
+            metrics.spawn_parts(attempt.profile, attempt.parts(time.monotonic()))
+            return url
         except BaseException:
             attempt.starting = False
             await attempt.cluster.settle()
@@ -154,12 +166,18 @@ class BERDLSpawner(BERDLSpawnerSettings):
             attempt.starting = False
 
     def is_pod_running(self, pod: dict[str, Any] | None) -> bool:
-        """KubeSpawner's readiness check; while starting, a failed berdl-init ends the spawn at once."""
-        if self.attempt.starting:
+        """KubeSpawner's readiness check; while starting, a failed berdl-init ends the spawn at once.
+        berdl-init's run is counted (its metrics) once, when it failed or when the pod runs."""
+        attempt = self.attempt
+        if attempt.starting:
             failure = manifest.init_failure(pod)
             if failure:
+                if attempt.init is None:
+                    attempt.init = init_report.record(pod, attempt.profile)
                 raise SpawnRefused(failure)
         running: bool = super().is_pod_running(pod)
+        if running and attempt.starting and attempt.init is None:
+            attempt.init = init_report.record(pod, attempt.profile)
         return running
 
     async def poll(self) -> int | None:
@@ -280,7 +298,9 @@ class BERDLSpawner(BERDLSpawnerSettings):
             env=self._reference_variables(),
         )
         pod_parts.add(pod, pod_parts.build(self, server))
+        waited = time.monotonic()
         master_url = await self.attempt.cluster.master_url()
+        self.attempt.spark_wait += time.monotonic() - waited
         if master_url:
             pod_parts.set_variable(pod, "SPARK_MASTER_URL", master_url)
         return pod
@@ -330,4 +350,5 @@ class BERDLSpawner(BERDLSpawnerSettings):
 async def _create_server_objects(spawner: BERDLSpawner, pod: dict[str, Any]) -> None:
     """KubeSpawner's after_pod_created_hook: the pod has a uid now, so the server's objects can be
     owned by it. A failure here makes KubeSpawner stop the pod and the start fail, which deletes them."""
+    spawner.attempt.pod_created = time.monotonic()
     await spawner.attempt.objects.create(ServerPod.of(pod))

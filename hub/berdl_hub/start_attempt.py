@@ -7,8 +7,11 @@ MinIO keys. What outlives a hub restart (the Spark share) lives in the spawner's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
+from . import metrics
+from .init_report import InitRun
 from .server_objects import ServerObjects
 from .services import MinioCredentials
 from .user_cluster import ServerCluster
@@ -22,8 +25,31 @@ class StartAttempt:
     # KubeSpawner's own start is under way: a stop it makes then (a pod of the same name to replace, a
     # failed after_pod_created_hook) deletes only the pod, and a failed berdl-init ends the start.
     starting: bool = False
+    # What the metrics of this start need (metrics.SPAWN_PART_SECONDS): its profile's label, when it
+    # began, how long the pod waited for the Spark cluster, when the pod was created, berdl-init's run.
+    profile: str = metrics.DEFAULT_PROFILE
+    began: float = field(default_factory=time.monotonic)
+    spark_wait: float = 0.0
+    pod_created: float | None = None
+    init: InitRun | None = None
 
     @property
     def notes(self) -> list[str]:
         """What the user is told on the progress page, beside the pod's events."""
         return self.cluster.notes
+
+    def parts(self, running: float) -> list[tuple[str, float]]:
+        """The parts of this start, once its pod runs (`running`, on the monotonic clock): the hub's own
+        work until the pod was created, less the wait for the Spark cluster; that wait; berdl-init's run;
+        the rest of the pod's start (scheduling, image pulls, the notebook container)."""
+        if self.pod_created is None:
+            return []
+        init = self.init.seconds if self.init is not None else None
+        parts = [
+            ("hub", max(self.pod_created - self.began - self.spark_wait, 0.0)),
+            ("spark", self.spark_wait),
+        ]
+        if init is not None:
+            parts.append(("init", init))
+        parts.append(("server", max(running - self.pod_created - (init or 0.0), 0.0)))
+        return parts

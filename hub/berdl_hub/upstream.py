@@ -8,6 +8,7 @@ KubeSpawner or JupyterHub that changes one of them fails that test, and the fix 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 #: KubeSpawner names the notebook's container "notebook" in every pod it builds (objects.make_pod) and
@@ -89,3 +90,59 @@ def sibling_spawners(spawner: Any) -> Iterator[Any]:
     `user.spawners` (by server name), also after a restart, each with the state it saved."""
     spawners = getattr(spawner.user, "spawners", None) or {}
     return (other for other in spawners.values() if other is not spawner)
+
+
+def jupyterhub_log_request(handler: Any) -> None:
+    """JupyterHub's own handling of a finished request: its access log line and its request metrics
+    (`jupyterhub.log.log_request`, the tornado `log_function` JupyterHub installs by default)."""
+    from jupyterhub.log import log_request
+
+    log_request(handler)
+
+
+def is_server_api(handler: Any) -> bool:
+    """Whether the request is to `/hub/api/users/NAME/server` or `.../servers/NAME` (JupyterHub's
+    `apihandlers.users.UserServerAPIHandler`, whose first path argument is the user's name)."""
+    from jupyterhub.apihandlers.users import UserServerAPIHandler
+
+    return isinstance(handler, UserServerAPIHandler)
+
+
+def is_proxy_api(handler: Any) -> bool:
+    """Whether the request is to `/hub/api/proxy` (JupyterHub's `apihandlers.proxy.ProxyAPIHandler`;
+    a POST there syncs the proxy's routes)."""
+    from jupyterhub.apihandlers.proxy import ProxyAPIHandler
+
+    return isinstance(handler, ProxyAPIHandler)
+
+
+def requester(handler: Any) -> tuple[str, str] | None:
+    """Who made a finished request, as ("user" or "service", name), or None (anonymous): JupyterHub's
+    `handler.current_user` is its User for a user and the `orm.Service` for a service token, each with
+    `kind` and `name` (the same attribute JupyterHub's own log line reads)."""
+    try:
+        current = handler.current_user
+    except Exception:  # JupyterHub's log_request tolerates HTTPError and RuntimeError here
+        return None
+    kind, name = getattr(current, "kind", None), getattr(current, "name", None)
+    if kind not in ("user", "service") or not isinstance(name, str):
+        return None
+    return str(kind), name
+
+
+def stopped_by(handler: Any, request_began: datetime) -> bool:
+    """Whether the DELETE of a server that `handler` answered (202 or 204) stopped it. JupyterHub answers
+    204 also for a server that was not running, and 202 also for one already stopping, so the answer
+    alone does not say. It did when the server is stopping now (`spawner.pending == "stop"`: this
+    request's stop goes on after its answer) or when its stop ended after the request began (User.stop
+    sets `orm_spawner.last_activity`, naive UTC, once a stop ends)."""
+    args = list(handler.path_args)
+    user = handler.find_user(args[0]) if args else None
+    server_name = args[1] if len(args) > 1 else ""
+    if user is None or server_name not in user.orm_spawners:
+        return False
+    spawner = user.spawners[server_name]
+    if spawner.pending == "stop":
+        return True
+    ended = spawner.orm_spawner.last_activity
+    return ended is not None and ended >= request_began

@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import metrics
 from .errors import SpawnRefused
 from .services import ServiceError, SparkCluster
 
@@ -168,6 +170,7 @@ class ServerCluster:
         fail_on_error: bool,
         log: logging.Logger | logging.LoggerAdapter[Any],
         name: str,
+        profile: str = metrics.DEFAULT_PROFILE,
     ) -> None:
         self.user = user
         self.share = share
@@ -178,6 +181,7 @@ class ServerCluster:
         self.fail_on_error = fail_on_error
         self.log = log
         self.name = name  # the server, in log lines
+        self.profile = profile  # the start's profile, in metrics (the spawner sets it once it is chosen)
         self.notes: list[str] = []  # what the user is told on the progress page
         self._joining: asyncio.Future[None] | None = None
 
@@ -217,15 +221,23 @@ class ServerCluster:
                 got = await acquire(self.share, self.siblings(), config, create, record=self.save)
                 self.save()
             except ServiceError as exc:
+                metrics.spark_cluster_start(self.profile, _failed_outcome(exc))
                 await self._after_failed_create(manager, exc, owed)
                 return
+        metrics.spark_cluster_start(self.profile, "created" if got.created else "shared")
         if got.shared_config is not None:
             self.log.info("%s shares its user's Spark cluster %s", self.name, got.master_url)
             if got.shared_config != self.share.config:
                 self._note(SHARED_OTHER_SIZE)
 
     async def _create(self, manager: ClusterManager, token: str, config: Mapping[str, Any]) -> SparkCluster:
-        cluster = await manager.create(token, config)
+        started = time.monotonic()
+        try:
+            cluster = await manager.create(token, config)
+        except ServiceError as exc:
+            metrics.spark_cluster_create(self.profile, _failed_outcome(exc), time.monotonic() - started)
+            raise
+        metrics.spark_cluster_create(self.profile, "created", time.monotonic() - started)
         self.log.info("Spark cluster %s for %s: %s", cluster.cluster_id, self.name, cluster.master_url)
         return cluster
 
@@ -266,12 +278,22 @@ class ServerCluster:
         if not token:
             self.log.error("Cannot delete the Spark cluster of %s: no token in auth state", self.name)
             return False
+        started = time.monotonic()
         try:
             message = await manager.delete(token)
         except ServiceError as exc:
-            if exc.status == 404:  # nothing to delete, said differently
+            absent = exc.status == 404  # nothing to delete, said differently
+            metrics.spark_cluster_delete("absent" if absent else "failed", time.monotonic() - started)
+            if absent:
                 return True
             self.log.error("Could not delete the Spark cluster of %s (%s): %s", self.name, why, exc)
             return False
+        metrics.spark_cluster_delete("deleted", time.monotonic() - started)
         self.log.info("Deleted the Spark cluster of %s (%s): %s", self.name, why, message)
         return True
+
+
+def _failed_outcome(error: ServiceError) -> str:
+    """A failed create's outcome label (refused, timed_out, failed)."""
+    outcome = metrics.call_outcome(error)
+    return "failed" if outcome == "ok" else outcome

@@ -241,10 +241,26 @@ def _status(code: int, reason: str, message: str) -> web.Response:
     return web.json_response({**body, "code": code}, status=code)
 
 
-def running_status(pod: dict[str, Any]) -> dict[str, Any]:
-    """What a kubelet reports once the pod's containers run."""
+def running_status(pod: dict[str, Any], init_message: str = "") -> dict[str, Any]:
+    """What a kubelet reports once the pod's containers run: each init container ended (with
+    `init_message`, what it left in its termination-message file, when given), the containers running."""
+    inits = []
+    for c in pod.get("spec", {}).get("initContainers", []):
+        terminated: dict[str, Any] = {
+            "exitCode": 0,
+            "reason": "Completed",
+            "startedAt": "2026-01-01T00:00:00Z",
+            "finishedAt": "2026-01-01T00:00:01Z",
+        }
+        if init_message:
+            terminated["message"] = init_message
+        inits.append(
+            {"name": c["name"], "image": c["image"], "imageID": "sha256:" + "0" * 64, "ready": True,
+             "restartCount": 0, "state": {"terminated": terminated}}
+        )  # fmt: skip
     return {
         "phase": "Running",
+        "initContainerStatuses": inits,
         "podIP": "127.0.0.1",
         "containerStatuses": [
             {
@@ -317,6 +333,7 @@ class Kubelet(Background):
         self.resolved: dict[str, dict[str, str]] = {}
         self.init_exit_code = 0  # non-zero: berdl-init fails and is retried, as with restartPolicy OnFailure
         self.init_message = ""  # the failed berdl-init's termination message (its log's tail), if any
+        self.init_summary = ""  # the termination message a berdl-init that succeeded leaves, if any
         self.left_alone: set[str] = set()  # pods whose status a test sets itself (one still starting)
         self._reporting: set[asyncio.Task[bool]] = set()
 
@@ -360,7 +377,7 @@ class Kubelet(Background):
                 continue
             if not self._resolve_secrets(pod, secrets):
                 continue  # the containers wait for their Secret
-            if await self._report(session, name, running_status(pod)):
+            if await self._report(session, name, running_status(pod, self.init_summary)):
                 self.started.add(name)
 
     async def _follow(self, session: aiohttp.ClientSession) -> None:

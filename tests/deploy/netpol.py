@@ -26,10 +26,12 @@ class Peer:
     labels: Mapping[str, str] | None = None
     namespace: str = ""
     ports: Mapping[str, int] = field(default_factory=dict)  # named container ports
+    #: Labels of the pod's namespace besides the name Kubernetes gives every namespace.
+    more_namespace_labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def namespace_labels(self) -> dict[str, str]:
-        return {"kubernetes.io/metadata.name": self.namespace}
+        return {**self.more_namespace_labels, "kubernetes.io/metadata.name": self.namespace}
 
 
 def pod(name: str, ip: str, manifest: Mapping[str, Any], namespace: str) -> Peer:

@@ -48,3 +48,19 @@ def overlay(tmp_path: Path, namespace: str) -> Path:
         )
     )
     return folder
+
+
+def assert_valid_strictly(objects: list[dict[str, Any]], version: str, folder: Path) -> None:
+    """`kubernetes-validate --strict` for that Kubernetes version passes every object."""
+    from tests.images.test_deploy import kubernetes_validate
+
+    rendered = folder / "rendered.yaml"
+    rendered.write_text(yaml.safe_dump_all(objects))
+    result = subprocess.run(
+        [kubernetes_validate(), "--strict", "--kubernetes-version", version, str(rendered)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == len(objects), result.stdout

@@ -3,16 +3,14 @@ and what renders passes `kubernetes-validate --strict` for the oldest and newest
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.deploy.rendered import named, overlay, render
-from tests.images.test_deploy import bundled_versions, kubernetes_validate
+from tests.deploy.rendered import assert_valid_strictly, named, overlay, render
+from tests.images.test_deploy import bundled_versions
 
 CLUSTER_SCOPED = {"Namespace"}
 
@@ -59,13 +57,4 @@ def test_an_overlay_moves_every_namespace_the_rolebinding_subject_included(tmp_p
 @pytest.mark.parametrize("moved", [False, True], ids=["deploy", "overlay"])
 def test_the_rendered_objects_pass_strict_validation(tmp_path: Path, version: str, moved: bool) -> None:
     objects = render(overlay(tmp_path, "research-hub")) if moved else render()
-    rendered = tmp_path / "rendered.yaml"
-    rendered.write_text(yaml.safe_dump_all(objects))
-    result = subprocess.run(
-        [kubernetes_validate(), "--strict", "--kubernetes-version", version, str(rendered)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("passed") == len(objects), result.stdout
+    assert_valid_strictly(objects, version, tmp_path)

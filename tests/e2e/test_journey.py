@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 
 from localhub.browser import UserBrowser
+from localhub.prometheus import MONITORING, Prometheus, running_prometheus
 from localhub.stack import SHARED_IN_POD, Stack
+from tests.conftest import require_tool
+from tests.deploy.monitoring import series_named
 from tests.e2e.conftest import E2E_WORK, PROBE_PACKAGE
 from tests.e2e.probes import eventually, pod_of, podman_pods
 from tests.hub.hubtest_support import assert_no_secret_in
@@ -43,6 +46,16 @@ def alice(stack: Stack, browser: Any) -> UserBrowser:
 @pytest.fixture(scope="module")
 def bob(stack: Stack, browser: Any) -> UserBrowser:
     return UserBrowser.open(browser, "bob", stack.public_url, E2E_WORK / "shots")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prometheus(stack: Stack) -> Iterator[Prometheus]:
+    """A real Prometheus (Debian's), with the stack's scrape configuration (deploy/monitoring's job and
+    rules, the hub on 127.0.0.1), scraping the hub throughout the journey."""
+    require_tool("prometheus")
+    assert stack.prometheus_config is not None
+    with running_prometheus(stack.prometheus_config, stack.log_dir / "prometheus") as running:
+        yield running
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -172,6 +185,66 @@ def test_5_stop_from_the_control_panel(stack: Stack, alice: UserBrowser) -> None
     assert not cluster_left, "her Spark cluster is left after the stop"
     assert stack.standins.spark.deleted == deleted_before + 1
     assert "jupyter-bob" in podman_pods(stack)  # bob's server is not touched
+
+
+def test_5_prometheus_scraped_each_of_berdls_series_with_what_happened(
+    stack: Stack, prometheus: Prometheus
+) -> None:
+    """Two spawns (alice's, bob's) and one stop (alice's, by herself) so far; then a restarted proxy. The
+    values come from a PromQL query over Prometheus's HTTP API, after a scrape that followed the stop."""
+    prometheus.wait_for_scrape()
+
+    def total(series: str) -> float:
+        return prometheus.value(f"sum({series})") or 0.0
+
+    assert total('jupyterhub_server_spawn_duration_seconds_count{status="success"}') == 2
+    assert total('berdl_spark_cluster_starts_total{outcome="created"}') == 2
+    assert total('berdl_spark_cluster_starts_total{outcome!="created"}') == 0
+    assert total('berdl_spark_cluster_create_duration_seconds_count{outcome="created"}') == 2
+    assert total('berdl_spark_cluster_create_duration_seconds_sum{outcome="created"}') > 0
+    assert total('berdl_spark_cluster_delete_duration_seconds_count{outcome="deleted"}') == 1
+    assert total('berdl_minio_credentials_fetch_duration_seconds_count{outcome="ok"}') == 2
+    # berdl-init's own summary, as the node reported it from its termination-message file.
+    ended = prometheus.query("sum by (result, exit_status) (berdl_init_runs_total) > 0")
+    runs = {(r["metric"]["result"], r["metric"]["exit_status"]): float(r["value"][1]) for r in ended}
+    assert runs == {("changed", "0"): 2}, runs
+    assert total('berdl_init_duration_seconds_count{result="changed"}') == 2
+    assert total("berdl_init_duration_seconds_sum") > 0
+    for part in ("hub", "spark", "init", "server"):
+        assert total(f'berdl_spawn_part_duration_seconds_count{{part="{part}"}}') == 2, part
+    assert total('berdl_auth2_check_duration_seconds_count{outcome="valid"}') >= 2  # two logins at least
+    assert total('berdl_auth2_check_duration_seconds_count{outcome!="valid"}') == 0
+    objects = "berdl_server_object_duration_seconds_count"
+    assert total(f'{objects}{{kind="Secret", operation="create", outcome="ok"}}') == 2
+    assert total(f'{objects}{{kind="Secret", operation="delete", outcome="ok"}}') == 1
+    assert total(f'{objects}{{outcome="failed"}}') == 0
+    assert total('berdl_server_stops_total{by="user"}') == 1
+    assert total('berdl_server_stops_total{by!="user"}') == 0  # no culler here (BERDL_IDLE_TIMEOUT=0)
+    assert total("berdl_proxy_route_restores_total") == 0
+    # No user name in any label of BERDL's series.
+    for series in prometheus.query('{__name__=~"berdl_.+"}'):
+        assert not {"alice", "bob"} & set(series["metric"].values()), series["metric"]
+
+    stack.restart_proxy()
+    eventually(lambda: prometheus.value('sum(berdl_proxy_route_restores_total{outcome="ok"})') == 1,
+               "Prometheus sees berdl-proxy-watch's restore", timeout=120)  # fmt: skip
+
+
+def test_5_the_dashboard_and_the_alerts_read_series_prometheus_has(prometheus: Prometheus) -> None:
+    """Every series deploy/monitoring's Grafana dashboard and alerting rules name exists, after these
+    spawns; Prometheus evaluates every rule without an error."""
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    named = {
+        name for panel in dashboard["panels"] for t in panel["targets"] for name in series_named(t["expr"])
+    }
+    groups = prometheus.get("/api/v1/rules")["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert {rule["name"] for rule in rules} >= {"BERDLHubDown", "BERDLSpawnFailures", "BERDLInitFailing"}
+    named |= {name for rule in rules for name in series_named(rule["query"])}
+    missing = sorted(name for name in named if not prometheus.query(f'count({{__name__="{name}"}})'))
+    assert missing == []
+    assert [rule["name"] for rule in rules if rule["health"] != "ok"] == []
+    assert [rule["name"] for rule in rules if rule["state"] == "firing"] == []
 
 
 def test_6_start_again_keeps_the_files_and_changes_nothing(stack: Stack, alice: UserBrowser) -> None:

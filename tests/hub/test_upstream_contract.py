@@ -12,6 +12,12 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
+import jupyterhub.apihandlers.proxy
+import jupyterhub.apihandlers.users
+import jupyterhub.app
+import jupyterhub.handlers.base
+import jupyterhub.log
+import jupyterhub.orm
 import jupyterhub.user
 import kubespawner.objects
 import kubespawner.reflector
@@ -115,11 +121,59 @@ def test_kubespawner_calls_the_after_pod_created_hook_with_the_created_pod() -> 
     assert "await self.stop(True)" in inspect.getsource(KubeSpawner._make_create_pod_request)
 
 
+def test_the_hubs_request_log_is_jupyterhubs_log_request_which_an_operators_setting_replaces() -> None:
+    """hub_requests counts requests in tornado's log_function, after upstream.jupyterhub_log_request: it
+    is JupyterHub's default log_function, and JupyterHub.tornado_settings wins over its defaults."""
+    source = inspect.getsource(jupyterhub.app.JupyterHub.init_tornado_settings)
+    assert "log_function=log_request," in source
+    assert source.index("log_function=log_request,") < source.index("settings.update(self.tornado_settings)")
+    assert "from .log import CoroutineLogFormatter, log_request" in inspect.getsource(jupyterhub.app)
+
+
+def test_the_server_and_proxy_apis_are_the_handlers_hub_requests_counts() -> None:
+    """upstream.is_server_api / is_proxy_api: the handlers of DELETE .../server (first path argument: the
+    user's name; 202 or 204 once stopping) and POST /api/proxy (a sync of the routes)."""
+    routes = dict((pattern, handler) for pattern, handler in jupyterhub.apihandlers.users.default_handlers)
+    server_api = jupyterhub.apihandlers.users.UserServerAPIHandler
+    assert routes[r"/api/users/([^/]+)/server"] is server_api
+    assert routes[r"/api/users/([^/]+)/servers/([^/]*)"] is server_api
+    assert str(inspect.signature(server_api.delete)) == "(self, user_name, server_name='')"
+    assert "status = 202 if spawner._stop_pending else 204" in inspect.getsource(server_api.delete)
+    assert jupyterhub.apihandlers.proxy.default_handlers == [
+        (r"/api/proxy", jupyterhub.apihandlers.proxy.ProxyAPIHandler)
+    ]
+    assert "await self.proxy.check_routes(" in inspect.getsource(
+        jupyterhub.apihandlers.proxy.ProxyAPIHandler.post
+    )
+
+
+def test_a_requests_current_user_is_a_user_or_a_service_with_kind_and_name() -> None:
+    """upstream.requester reads `kind` and `name` of handler.current_user: a service token's is the
+    orm.Service, a user's is the User (which passes attributes through to orm.User)."""
+    assert (jupyterhub.orm.User.kind, jupyterhub.orm.Service.kind) == ("user", "service")
+    source = inspect.getsource(jupyterhub.handlers.base.BaseHandler.get_current_user_token)
+    assert "return orm_token.service" in source
+    assert "def __getattr__(self, attr):" in inspect.getsource(jupyterhub.user.User)
+
+
+def test_a_stop_shows_as_pending_then_as_the_servers_last_activity() -> None:
+    """upstream.stopped_by: a stopping server's `pending` is "stop"; User.stop sets the server's
+    last_activity once its stop has ended; handlers find a user by name."""
+    pending = inspect.getsource(Spawner.pending.fget)
+    assert "if self._stop_pending:" in pending
+    assert "return 'stop'" in pending
+    stop = inspect.getsource(jupyterhub.user.User.stop)
+    assert stop.index("await spawner.stop()") < stop.index("spawner.orm_spawner.last_activity = utcnow(")
+    assert "with_tz=False" in stop  # naive UTC, as stopped_by compares it
+    assert str(inspect.signature(jupyterhub.handlers.base.BaseHandler.find_user)) == "(self, name)"
+
+
 # What only upstream.py may touch: private attributes of a spawner or user, and the habits above.
 PRIVATE_REACH = re.compile(
     r"\b(?:self|spawner|s|other)\._(?:expand_user_properties|get_pod_url|log_name)\b"
     r"|\.pod_reflector\b|\.orm_spawner\b|\.db\.commit\(|\buser\.spawners\b|\.spawners\b"
     r"|[\"']notebook[\"']|\bload_user_options\("
+    r"|\bjupyterhub\.(?:log|apihandlers)\b"
 )
 
 

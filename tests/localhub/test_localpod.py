@@ -66,3 +66,21 @@ def test_the_credentials_come_from_the_pods_secret(posted: dict[str, Any]) -> No
 def test_an_image_without_a_local_build_is_refused(posted: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"no local image for 'ghcr\.io/kbase/berdl-init:1\.0'"):
         for_this_machine(posted, pod_ip=POD_IP, host_root="/tmp/node", images={})
+
+
+def test_each_container_gets_the_nodes_file_at_its_termination_message_path(posted: dict[str, Any]) -> None:
+    """Change 8: as the kubelet mounts a file of its own at every container's terminationMessagePath."""
+    files = {
+        "berdl-init": "/node/p/berdl-init.termination-log",
+        "notebook": "/node/p/notebook.termination-log",
+    }
+    local = for_this_machine(
+        posted, pod_ip=POD_IP, host_root="/tmp/node", images=IMAGES, termination_files=files
+    )
+    spec = local["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for container in spec["initContainers"] + spec["containers"]:
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/dev/termination-log"]
+        assert volumes[mount["name"]]["hostPath"] == {"path": files[container["name"]], "type": "File"}
+    # Not below host_root: the file is the node's own, not a folder of the cluster's nodes.
+    assert sum(v["name"].startswith("node-termination-message") for v in spec["volumes"]) == 2
