@@ -64,3 +64,19 @@ def assert_valid_strictly(objects: list[dict[str, Any]], version: str, folder: P
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("passed") == len(objects), result.stdout
+
+
+def find(documents: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    """The one object of that kind whose name is `name`, or `name-<hash>` for a generated one."""
+    (found,) = [
+        d
+        for d in documents
+        if d["kind"] == kind
+        and (d["metadata"]["name"] == name or d["metadata"]["name"].startswith(f"{name}-"))
+    ]
+    return found
+
+
+def hub_settings(documents: list[dict[str, Any]] | None = None) -> dict[str, str]:
+    """The data of the generated ConfigMap berdl-hub-settings-<hash>."""
+    return find(render() if documents is None else documents, "ConfigMap", "berdl-hub-settings")["data"]

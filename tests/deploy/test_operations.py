@@ -14,7 +14,7 @@ from berdl_hub import config_tree
 from berdl_hub.proxy import BERDLProxy
 from traitlets.config import Config
 
-from tests.deploy.kustomize import DEPLOY, find, render
+from tests.deploy.rendered import DEPLOY, find, render
 from tests.images.test_deploy import bundled_versions, kubernetes_validate
 
 

@@ -14,7 +14,7 @@ from berdl_hub.hub_secrets import DEFAULT_SECRETS_DIR
 
 from localhub.tools import REPO
 from tests.conftest import require_tool
-from tests.deploy.kustomize import hub_settings
+from tests.deploy.rendered import hub_settings
 
 DEPLOY = REPO / "deploy"
 EXAMPLE_SECRET = "secret.example.yaml"
