@@ -242,22 +242,31 @@ def _check_pod(pod: dict[str, Any], variant: str) -> None:
         )
 
 
+def _container_times(stack: Stack, pod: str, container: str) -> tuple[float, float | None]:
+    """When podman started and (if it has) finished the pod's `container`, to the nanosecond: the
+    kubelet's status has whole seconds only, too coarse for an initContainer that takes half of one."""
+    inspected = stack.standins.loop.run(stack.standins.node.podman.inspect(f"{pod}-{container}"))
+    if inspected is None:
+        raise RuntimeError(f"{pod}: podman has no container {container}")
+    state = inspected["State"]
+    finished = _podman_time(state["FinishedAt"]) if state.get("Status") == "exited" else None
+    return _podman_time(state["StartedAt"]), finished
+
+
 def split(stack: Stack, pod_name: str, moments: tuple[float, float, float], variant: str) -> Start:
     """The parts of one start, from the `moments` of the click, of the browser's arrival on JupyterLab's
-    page and of the usable JupyterLab, with the API's creation of the pod and podman's container times
-    (in the status the node reported)."""
+    page and of the usable JupyterLab, with the API's creation of the pod and podman's container times."""
     pressed, arrived, usable = moments
     pod = stack.standins.objects("v1/pods")[pod_name]
     _check_pod(pod, variant)
     created = stack.standins.api.created_at[("pods", pod_name)]
-    status = pod["status"]
-    notebook = next(s for s in status["containerStatuses"] if s["name"] == "notebook")
-    notebook_started = _podman_time(notebook["state"]["running"]["startedAt"])
+    notebook_started, _ = _container_times(stack, pod_name, "notebook")
     init = 0.0
     node = notebook_started - created
-    for entry in status.get("initContainerStatuses") or []:
-        terminated = entry["state"]["terminated"]
-        started, finished = _podman_time(terminated["startedAt"]), _podman_time(terminated["finishedAt"])
+    for container in pod["spec"].get("initContainers") or []:
+        started, finished = _container_times(stack, pod_name, container["name"])
+        if finished is None:
+            raise RuntimeError(f"{pod_name}: the initContainer {container['name']} has not finished")
         init += finished - started
         node -= finished - started
     chown = _chown_seconds(stack, pod_name) if variant == CHOWN else None
