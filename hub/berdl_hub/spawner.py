@@ -25,7 +25,16 @@ from jupyterhub.utils import maybe_future
 from kubespawner.clients import shared_client
 from traitlets import default, validate
 
-from . import credentials, manifest, minio_keys, pod_parts, server_objects, spawner_settings, upstream
+from . import (
+    credentials,
+    home_names,
+    manifest,
+    minio_keys,
+    pod_parts,
+    server_objects,
+    spawner_settings,
+    upstream,
+)
 from .errors import SpawnRefused
 from .server_objects import Calls, ServerObjects, ServerPod
 from .spawner_settings import SpawnerConfigError  # noqa: F401  (what check_config raises)
@@ -116,6 +125,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
     async def start(self) -> Any:
         """The MinIO keys (a user who cannot have them gets no cluster), then the Spark cluster while
         KubeSpawner prepares the pod (get_pod_manifest() waits for it); any failure tears down."""
+        self._refuse_a_name_no_home_can_have()
         attempt = self._attempt = self._new_attempt()
         self._reconciled = True
         # Apply the chosen profile first: it may set the cluster size.
@@ -251,6 +261,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
         pod exists."""
         if not self.image:
             raise ValueError("BERDLSpawner.image is not set")
+        self._refuse_a_name_no_home_can_have()
         if self._is_admin:
             for key, value in self.admin_resources.items():
                 setattr(self, key, value)
@@ -289,17 +300,14 @@ class BERDLSpawner(BERDLSpawnerSettings):
             credentials.secret_name(self.pod_name), self.credential_values()
         )
 
-    def format_string(self, s: str) -> str:
-        """Expand notebook_dir and default_url with the same `{username}` as the volume paths.
-
-        JupyterHub's own expansion uses the raw user name, KubeSpawner's the safe slug: for a name that
-        needs escaping, `notebook_dir = "/home/{username}"` would then miss the mounted home.
-        """
-        base_url = self.server.base_url if self.server else ""
-        return upstream.expand(self, s.replace("{base_url}", manifest.escape_braces(base_url)))
-
     def _expand(self, template: str) -> str:
         return upstream.expand(self, template)
+
+    def _refuse_a_name_no_home_can_have(self) -> None:
+        """The home is named by the user's name (home_names): refused before anything is made."""
+        refusal = home_names.refusal(self.user.name)
+        if refusal:
+            raise SpawnRefused(refusal)
 
     async def _resolved_id(self, value: Any) -> int | None:
         """uid or gid: KubeSpawner allows a callable of the spawner."""
