@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     venv_restore_timeout: float = Field(default=120.0, gt=0, le=MAX_VENV_RESTORE_TIMEOUT)
     favorites: list[Favorite] | None = None
     favorites_root: str = "/"
+    #: The user name a home was recorded for before its account was renamed: a run for `user` on a home
+    #: recorded for this name takes the home over (berdl_init/homeowner.py).
+    renamed_from: str | None = None
 
     #: The user is this process's login name (no setting or variable named them): as root, that is root's.
     _user_is_login_name: bool = PrivateAttr(default=False)
@@ -176,6 +179,11 @@ class Settings(BaseSettings):
     @classmethod
     def _user_name(cls, value: str) -> str:
         return _usable_user_name(value)
+
+    @field_validator("renamed_from")
+    @classmethod
+    def _old_user_name(cls, value: str | None) -> str | None:
+        return None if value is None else _usable_user_name(value)
 
     @field_validator("steps", "skip", mode="before")
     @classmethod
