@@ -16,7 +16,7 @@ import pwd
 import stat
 import time
 
-from berdl_init import homeowner, privileges
+from berdl_init import adopt, homeowner, privileges
 from berdl_init.errors import HomeError, SettingsError
 from berdl_init.plan import ApplyContext, Change, PlanContext, apply_plan, make_plan, preview_plan
 from berdl_init.report import Report, ReportedChange
@@ -102,7 +102,12 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float | None = None)
                 taken = homeowner.take_over(ledger, settings.user)
                 if taken:
                     report.warnings.append(taken)
-            plans = make_plan(PlanContext(settings, home, ledger), PLANNERS)
+            context = PlanContext(settings, home, ledger)
+            plans = make_plan(context, PLANNERS)
+            if has_state and adopt.first_run(ledger, warning):  # a home from elsewhere: say what changed
+                note = adopt.plan(context, plans)
+                if note is not None:
+                    plans.append(note)
             if dry_run:
                 outcomes = preview_plan(plans)
             else:
