@@ -62,7 +62,10 @@ NOTEBOOK = {
             "source": ["print('from production')"],
         }
     ],
-    "metadata": {},
+    "metadata": {
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    },
     "nbformat": 4,
     "nbformat_minor": 5,
 }
