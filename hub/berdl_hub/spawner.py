@@ -8,6 +8,7 @@
 - `minio_keys`: the user's MinIO keys, with their failure policy;
 - `server_objects` (and `credentials`): the objects the server owns beside its pod, the credentials
   Secret among them, made once the pod exists and deleted once;
+- `home_names`: whether the user's name, which names the home, is one path component;
 - `start_attempt`: what one start knows; `upstream`: every non-public part of KubeSpawner and JupyterHub
   used here; `spawner_settings`: the settings checked together when the hub loads them.
 
@@ -25,17 +26,9 @@ from jupyterhub.utils import maybe_future
 from kubespawner.clients import shared_client
 from traitlets import default, validate
 
-from . import (
-    credentials,
-    home_names,
-    manifest,
-    minio_keys,
-    pod_parts,
-    server_objects,
-    spawner_settings,
-    upstream,
-)
+from . import credentials, manifest, minio_keys, pod_parts, server_objects, spawner_settings, upstream
 from .errors import SpawnRefused
+from .home_names import refusal as home_name_refusal
 from .server_objects import Calls, ServerObjects, ServerPod
 from .spawner_settings import SpawnerConfigError  # noqa: F401  (what check_config raises)
 from .spawner_traits import DEFAULT_UID, BERDLSpawnerSettings
@@ -305,7 +298,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
 
     def _refuse_a_name_no_home_can_have(self) -> None:
         """The home is named by the user's name (home_names): refused before anything is made."""
-        refusal = home_names.refusal(self.user.name)
+        refusal = home_name_refusal(self.user.name)
         if refusal:
             raise SpawnRefused(refusal)
 
