@@ -9,7 +9,7 @@ class SettingsError(Exception):
 
 class HomeError(Exception):
     """The home itself cannot be used: missing and not creatable, a symlink, not a folder,
-    not writable, or locked by another run for too long (exit status 3)."""
+    not writable, another user's, or locked by another run for too long (exit status 3)."""
 
 
 class UnsafePathError(OSError):

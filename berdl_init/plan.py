@@ -114,6 +114,8 @@ class StepPlan:
     #: Why planning failed, if it did; then `changes` is empty.
     error: str | None = None
     seconds: float = 0.0
+    #: What the step found that a user taking over a home from elsewhere should hear (adopt.py says it).
+    notes: list[str] = field(default_factory=list)
 
 
 Planner = Callable[[PlanContext], StepPlan]

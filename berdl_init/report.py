@@ -25,6 +25,8 @@ class Report:
     steps: list[StepOutcome] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Why no step ran, when none did (the home was left alone); None: the steps not run were not selected.
+    not_run: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -36,7 +38,8 @@ class Report:
         for name in STEP_ORDER:
             outcome = ran.get(name)
             if outcome is None:
-                steps.append({"name": name, "status": "skipped", "seconds": 0.0, "message": "not selected"})
+                why = self.not_run or "not selected"
+                steps.append({"name": name, "status": "skipped", "seconds": 0.0, "message": why})
             else:
                 steps.append(
                     {

@@ -65,8 +65,13 @@ class Outcome:
 
 def old_distributions(old_venv: Path) -> list[Distribution]:
     """The distributions installed in the venv at `old_venv`, read from their metadata files."""
+    return site_distributions(sorted(old_venv.glob("lib/python*/site-packages")))
+
+
+def site_distributions(sites: list[Path]) -> list[Distribution]:
+    """The distributions installed in the site-packages folders `sites` (a venv's, or a user site)."""
     found: dict[str, Distribution] = {}
-    for site in sorted(old_venv.glob("lib/python*/site-packages")):
+    for site in sites:
         for dist in metadata.distributions(path=[str(site)]):
             name = dist.metadata["Name"] if dist.metadata else None
             if not name or not dist.version:
@@ -217,12 +222,20 @@ def installed_version(python: Path, name: str, deadline: float) -> str | None:
     return result.stdout.strip() or None
 
 
-def not_restored_text(outcome: Outcome, python: Path, old_venv: str, new_python: str) -> bytes:
-    """The file left in the new venv while something is missing; new terminals mention it."""
+def not_restored_text(
+    outcome: Outcome, python: Path, old_venv: str, new_python: str, *, header: tuple[str, str] | None = None
+) -> bytes:
+    """The file left in the new venv while something is missing; new terminals mention it. `header`: its
+    first two lines, for packages that came from elsewhere than an old venv."""
     command = outcome.command(python)
     lines = [
-        f"# berdl-init rebuilt this venv on Python {new_python}; these packages of the old one",
-        f"# (kept at ~/{old_venv}) are not installed in it:",
+        *(
+            header
+            or (
+                f"# berdl-init rebuilt this venv on Python {new_python}; these packages of the old one",
+                f"# (kept at ~/{old_venv}) are not installed in it:",
+            )
+        ),
         "#",
         *(f"#   {dist.name} {dist.version}: {why}" for dist, why in outcome.missing),
         "#",

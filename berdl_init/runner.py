@@ -16,7 +16,7 @@ import pwd
 import stat
 import time
 
-from berdl_init import privileges
+from berdl_init import adopt, homeowner, privileges
 from berdl_init.errors import HomeError, SettingsError
 from berdl_init.plan import ApplyContext, Change, PlanContext, apply_plan, make_plan, preview_plan
 from berdl_init.report import Report, ReportedChange
@@ -69,6 +69,14 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float | None = None)
         if settings.user_is_login_name:  # root's: the user is whom berdl-init becomes
             settings = _named_after(settings, owner[0] if owner else NOBODY, dry_run, report)
 
+    foreign = _another_uids_home(settings, home_stat, owner)
+    if foreign is not None:
+        # A legacy hub's home: left exactly as it is, for an operator to give to the user first.
+        report.warnings.append(foreign)
+        report.not_run = "the home belongs to another uid"
+        report.seconds = time.perf_counter() - started
+        return report
+
     templates_checked = False
     fix = _home_fix(home_stat, owner)
     if fix is not None:
@@ -82,13 +90,24 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float | None = None)
         privileges.drop_privileges(*(owner or (NOBODY, NOBODY)))
 
     with _open_home(settings, home_stat, dry_run) as home:
+        _refuse_another_users_home(settings, load_ledger(home)[0])  # before the lock: nothing written
         if not dry_run and not templates_checked and not _exists(home, LOCK):
             _check_templates(settings)  # creating the lock is the first change to this home
         with contextlib.nullcontext(True) if dry_run else home_lock(home, lock_timeout) as has_state:
             ledger, warning = load_ledger(home) if has_state else (Ledger(), STATELESS)
             if warning:
                 report.warnings.append(warning)
-            plans = make_plan(PlanContext(settings, home, ledger), PLANNERS)
+            if has_state:  # again under the lock: a run for another user may have recorded it meanwhile
+                _refuse_another_users_home(settings, ledger)
+                taken = homeowner.take_over(ledger, settings.user)
+                if taken:
+                    report.warnings.append(taken)
+            context = PlanContext(settings, home, ledger)
+            plans = make_plan(context, PLANNERS)
+            if has_state and adopt.first_run(ledger, warning):  # a home from elsewhere: say what changed
+                note = adopt.plan(context, plans)
+                if note is not None:
+                    plans.append(note)
             if dry_run:
                 outcomes = preview_plan(plans)
             else:
@@ -105,6 +124,23 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float | None = None)
     report.steps = outcomes
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _another_uids_home(
+    settings: Settings, home_stat: os.stat_result | None, owner: tuple[int, int] | None
+) -> str | None:
+    """The warning for a home whose files belong to another uid (homeowner.py), or None."""
+    ids = owner if privileges.is_root() else (os.geteuid(), os.getegid())
+    if ids is None:  # a dry run as root that knows no owner: it looks as nobody, and warns of that
+        return None
+    found = homeowner.foreign_owner(settings.home, home_stat, ids[0])
+    return None if found is None else homeowner.left_alone(settings.home, found, *ids)
+
+
+def _refuse_another_users_home(settings: Settings, ledger: Ledger) -> None:
+    refusal = homeowner.refusal(ledger, settings.user, settings.renamed_from, settings.home)
+    if refusal:
+        raise HomeError(refusal)
 
 
 def _named_after(settings: Settings, uid: int, dry_run: bool, report: Report) -> Settings:

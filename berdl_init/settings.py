@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     favorites_root: str = "/"
     #: Where the run's one-line summary goes for the kubelet (berdl_init.termination); empty: nowhere.
     termination_log: Path | None = Path(termination.DEFAULT_PATH)
+    #: The user name a home was recorded for before its account was renamed: a run for `user` on a home
+    #: recorded for this name takes the home over (berdl_init/homeowner.py).
+    renamed_from: str | None = None
 
     #: The user is this process's login name (no setting or variable named them): as root, that is root's.
     _user_is_login_name: bool = PrivateAttr(default=False)
@@ -185,6 +188,11 @@ class Settings(BaseSettings):
     @classmethod
     def _user_name(cls, value: str) -> str:
         return _usable_user_name(value)
+
+    @field_validator("renamed_from")
+    @classmethod
+    def _old_user_name(cls, value: str | None) -> str | None:
+        return None if value is None else _usable_user_name(value)
 
     @field_validator("steps", "skip", mode="before")
     @classmethod

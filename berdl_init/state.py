@@ -39,16 +39,27 @@ class Ledger:
     renders: dict[str, dict[str, str]] = field(default_factory=dict)
     #: interpreter's real path -> {"identity": its file's identity, "version": the X.Y.Z it runs as}
     interpreters: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: The user whose home this is (BERDL_USER of the runs that prepared it): a run for another user is
+    #: refused (berdl_init/homeowner.py). None in a ledger written before berdl-init recorded it.
+    owner: str | None = None
+    #: A user site berdl-init installed again into the venv (home-relative site-packages folder of
+    #: `pip install --user` on another Python) -> the X.Y of the venv it went into (berdl_init/usersite.py).
+    user_sites: dict[str, str] = field(default_factory=dict)
     #: The bytes this ledger was read from, so that an unchanged ledger is not written again.
     stored: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_bytes(self) -> bytes:
-        document = {
+        document: dict[str, object] = {
             "format": LEDGER_FORMAT,
             "files": self.files,
             "renders": self.renders,
             "interpreters": self.interpreters,
         }
+        # Written only when known, so a ledger berdl-init has nothing new for keeps its bytes.
+        if self.owner is not None:
+            document["owner"] = self.owner
+        if self.user_sites:
+            document["user_sites"] = self.user_sites
         return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -64,10 +75,14 @@ class Ledger:
         interpreters = document.get("interpreters", {})
         if not _is_str_map(files) or not isinstance(renders, dict) or not isinstance(interpreters, dict):
             raise ValueError("malformed ledger")
+        owner = document.get("owner")
+        user_sites = document.get("user_sites", {})
         return cls(
             files=dict(files),
             renders={k: v for k, v in renders.items() if _is_str_map(v)},
             interpreters={k: v for k, v in interpreters.items() if _is_str_map(v)},
+            owner=owner if isinstance(owner, str) and owner else None,
+            user_sites=dict(user_sites) if _is_str_map(user_sites) else {},
             stored=data,
         )
 

@@ -62,18 +62,19 @@ SHARED_IN_POD = "/shared"
 # The operator's settings of this hub (BERDL_HUB_EXTRA_CONFIG), as a deployment would set them.
 EXTRA_CONFIG = f"""
 c.BERDLSpawner.namespace = {NAMESPACE!r}
-c.BERDLSpawner.home_host_path = {HOMES!r} + "/{{username}}"
+c.BERDLSpawner.home_host_path = {HOMES!r} + "/{{unescaped_username}}"
 c.BERDLSpawner.shared_mounts = [
     {{"name": "shared", "mount_path": {SHARED_IN_POD!r}, "host_path": {SHARED!r}, "read_only": True}},
 ]
 # The server's root is "/", so that the home and the shared folder are both below it; JupyterLab opens
-# in the home, where its Launcher can make a notebook ("/" is root's). BERDLSpawner.format_string expands
-# {{username}} in default_url with KubeSpawner's slug, as it expands home_mount_path ("/home/{{username}}"):
-# the URL names the mounted folder for every user name (tests/localhub/test_stack_settings.py).
+# in the home, where its Launcher can make a notebook ("/" is root's). The home is the folder of the
+# user's name, mounted at /home/NAME (BERDLSpawner's default home_mount_path, "/home/{{unescaped_username}}"
+# in KubeSpawner's templates); in JupyterHub's own default_url the same folder is "/home/{{username}}",
+# where {{username}} is the user's name (tests/localhub/test_stack_settings.py).
 c.BERDLSpawner.notebook_dir = "/"
 c.BERDLSpawner.default_url = "/lab/tree/home/{{username}}"
 c.BERDLSpawner.init_favorites = [
-    {{"path": "/home/{{username}}", "name": "Home"}},
+    {{"path": "/home/{{unescaped_username}}", "name": "Home"}},
     {{"path": {SHARED_IN_POD!r}, "name": "Shared"}},
 ]
 # A cold start on this machine builds the first venv and starts JupyterLab on 2 busy cores.

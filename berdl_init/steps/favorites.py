@@ -55,6 +55,8 @@ def plan(ctx: PlanContext) -> StepPlan:
     merged, added = merge(document, wanted)
     if added:
         names = ", ".join(entry["name"] for entry in added)
+        if data is not None:
+            step.notes.append(f"your JupyterLab favorites stay, {names} added")
         step.changes.append(
             WriteFile(
                 "write",

@@ -17,8 +17,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
+from berdl_init import usersite
 from berdl_init.errors import UnsafePathError
 from berdl_init.managed import plan_managed_file
 from berdl_init.plan import ApplyContext, Change, PlanContext, StepPlan, WriteFile
@@ -27,7 +28,7 @@ from berdl_init.state import sha256
 from berdl_init.venvbuild import PIP_COMMANDS, build_venv, pip_launcher
 
 if TYPE_CHECKING:
-    from berdl_init.restore import Outcome
+    from berdl_init.restore import Distribution, Outcome
 
 KERNEL_DIR = ".jupyter/data/kernels/python3"
 KERNEL_LOGOS = ("logo-32x32.png", "logo-64x64.png", "logo-svg.svg")
@@ -45,6 +46,8 @@ RESTORE_ATTEMPTS = 2
 #: In a rebuilt venv, what its restore could not install and the command that does; kept until the user
 #: deletes it, and new terminals mention it meanwhile (images/notebook/berdl-venv-notice.sh).
 NOT_RESTORED = "berdl-not-restored.txt"
+#: The same, for the packages of a user site (`pip install --user` on another Python) installed again.
+NOT_RESTORED_USER_SITE = "berdl-not-restored-user-site.txt"
 
 
 @dataclass(frozen=True)
@@ -102,20 +105,23 @@ class RestorePackages(Change):
     #: How many restores into this venv had started (and not ended) before this run, by its marker.
     attempts: int = 0
 
+    #: The file in the venv that lists what could not be installed, while something is missing.
+    not_restored: ClassVar[str] = NOT_RESTORED
+
     def apply(self, ctx: ApplyContext) -> None:
         # Imported here: only a rebuilt venv needs it, and a run with nothing to do stays light.
         from berdl_init.piptemp import PIP_TMP, PipTemp
-        from berdl_init.restore import list_only, old_distributions, restore
+        from berdl_init.restore import list_only, restore
 
         venv = ctx.home.absolute(self.path)
         python = venv / "bin" / "python"
         pip_tmp = PipTemp(ctx.home)
-        old = []
+        old: list[Distribution] = []
         aside = ctx.home.lstat(self.restore_from)
         if aside is not None and stat.S_ISDIR(aside.st_mode):  # a symlink moved aside is no venv of ours
             try:
-                # Read by path, as the user: the old venv is theirs, and only its metadata files are read.
-                old = old_distributions(ctx.home.absolute(self.restore_from))
+                # Read by path, as the user: the folder is theirs, and only its metadata files are read.
+                old = self._distributions(ctx.home.absolute(self.restore_from))
             except (OSError, ValueError) as error:  # unreadable, or metadata that is not text
                 ctx.warnings.append(f"the packages of ~/{self.restore_from} cannot be read: {error}")
         if self.attempts >= RESTORE_ATTEMPTS:
@@ -139,20 +145,38 @@ class RestorePackages(Change):
             pip_tmp.remove()
         self._report(ctx, outcome, python)
         # The old venv's mark first: while the new venv's is there, the next run restores again.
+        self._unmark_source(ctx)
+        ctx.home.unlink(f"{self.path}/{RESTORE_PENDING}")
+
+    def _distributions(self, source: Path) -> list[Distribution]:
+        from berdl_init.restore import old_distributions
+
+        return old_distributions(source)
+
+    def _unmark_source(self, ctx: ApplyContext) -> None:
         with contextlib.suppress(UnsafePathError, NotADirectoryError):
             ctx.home.unlink(f"{self.restore_from}/{RESTORE_PENDING}")
-        ctx.home.unlink(f"{self.path}/{RESTORE_PENDING}")
+
+    def _header(self, version: str) -> tuple[str, str] | None:
+        """The first lines of the list of what is missing (None: the old venv's)."""
+        return None
+
+    def venv_version(self, ctx: ApplyContext) -> str:
+        """The venv's X.Y, as its pyvenv.cfg says."""
+        cfg = parse_pyvenv_cfg((ctx.home.read(f"{self.path}/pyvenv.cfg") or b"").decode(errors="replace"))
+        return ".".join(cfg.get("version_info", "").split(".")[:2]) or "(unknown)"
 
     def _report(self, ctx: ApplyContext, outcome: Outcome, python: Path) -> None:
         from berdl_init.restore import not_restored_text
 
-        cfg = parse_pyvenv_cfg((ctx.home.read(f"{self.path}/pyvenv.cfg") or b"").decode(errors="replace"))
-        version = ".".join(cfg.get("version_info", "").split(".")[:2]) or "(unknown)"
+        version = self.venv_version(ctx)
         if outcome.missing:
-            text = not_restored_text(outcome, python, self.restore_from, version)
-            ctx.home.write(f"{self.path}/{NOT_RESTORED}", text)
+            text = not_restored_text(
+                outcome, python, self.restore_from, version, header=self._header(version)
+            )
+            ctx.home.write(f"{self.path}/{self.not_restored}", text)
         else:  # what a killed run's restore listed has come back since
-            ctx.home.unlink(f"{self.path}/{NOT_RESTORED}")
+            ctx.home.unlink(f"{self.path}/{self.not_restored}")
 
         if outcome.restored or outcome.newer:
             count = len(outcome.restored) + len(outcome.newer)
@@ -166,8 +190,34 @@ class RestorePackages(Change):
         if outcome.missing:
             names = ", ".join(f"{dist.name} {dist.version} ({why})" for dist, why in outcome.missing)
             ctx.warnings.append(
-                f"not installed again: {names}; ~/{self.path}/{NOT_RESTORED} has the command that does"
+                f"not installed again: {names}; ~/{self.path}/{self.not_restored} has the command that does"
             )
+
+
+@dataclass(frozen=True)
+class RestoreUserSite(RestorePackages):
+    """Install into the venv at `path` what the user installed with `pip install --user` in the user site
+    `restore_from`, which the venv's python does not read (another X.Y); the user site is left as it is."""
+
+    not_restored: ClassVar[str] = NOT_RESTORED_USER_SITE
+
+    def apply(self, ctx: ApplyContext) -> None:
+        super().apply(ctx)
+        ctx.ledger.user_sites[self.restore_from] = self.venv_version(ctx)  # once: later rebuilds carry them
+
+    def _distributions(self, source: Path) -> list[Distribution]:
+        from berdl_init.restore import site_distributions
+
+        return site_distributions([source])
+
+    def _unmark_source(self, ctx: ApplyContext) -> None:
+        pass  # nothing is ever written into the user site
+
+    def _header(self, version: str) -> tuple[str, str] | None:
+        return (
+            f"# berdl-init installed into this venv (Python {version}) what you had installed with",
+            f"# pip install --user in ~/{self.restore_from} (left as it is); these are not installed in it:",
+        )
 
 
 @dataclass(frozen=True)
@@ -216,7 +266,8 @@ def plan(ctx: PlanContext) -> StepPlan:
         step.warnings.append(f"the venv ~/{rel} {problem}: it was moved to ~/{aside} and rebuilt")
         if restore_from is not None:
             step.changes.append(_restore(rel, restore_from, settings.venv_restore_timeout))
-    else:
+    pending = None
+    if problem is None:
         pending = _pending_restore(ctx, rel) if settings.venv_restore else None
         if pending is not None:  # a run killed while restoring
             step.changes.append(
@@ -233,6 +284,7 @@ def plan(ctx: PlanContext) -> StepPlan:
         if sees_image:
             step.changes.extend(_missing_pip_launchers(ctx, rel))
 
+    _plan_user_sites(ctx, rel, found, pending.restore_from if pending else None, step)
     kernel_changes, kernel_warnings = _plan_kernelspec(ctx, rel, venv_ready=not rebuild)
     step.changes.extend(kernel_changes)
     step.warnings.extend(kernel_warnings)
@@ -258,9 +310,53 @@ def _restore(rel: str, restore_from: str, timeout: float, attempts: int = 0) -> 
         detail = f"list what ~/{restore_from} had: its restore was interrupted {attempts} times"
     else:
         detail = f"install again what ~/{restore_from} had (at most {timeout:g} s)"
-    return RestorePackages(
+    kind = RestoreUserSite if usersite.is_user_site(restore_from) else RestorePackages
+    return kind(
         "restore-packages", rel, detail, restore_from=restore_from, timeout=timeout, attempts=attempts
     )
+
+
+def _plan_user_sites(
+    ctx: PlanContext, rel: str, found: FoundVenv, pending: str | None, step: StepPlan
+) -> None:
+    """Install again into the venv the user sites its python does not read (usersite.py), and note for a
+    user moving in what becomes of each."""
+    settings = ctx.settings
+    sites = usersite.found(ctx.home)
+    if not sites:
+        return
+    if found.problem is None:
+        minor = _minor(found.cfg.get("version_info") or found.cfg.get("version") or "")
+        sees = found.sees_system_site_packages
+    else:  # built by this run
+        minor = _minor(
+            _python_version(ctx, settings.venv_python, os.path.realpath(settings.venv_python)) or ""
+        )
+        sees = settings.venv_system_site_packages
+    if not minor:
+        return  # the interpreter does not run: the build fails and says so
+    unread = {site.rel for site in usersite.unread(sites, minor, sees, ctx.ledger.user_sites)}
+    for site in sites:
+        where = f"~/{site.rel}"
+        if site.rel not in unread:
+            if site.rel not in ctx.ledger.user_sites:
+                step.notes.append(
+                    f"your `pip install --user` packages (Python {site.minor}, {where}) import in the "
+                    "notebook's venv as they are"
+                )
+            continue
+        if not settings.venv_restore:
+            step.notes.append(
+                f"your `pip install --user` packages of Python {site.minor} ({where}) are not read by the "
+                f"notebook's venv (Python {minor}), and BERDL_VENV_RESTORE=false installs none"
+            )
+            continue
+        if site.rel != pending:  # a run killed during its restore planned it already
+            step.changes.append(_restore(rel, site.rel, settings.venv_restore_timeout))
+        step.notes.append(
+            f"your `pip install --user` packages of Python {site.minor} ({where}) are installed again, "
+            f"where the package index has them, into the notebook's venv ~/{rel} (Python {minor})"
+        )
 
 
 def _pending(restore_from: str, attempts: int = 0) -> bytes:

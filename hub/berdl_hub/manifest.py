@@ -26,11 +26,6 @@ ROOT_INIT_CAPABILITIES = ("CHOWN", "SETGID", "SETUID")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def escape_braces(text: str) -> str:
-    """Protect a literal string from str.format-style template expansion (KubeSpawner's `{username}`)."""
-    return text.replace("{", "{{").replace("}", "}}")
-
-
 def favorites_root(root_dir: str, home: str) -> str:
     """The `root` JupyterLab's favorites extension shows an entry under, for a server root and a home.
 

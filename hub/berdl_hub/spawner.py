@@ -8,6 +8,7 @@
 - `minio_keys`: the user's MinIO keys, with their failure policy;
 - `server_objects` (and `credentials`): the objects the server owns beside its pod, the credentials
   Secret among them, made once the pod exists and deleted once;
+- `home_names`: whether the user's name, which names the home, is one path component;
 - `start_attempt`: what one start knows; `upstream`: every non-public part of KubeSpawner and JupyterHub
   used here; `spawner_settings`: the settings checked together when the hub loads them.
 
@@ -39,6 +40,7 @@ from . import (
     upstream,
 )
 from .errors import SpawnRefused
+from .home_names import refusal as home_name_refusal
 from .server_objects import Calls, ServerObjects, ServerPod
 from .spawner_settings import SpawnerConfigError  # noqa: F401  (what check_config raises)
 from .spawner_traits import DEFAULT_UID, BERDLSpawnerSettings
@@ -137,6 +139,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
     async def start(self) -> Any:
         """The MinIO keys (a user who cannot have them gets no cluster), then the Spark cluster while
         KubeSpawner prepares the pod (get_pod_manifest() waits for it); any failure tears down."""
+        self._refuse_a_name_no_home_can_have()
         attempt = self._attempt = self._new_attempt()
         self._reconciled = True
         # Apply the chosen profile first: it may set the cluster size.
@@ -282,6 +285,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
         pod exists."""
         if not self.image:
             raise ValueError("BERDLSpawner.image is not set")
+        self._refuse_a_name_no_home_can_have()
         if self._is_admin:
             for key, value in self.admin_resources.items():
                 setattr(self, key, value)
@@ -322,17 +326,14 @@ class BERDLSpawner(BERDLSpawnerSettings):
             credentials.secret_name(self.pod_name), self.credential_values()
         )
 
-    def format_string(self, s: str) -> str:
-        """Expand notebook_dir and default_url with the same `{username}` as the volume paths.
-
-        JupyterHub's own expansion uses the raw user name, KubeSpawner's the safe slug: for a name that
-        needs escaping, `notebook_dir = "/home/{username}"` would then miss the mounted home.
-        """
-        base_url = self.server.base_url if self.server else ""
-        return upstream.expand(self, s.replace("{base_url}", manifest.escape_braces(base_url)))
-
     def _expand(self, template: str) -> str:
         return upstream.expand(self, template)
+
+    def _refuse_a_name_no_home_can_have(self) -> None:
+        """The home is named by the user's name (home_names): refused before anything is made."""
+        refusal = home_name_refusal(self.user.name)
+        if refusal:
+            raise SpawnRefused(refusal)
 
     async def _resolved_id(self, value: Any) -> int | None:
         """uid or gid: KubeSpawner allows a callable of the spawner."""

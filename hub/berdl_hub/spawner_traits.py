@@ -59,8 +59,9 @@ class BERDLSpawnerSettings(KubeSpawner):
         config=True,
         help="""JupyterLab favorites berdl-init adds, as [{"path": ABS_PATH, "name": NAME}].
 
-        `{username}`-style fields in `path` are expanded like KubeSpawner's other templates; names are
-        literal. Empty: berdl-init's default (the home).""",
+        Fields in `path` are expanded like KubeSpawner's other templates (the home is
+        `/home/{unescaped_username}`; `{username}` there is KubeSpawner's slug); names are literal.
+        Empty: berdl-init's default (the home).""",
     )
     init_template_vars = Dict(
         config=True,
@@ -112,9 +113,14 @@ class BERDLSpawnerSettings(KubeSpawner):
         help="Where homes live: a hostPath folder per user (often NFS on the nodes) or a PVC.",
     )
     home_host_path = Unicode(
-        "/mnt/berdl/homes/{username}",
+        "/mnt/berdl/homes/{unescaped_username}",
         config=True,
-        help="hostPath of the user's home (home_volume_type 'hostPath'); KubeSpawner templates expand.",
+        help="""hostPath of the user's home (home_volume_type 'hostPath'); KubeSpawner's templates expand.
+
+        The default is where BERDL's production hub keeps homes: the folder of the user's name, as KBase
+        spells it (KubeSpawner's `{unescaped_username}`), under the homes folder. KubeSpawner's
+        `{username}` is its DNS-safe slug instead (`john_doe` becomes `john-doe---` and 8 hex digits), in
+        which two names can meet. A user name that cannot be one path component is refused at spawn.""",
     )
     home_host_path_type = Unicode(
         "DirectoryOrCreate", config=True, help="hostPath `type` of the home volume."
@@ -127,12 +133,18 @@ class BERDLSpawnerSettings(KubeSpawner):
     home_sub_path = Unicode(
         "",
         config=True,
-        help="subPath of the home in its volume, e.g. '{username}' for one shared claim; templates expand.",
+        help="""subPath of the home in its volume, e.g. '{unescaped_username}' for one shared claim (the
+        folder of the user's name); templates expand.""",
     )
     home_mount_path = Unicode(
-        "/home/{username}",
+        "/home/{unescaped_username}",
         config=True,
-        help="Where the home is mounted, in the notebook container and the initContainer alike; also HOME.",
+        help="""Where the home is mounted, in the notebook container and the initContainer alike; also HOME.
+
+        The default is `/home/` and the user's name as KBase spells it, as BERDL's production hub mounts
+        it, so notebooks, paths in the user's code and HOME stay where they were. In JupyterHub's own
+        settings (notebook_dir, default_url) the same folder is `/home/{username}`: there `{username}` is
+        the user's name, as upstream.""",
     )
     shared_mounts = List(
         Dict(),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from traitlets.config import Config
 
-from localhub.stack import EXTRA_CONFIG
+from localhub.stack import EXTRA_CONFIG, HOMES
 from tests.images.manifests import container_named, spawner_pod
 from tests.pods import env_of
 
@@ -19,13 +20,19 @@ def stack_traits() -> dict[str, Any]:
     return traits
 
 
-def test_jupyterlab_opens_in_the_mounted_home_also_for_a_name_the_slug_changes() -> None:
-    """KBase user names may hold "_", which no Kubernetes name may: the home folder is then named by
-    KubeSpawner's slug, and the URL JupyterLab opens must name that same folder."""
+def test_jupyterlab_opens_in_the_mounted_home_named_as_the_user_spells_it() -> None:
+    """KBase user names may hold "_", which no Kubernetes name may: the home folder, its mount and the URL
+    JupyterLab opens are still the user's name (JupyterHub's `{username}` in default_url, KubeSpawner's
+    `{unescaped_username}` in the home's paths), and the favorites name that same folder."""
     for name in ("alice", "jane_doe"):
-        notebook = container_named(spawner_pod(name, **stack_traits()), "notebook")
+        pod = spawner_pod(name, **stack_traits())
+        notebook = container_named(pod, "notebook")
         (home,) = [m["mountPath"] for m in notebook["volumeMounts"] if m["name"] == "berdl-home"]
+        (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "berdl-home"]
         env = env_of(notebook)
+        assert home == env["HOME"] == f"/home/{name}"
+        assert volume["hostPath"]["path"] == f"{HOMES}/{name}"
         assert env["JUPYTERHUB_ROOT_DIR"] == "/"
-        assert env["JUPYTERHUB_DEFAULT_URL"] == f"/lab/tree{home}", name
-    assert home != "/home/jane_doe"  # the slug did change this one
+        assert env["JUPYTERHUB_DEFAULT_URL"] == f"/lab/tree/home/{name}"
+        favorites = json.loads(env_of(container_named(pod, "berdl-init", init=True))["BERDL_FAVORITES"])
+        assert favorites[0] == {"path": f"/home/{name}", "name": "Home"}
