@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import re
-import secrets
 import time
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -35,14 +34,12 @@ from tests.hub.test_hub import (  # noqa: F401  (hub_stack: a fixture)
 pytestmark = pytest.mark.slow
 
 # Users of this module only: the tests revoke tokens and change the stand-in's mode.
-RITA = AUTH2.add_user("rita", customroles=[APPROVED_ROLE], token="rita-" + secrets.token_hex(16))
-DAVE = AUTH2.add_user("dave", customroles=["SOMETHING_ELSE"], token="dave-" + secrets.token_hex(16))
-ERIN = AUTH2.add_user(
-    "erin", customroles=[APPROVED_ROLE], mfa="NotUsed", token="erin-" + secrets.token_hex(16)
-)
-GUS = AUTH2.add_user("gus", customroles=[APPROVED_ROLE], token="gus-" + secrets.token_hex(16))
-REX = AUTH2.add_user("rex", customroles=[APPROVED_ROLE], token="rex-" + secrets.token_hex(16))
-ROSA = AUTH2.add_user("rosa", customroles=[APPROVED_ROLE], token="rosa-" + secrets.token_hex(16))
+RITA = AUTH2.add_user("rita", customroles=[APPROVED_ROLE])
+DAVE = AUTH2.add_user("dave", customroles=["SOMETHING_ELSE"])
+ERIN = AUTH2.add_user("erin", customroles=[APPROVED_ROLE], mfa="NotUsed")
+GUS = AUTH2.add_user("gus", customroles=[APPROVED_ROLE])
+REX = AUTH2.add_user("rex", customroles=[APPROVED_ROLE])
+ROSA = AUTH2.add_user("rosa", customroles=[APPROVED_ROLE])
 TOKENS = [RITA, DAVE, ERIN, GUS, REX, ROSA]
 
 
