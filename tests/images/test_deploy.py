@@ -138,7 +138,7 @@ def test_the_role_holds_only_what_the_spawner_needs() -> None:
     assert granted == {
         ("", "pods"): {"get", "list", "watch", "create", "delete"},
         ("", "events"): {"get", "list", "watch"},
-        ("", "secrets"): {"create", "delete"},  # each server's credentials Secret
+        ("", "secrets"): {"create", "delete", "patch"},  # each server's credentials Secret; a renewed token
     }
     binding = load("rolebinding.yaml")
     assert binding["roleRef"]["name"] == load("role.yaml")["metadata"]["name"]
