@@ -23,6 +23,7 @@ from tests.hub.hubtest_kbase import AUTH2
 from tests.hub.hubtest_support import assert_no_secret_in
 from tests.hub.test_hub import (  # noqa: F401  (hub_stack: a fixture)
     EXTRA_CONFIG,
+    FROM_KBASE,
     SECRETS,
     HubStack,
     hub_stack,
@@ -81,7 +82,7 @@ def governance(sqlite_stack: HubStack) -> Iterator[GovernanceRecorder]:
 def page_with_cookie(base: str, token: str) -> httpx.Response:
     with httpx.Client(follow_redirects=False) as browser:
         browser.cookies.set("kbase_session", token, domain="127.0.0.1", path="/")
-        return browser.get(f"{base}/hub/login")
+        return browser.get(f"{base}/hub/login", headers=FROM_KBASE)
 
 
 def shown_text(page: httpx.Response) -> str:
@@ -194,7 +195,7 @@ def test_a_revoked_token_ends_the_session_once_auth_refresh_age_has_passed(sqlit
             AUTH2.revoke(ROSA)
             # The next request after auth_refresh_age checks the token again, and the session ends.
             wait_until(lambda: not is_logged_in(browser, base))
-            page = browser.get(f"{base}/hub/login")
+            page = browser.get(f"{base}/hub/login", headers=FROM_KBASE)
             assert page.status_code == 401
             assert "Your KBase login has expired or was revoked" in shown_text(page)
     finally:
