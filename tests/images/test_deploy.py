@@ -162,3 +162,4 @@ def test_hub_settings_are_variables_the_hub_reads() -> None:
     # start until then.
     assert settings["JUPYTERHUB_AUTHENTICATOR_CLASS"] == "kbase"
     assert settings["KBASE_AUTH_URL"] == ""
+    assert settings["BERDL_HUB_PUBLIC_URL"] == ""  # where users reach the hub: the operator's to say
