@@ -85,6 +85,19 @@ def save_state(spawner: Any) -> None:
     spawner.db.commit()
 
 
+def jupyterhub_access_scopes(spawner: Any) -> list[str]:
+    """JupyterHub's own default of `Spawner.oauth_access_scopes` (`Spawner._default_access_scopes`):
+    `access:servers` on the server or on its user, which JupyterHub's admin role holds too."""
+    return list(spawner._default_access_scopes())
+
+
+async def oauth_client_scopes(spawner: Any) -> list[str]:
+    """The scopes JupyterHub lets the server's OAuth client ask for
+    (`Spawner._get_oauth_client_allowed_scopes`: `oauth_client_allowed_scopes`, resolved, and
+    `access:servers` on the server)."""
+    return list(await spawner._get_oauth_client_allowed_scopes())
+
+
 def sibling_spawners(spawner: Any) -> Iterator[Any]:
     """The spawners of the user's other servers: JupyterHub keeps every server it knows in
     `user.spawners` (by server name), also after a restart, each with the state it saved."""

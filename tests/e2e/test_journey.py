@@ -19,6 +19,7 @@ import pytest
 
 from localhub.browser import UserBrowser
 from localhub.stack import SHARED_IN_POD, Stack
+from localhub.standins.kbase_auth2 import ADMIN_ROLE, APPROVED_ROLE
 from tests.e2e.conftest import E2E_WORK, PROBE_PACKAGE
 from tests.e2e.probes import eventually, pod_of, podman_pods
 from tests.hub.hubtest_support import assert_no_secret_in
@@ -253,6 +254,30 @@ def test_7_a_new_kbase_login_reaches_her_running_kernel(stack: Stack, alice: Use
         k: v for k, v in secrets_before.items() if k != "KBASE_AUTH_TOKEN"
     }
     alice.shot("token-renewed")
+
+
+def test_7b_a_hub_admin_cannot_open_alices_server(stack: Stack, alice: UserBrowser, bob: UserBrowser) -> None:
+    """bob becomes a hub admin (a KBase admin role; he signs in again). JupyterHub 5's admin role holds
+    access:servers, and alice's server would receive his cookies, his KBase token among them; her server
+    asks every visitor for a scope only she holds (BERDLSpawner.access_for_owner_only), and refuses him."""
+    stack.standins.auth2.set_roles("bob", [APPROVED_ROLE, ADMIN_ROLE])
+    bob.page.goto(f"{stack.public_url}/hub/logout")
+    bob.page.goto(f"{stack.public_url}/hub/login")  # from his KBase cookie: a new login, as an admin
+    admin_page = bob.page.goto(f"{stack.public_url}/hub/admin")
+    assert admin_page is not None
+    assert admin_page.status == 200, "bob is no hub admin"
+    bob.page.goto(f"{stack.public_url}/user/alice/lab")
+    authorize = bob.page.locator("input[type=submit][value=Authorize], button:has-text('Authorize')")
+    if authorize.count():  # JupyterHub asks a visitor to confirm the OAuth grant
+        with bob.page.expect_navigation():
+            authorize.first.click()
+    bob.shot("admin-at-alices-server")
+    text = bob.page.locator("body").inner_text()
+    assert bob.page.locator(".jp-LabShell").count() == 0, "bob, an admin, opened alice's JupyterLab"
+    assert "403" in text, text[:500]
+    assert "not allowed" in text, text[:500]
+    stack.standins.auth2.set_roles("bob", [APPROVED_ROLE])
+    assert "jupyter-alice" in podman_pods(stack)
 
 
 def test_8_a_role_taken_away_stops_his_server_with_no_browser_of_his_open(

@@ -46,6 +46,13 @@ def test_the_private_methods_keep_their_signatures() -> None:
     assert str(inspect.signature(KubeSpawner._expand_user_properties)) == "(self, template, slug_scheme=None)"
     # upstream.pod_url: a pod's server URL by KubeSpawner's own rule, for get_url().
     assert str(inspect.signature(KubeSpawner._get_pod_url)) == "(self, pod)"
+    # upstream.jupyterhub_access_scopes: JupyterHub's access scopes, for access_for_owner_only = False.
+    handler = Spawner._default_access_scopes  # a traitlets default, bound when read from a spawner
+    assert (handler.trait_name, str(inspect.signature(handler.func))) == ("oauth_access_scopes", "(self)")
+    # upstream.oauth_client_scopes: what the server's OAuth client may ask for (a callable setting is called).
+    assert "allowed_scopes = allowed_scopes(self)" in inspect.getsource(
+        Spawner._get_oauth_client_allowed_scopes
+    )
     # upstream.log_name: JupyterHub's "user" or "user:server" for log lines.
     assert isinstance(inspect.getattr_static(Spawner, "_log_name"), property)
 
@@ -162,7 +169,7 @@ def test_the_peer_address_is_the_connections_not_the_headers() -> None:
 # What only upstream.py may touch: private attributes of a spawner or user, and the habits above.
 PRIVATE_REACH = re.compile(
     r"\b(?:self|spawner|s|other)\._(?:expand_user_properties|get_pod_url|log_name)\b"
-    r"|\._(?:auth_refreshed|stop_pending|stop_future)\b|\.connection\.context\b|\bapp\.users\b"
+    r"|\._(?:auth_refreshed|stop_pending|stop_future|default_access_scopes|get_oauth_client_allowed_scopes)\b|\.connection\.context\b|\bapp\.users\b"
     r"|\.pod_reflector\b|\.orm_spawner\b|\.db\.commit\(|\buser\.spawners\b|\.spawners\b"
     r"|[\"']notebook[\"']|\bload_user_options\("
 )
