@@ -10,12 +10,13 @@ appears in a page or a log line.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hmac
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit, urlunparse
 
 from jupyterhub.auth import Authenticator
@@ -437,11 +438,25 @@ class KBaseAuthenticator(Authenticator):
         cookie = self.session_token(handler) if _is_own_request(handler, user) else None
         if cookie and cookie != state.get(TOKEN_KEY):
             verdict = await self.judge(user.name, cookie, handler)
+            if verdict.outcome is Outcome.VALID:
+                self._give_running_servers(user, cookie)
             if verdict.outcome is not Outcome.UNKNOWN:
                 return self._refresh_answer(user, verdict)
             # A value the user sent is never a success by default: the stored token decides.
             self.log.info("The KBase cookie of %s could not be checked (%s)", user.name, verdict.reason)
         return self._refresh_answer(user, await self.judge_stored(user.name, state, handler))
+
+    _handing_over: ClassVar[set[asyncio.Task[int]]] = set()
+
+    def _give_running_servers(self, user: Any, token: str) -> None:
+        """A renewed token this refresh accepted goes to the user's running servers too (their memory and
+        Secrets, token_refresh.give_running_servers), in the background: the request does not wait for
+        Kubernetes."""
+        from berdl_hub import token_refresh  # it imports this module
+
+        task = asyncio.ensure_future(token_refresh.give_running_servers(user, token, self.log))
+        self._handing_over.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self._handing_over.discard)
 
     def _refresh_answer(self, user: Any, verdict: Verdict) -> bool | dict[str, Any]:
         if verdict.outcome is Outcome.VALID:

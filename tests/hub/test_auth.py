@@ -9,6 +9,7 @@ every token the test used.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -250,15 +251,33 @@ async def test_a_refresh_while_auth2_is_down_keeps_the_session(rig: Rig) -> None
     assert await rig.get("/refresh?user=alice") == (200, {"result": True})
 
 
-async def test_a_new_cookie_replaces_the_stored_token(rig: Rig) -> None:
+class RunningServer:
+    """What the authenticator hands a renewed token to: a running server's spawner."""
+
+    active = True
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+
+    async def use_kbase_token(self, token: str) -> None:
+        self.tokens.append(token)
+
+
+async def test_a_new_cookie_replaces_the_stored_token_and_reaches_the_running_servers(rig: Rig) -> None:
     old = rig.add_user("alice", customroles=[APPROVED, ADMIN])
-    rig.users["alice"] = FakeUser("alice", auth_state={"kbase_token": old})
+    server = RunningServer()
+    rig.users["alice"] = FakeUser("alice", auth_state={"kbase_token": old}, spawners={"": server})
     new = rig.auth2.issue_token("alice")
     rig.tokens.append(new)
     status, body = await rig.get("/refresh?user=alice", {"kbase_session": new})
     assert status == 200
     assert body["result"]["auth_state"]["kbase_token"] == new
     assert body["result"]["admin"] is True
+    for _ in range(50):
+        if server.tokens:
+            break
+        await asyncio.sleep(0.02)
+    assert server.tokens == [new]  # its memory and Secret (the spawner's use_kbase_token)
 
 
 async def test_a_cookie_of_another_user_or_a_lost_role_ends_the_session(rig: Rig) -> None:
