@@ -224,11 +224,13 @@ class KBaseAuthenticator(Authenticator):
         (at most `auth_request_timeout` per four users) and the stop. 0 turns the check off.""",
     )
     check_rate_per_minute = Integer(
-        10,
+        30,
         config=True,
-        help="""How many Auth2 checks of a token it did not choose one client may cause per minute: the
-        cookie sign-ins at /hub/login of one client address (see `trusted_proxies`), and the tokens one
-        user's servers forward. Past it the hub answers 429 without asking Auth2. 0: no bound.""",
+        help="""How many Auth2 checks of a token it did not choose one client may cause per minute (each is
+        two calls): the cookie sign-ins at /hub/login of one client address (see `trusted_proxies`), and
+        the tokens one user's servers forward. Past it the hub answers 429 without asking Auth2. The
+        budget refills continuously and holds this many at once, enough for a class signing in behind one
+        address; a loop gets one check every two seconds. 0: no bound.""",
     )
     trusted_proxies = List(
         Unicode(),

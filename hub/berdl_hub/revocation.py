@@ -64,9 +64,14 @@ class RevocationCheck:
         await asyncio.gather(*(one(user) for user in users))
 
     async def check(self, user: Any) -> None:
-        from berdl_hub.auth import Outcome  # auth.py starts this module
+        from berdl_hub.auth import TOKEN_KEY, Outcome  # auth.py starts this module
 
         state = await user.get_auth_state() or {}
+        if not state.get(TOKEN_KEY):
+            # Nothing to check: a hub that cannot read the auth state (a lost crypt key), or a server an
+            # admin started for a user who never logged in, says nothing about the user's KBase login.
+            self.log.debug("No stored KBase token of %s to check", user.name)
+            return
         verdict = await self.authenticator.judge_stored(user.name, state)
         if verdict.outcome is Outcome.VALID:
             assert verdict.authentication is not None
