@@ -11,7 +11,7 @@ with the same `c`. Precedence, the later winning: the tree, the environment, the
 
 import sys
 
-from berdl_hub import hub_config
+from berdl_hub import hub_config, server_access
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821  (provided by JupyterHub when it loads this file)
 
@@ -32,6 +32,10 @@ if settings.extra_config:
         exec(
             compile(extra.read(), settings.extra_config, "exec"), {"c": c, "__file__": settings.extra_config}
         )
+
+# Each user's servers ask for a scope only that user holds (admins do not open users' servers), defined
+# once the operator's roles and scopes are in.
+server_access.give_users_their_servers(c)
 
 # Settings that only make sense together (start_timeout against the bounded steps of a start, uid None
 # against a berdl-init that starts as root), checked once the operator's settings are in.

@@ -272,6 +272,7 @@ def running_stack(
             hub_env = {
                 **base_env(),
                 **kbase_env(services.auth2_url),  # KBase login against the Auth2 stand-in
+                "BERDL_HUB_PUBLIC_URL": f"http://127.0.0.1:{proxy_port}/",  # users reach it at the proxy
                 "KUBECONFIG": str(work / "kubeconfig"),
                 "JUPYTERHUB_COOKIE_SECRET": cookie_secret,
                 "JUPYTERHUB_CRYPT_KEY": crypt_key,

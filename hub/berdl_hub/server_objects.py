@@ -205,6 +205,19 @@ async def delete(calls: Calls, kind: Kind, namespace: str, name: str) -> bool:
     return True
 
 
+async def patch(calls: Calls, kind: Kind, namespace: str, name: str, change: Mapping[str, Any]) -> bool:
+    """Merge `change` into the object (a strategic merge patch: the keys of a map such as a Secret's
+    `data` it names are set, the others kept); False when there is none. Safe to repeat, like the rest."""
+    what = f"updating {kind.kind} {namespace}/{name}"
+    try:
+        await calls.run(what, lambda: calls.method(kind, "patch")(name, namespace, dict(change)))
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise ObjectError(f"{what}: Kubernetes answered {exc.status} {exc.reason}") from None
+    return True
+
+
 async def exists(calls: Calls, kind: Kind, namespace: str, name: str) -> bool:
     what = f"reading {kind.kind} {namespace}/{name}"
     try:
@@ -272,6 +285,13 @@ class ServerObjects:
             self.log.error("Could not delete the %s of %s: %s", kind, self.server, exc)
         else:
             self._deleted.add(where)
+
+    async def update(self, owned: Owned, change: Mapping[str, Any]) -> bool:
+        """Merge `change` into this server's object of `owned` (a running server's credentials take a
+        renewed token); False when the object is not there (a server still starting makes it with its
+        current content). Errors are raised (ObjectError), without the change's content."""
+        _, namespace, name = self._where(owned)
+        return await patch(self.calls, owned.kind, namespace, name, change)
 
     async def after_hub_start(
         self, pod: ServerPod | None, owned: Iterable[Owned], live_pod_uids: Callable[[], set[str]]

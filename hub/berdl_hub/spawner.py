@@ -267,6 +267,16 @@ class BERDLSpawner(BERDLSpawnerSettings):
             self._token = auth_state.get(self.auth_state_token_key) or None
         await super().run_auth_state_hook(auth_state)
 
+    async def use_kbase_token(self, token: str) -> None:
+        """A newer KBase token of the user, which the hub has checked (token_refresh): this server uses it
+        from now on for its own calls (the Spark cluster's delete at its stop), and its credentials Secret
+        holds it, so that a restarted notebook container starts with it. Raises ObjectError when the
+        Secret cannot be updated."""
+        self._token = token
+        secret = next(o for o in self.owned_objects() if isinstance(o, credentials.CredentialsSecret))
+        if not await self.attempt.objects.update(secret, credentials.token_update(token)):
+            self.log.info("%s has no credentials Secret to update yet", upstream.log_name(self))
+
     async def _user_token(self) -> str | None:
         if not self._token:
             get_auth_state = getattr(self.user, "get_auth_state", None)

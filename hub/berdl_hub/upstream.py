@@ -1,4 +1,4 @@
-"""Every non-public part of KubeSpawner and JupyterHub that BERDLSpawner leans on, in one place.
+"""Every non-public part of KubeSpawner, JupyterHub (and tornado, under it) that BERDL leans on, in one place.
 
 Each function names the private attribute, format or habit it relies on, and
 `tests/hub/test_upstream_contract.py` pins each one at the versions in constraints.txt. An upgrade of
@@ -7,6 +7,7 @@ KubeSpawner or JupyterHub that changes one of them fails that test, and the fix 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -85,6 +86,19 @@ def save_state(spawner: Any) -> None:
     spawner.db.commit()
 
 
+def jupyterhub_access_scopes(spawner: Any) -> list[str]:
+    """JupyterHub's own default of `Spawner.oauth_access_scopes` (`Spawner._default_access_scopes`):
+    `access:servers` on the server or on its user, which JupyterHub's admin role holds too."""
+    return list(spawner._default_access_scopes())
+
+
+async def oauth_client_scopes(spawner: Any) -> list[str]:
+    """The scopes JupyterHub lets the server's OAuth client ask for
+    (`Spawner._get_oauth_client_allowed_scopes`: `oauth_client_allowed_scopes`, resolved, and
+    `access:servers` on the server)."""
+    return list(await spawner._get_oauth_client_allowed_scopes())
+
+
 def sibling_spawners(spawner: Any) -> Iterator[Any]:
     """The spawners of the user's other servers: JupyterHub keeps every server it knows in
     `user.spawners` (by server name), also after a restart, each with the state it saved."""
@@ -146,3 +160,54 @@ def stopped_by(handler: Any, request_began: datetime) -> bool:
         return True
     ended = spawner.orm_spawner.last_activity
     return ended is not None and ended >= request_began
+
+
+# --- the hub process: what the authenticator's own parts (revocation, token_refresh) use --------------
+
+
+def peer_address(request: Any) -> str | None:
+    """The address of the connection a request came on (tornado's `connection.context.address`), before
+    JupyterHub's HTTP server rewrites `remote_ip` from X-Forwarded-For and X-Real-Ip (`xheaders=True`),
+    which any client sends."""
+    address = getattr(getattr(getattr(request, "connection", None), "context", None), "address", None)
+    return str(address[0]) if isinstance(address, tuple) and address else None
+
+
+def active_servers(user: Any) -> dict[str, Any]:
+    """The user's servers that run, start or stop, by name, from `user.spawners`."""
+    return {name: spawner for name, spawner in list(user.spawners.items()) if spawner.active}
+
+
+def users_with_servers(app: Any) -> list[Any]:
+    """The users with a server that runs or starts: every such user is in the hub's `users` (JupyterHub
+    loads the users with servers at its start, `init_spawners`, and every user it spawns for)."""
+    return [user for user in list(app.users.values()) if active_servers(user)]
+
+
+def refresh_at_next_request(user: Any) -> None:
+    """Make the user's next request check their login again (`User._auth_refreshed`, which
+    `BaseHandler.refresh_auth` compares with `auth_refresh_age`)."""
+    user._auth_refreshed = None
+
+
+async def stop_server(app: Any, user: Any, server_name: str) -> bool:
+    """Stop one server as JupyterHub's `BaseHandler.stop_single_user` does, without a request: mark the
+    stop pending (`Spawner._stop_pending`, `_stop_future`: a spawn request that comes meanwhile waits for
+    it), remove the route, then `User.stop` (the spawner's stop and post-stop hook, the server's API token
+    and OAuth client). False when the server is starting or stopping already."""
+    spawner = user.spawners.get(server_name)
+    if spawner is None or not spawner.active or spawner.pending:
+        return False
+    spawner._stop_pending = True
+
+    async def stop() -> None:
+        try:
+            await app.proxy.delete_user(user, server_name)
+            await user.stop(server_name)
+        finally:
+            spawner._stop_future = None
+            spawner._stop_pending = False
+
+    future = spawner._stop_future = asyncio.ensure_future(stop())
+    await future
+    return True

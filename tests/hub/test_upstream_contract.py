@@ -52,6 +52,13 @@ def test_the_private_methods_keep_their_signatures() -> None:
     assert str(inspect.signature(KubeSpawner._expand_user_properties)) == "(self, template, slug_scheme=None)"
     # upstream.pod_url: a pod's server URL by KubeSpawner's own rule, for get_url().
     assert str(inspect.signature(KubeSpawner._get_pod_url)) == "(self, pod)"
+    # upstream.jupyterhub_access_scopes: JupyterHub's access scopes, for access_for_owner_only = False.
+    handler = Spawner._default_access_scopes  # a traitlets default, bound when read from a spawner
+    assert (handler.trait_name, str(inspect.signature(handler.func))) == ("oauth_access_scopes", "(self)")
+    # upstream.oauth_client_scopes: what the server's OAuth client may ask for (a callable setting is called).
+    assert "allowed_scopes = allowed_scopes(self)" in inspect.getsource(
+        Spawner._get_oauth_client_allowed_scopes
+    )
     # upstream.log_name: JupyterHub's "user" or "user:server" for log lines.
     assert isinstance(inspect.getattr_static(Spawner, "_log_name"), property)
 
@@ -168,9 +175,54 @@ def test_a_stop_shows_as_pending_then_as_the_servers_last_activity() -> None:
     assert str(inspect.signature(jupyterhub.handlers.base.BaseHandler.find_user)) == "(self, name)"
 
 
+def test_what_the_hub_process_parts_rely_on() -> None:
+    """revocation and token_refresh (through upstream): the hub's users with servers, JupyterHub's stop
+    of one server without a request, the mark that makes the next request refresh a login; and the
+    peer address tornado keeps beside the remote_ip that JupyterHub's HTTP server rewrites."""
+    import jupyterhub.app
+    import tornado.httpserver
+    from jupyterhub.handlers.base import BaseHandler
+
+    init_spawners = inspect.getsource(jupyterhub.app.JupyterHub.init_spawners)
+    assert "user = self.users[orm_user]" in init_spawners  # every user with a server is in app.users
+    assert "def _users_default(self):" in inspect.getsource(jupyterhub.app.JupyterHub)
+    stop = inspect.getsource(BaseHandler.stop_single_user)
+    for step in (
+        "spawner._stop_pending = True",
+        "await self.proxy.delete_user(user, server_name)",
+        "await user.stop(server_name)",
+        "spawner._stop_future = None",
+        "future = spawner._stop_future = asyncio.ensure_future(stop())",
+    ):
+        assert step in stop, step
+    assert "_auth_refreshed = None" in inspect.getsource(jupyterhub.user.User)
+    refresh = inspect.getsource(BaseHandler.refresh_auth)
+    assert "and user._auth_refreshed" in refresh
+    assert str(inspect.signature(BaseHandler.refresh_auth)) == "(self, user, force=False)"
+    assert "await self.refresh_auth(user)" in inspect.getsource(BaseHandler.get_current_user)
+    assert "self.address = address" in inspect.getsource(tornado.httpserver._HTTPRequestContext)
+    assert "xheaders=True," in inspect.getsource(jupyterhub.app.JupyterHub.start)
+
+
+def test_the_peer_address_is_the_connections_not_the_headers() -> None:
+    class Context:
+        address = ("10.1.2.3", 40000)
+        remote_ip = "203.0.113.9"  # what xheaders made of X-Real-Ip
+
+    class Connection:
+        context = Context()
+
+    class Request:
+        connection = Connection()
+
+    assert upstream.peer_address(Request()) == "10.1.2.3"
+    assert upstream.peer_address(object()) is None
+
+
 # What only upstream.py may touch: private attributes of a spawner or user, and the habits above.
 PRIVATE_REACH = re.compile(
     r"\b(?:self|spawner|s|other)\._(?:expand_user_properties|get_pod_url|log_name)\b"
+    r"|\._(?:auth_refreshed|stop_pending|stop_future|default_access_scopes|get_oauth_client_allowed_scopes)\b|\.connection\.context\b|\bapp\.users\b"
     r"|\.pod_reflector\b|\.orm_spawner\b|\.db\.commit\(|\buser\.spawners\b|\.spawners\b"
     r"|[\"']notebook[\"']|\bload_user_options\("
     r"|\bjupyterhub\.(?:log|apihandlers)\b"

@@ -141,7 +141,7 @@ def test_the_role_holds_only_what_the_spawner_needs() -> None:
     assert granted == {
         ("", "pods"): {"get", "list", "watch", "create", "delete"},
         ("", "events"): {"get", "list", "watch"},
-        ("", "secrets"): {"create", "delete"},  # each server's credentials Secret
+        ("", "secrets"): {"create", "delete", "patch"},  # each server's credentials Secret; a renewed token
         # each server's policies to its user's Spark pods (get: a restarted hub's reconcile)
         ("networking.k8s.io", "networkpolicies"): {"get", "create", "delete"},
     }
@@ -167,3 +167,4 @@ def test_hub_settings_are_variables_the_hub_reads() -> None:
     # start until then.
     assert settings["JUPYTERHUB_AUTHENTICATOR_CLASS"] == "kbase"
     assert settings["KBASE_AUTH_URL"] == ""
+    assert settings["BERDL_HUB_PUBLIC_URL"] == ""  # where users reach the hub: the operator's to say
