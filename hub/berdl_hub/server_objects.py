@@ -73,8 +73,9 @@ class Owned(Protocol):
     def kind(self) -> Kind: ...
 
     def name(self, pod_name: str) -> str:
-        """The object's name, derived from the pod's alone, so that a hub that only knows the pod's name
-        (after a restart, for a lost pod) can delete it."""
+        """The object's name, derived from the pod's, or from what the server keeps in its saved state (a
+        choice made at its start), so that a hub that only knows those (after a restart, for a lost pod)
+        can delete it."""
         ...
 
     def namespace(self, pod_namespace: str) -> str:
@@ -179,12 +180,14 @@ async def delete(calls: Calls, kind: Kind, namespace: str, name: str) -> bool:
     return True
 
 
-async def exists(calls: Calls, kind: Kind, namespace: str, name: str) -> bool:
-    what = f"reading {kind.kind} {namespace}/{name}"
+async def create_if_absent(calls: Calls, body: Mapping[str, Any], kind: Kind) -> bool:
+    """Create the object unless one of its name exists (then leave it); whether it was created."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    what = f"creating {kind.kind} {namespace}/{name}"
     try:
-        await calls.run(what, lambda: calls.method(kind, "read")(name, namespace))
+        await calls.run(what, lambda: calls.method(kind, "create")(namespace, dict(body)))
     except ApiException as exc:
-        if exc.status == 404:
+        if exc.status == 409:
             return False
         raise ObjectError(f"{what}: Kubernetes answered {exc.status} {exc.reason}") from None
     return True
@@ -255,17 +258,17 @@ class ServerObjects:
             self.log.error("Could not reconcile the objects of %s: %s", self.server, exc)
 
     async def reconcile(self, pod: ServerPod) -> list[str]:
-        """Create the objects a running server lacks and can be given now; returns what was made."""
+        """Create the objects a running server lacks and can be given now; returns what was made. An
+        object that is there already is left as it is: the create's conflict says so, which needs no
+        right to read the object (the hub's Role may not read Secrets)."""
         made = []
         for owned in self.owned:
-            kind, namespace, name = self._where(owned)
-            if await exists(self.calls, owned.kind, namespace, name):
-                continue
             body = owned.body(pod)
             if body is None:
                 continue
-            await create(self.calls, placed(owned, body, pod), owned.kind)
-            made.append(f"{kind} {namespace}/{name}")
+            kind, namespace, name = self._where(owned)
+            if await create_if_absent(self.calls, placed(owned, body, pod), owned.kind):
+                made.append(f"{kind} {namespace}/{name}")
         return made
 
 
