@@ -173,6 +173,10 @@ def add(pod: Any, parts: PodParts) -> None:
         _k8s_model(V1VolumeMount, m) for m in parts.mounts
     ]
     notebook.security_context = parts.security_context | dict(notebook.security_context or {})
+    # The kubelet gives a pod a few variables for every Service of its namespace: with a Service per
+    # server, each notebook would hold every other user's name. Off, unless extra_pod_config says otherwise.
+    if spec.enable_service_links is None:
+        spec.enable_service_links = False
     # berdl-init first: other initContainers may expect a prepared home.
     spec.init_containers = [_k8s_model(V1Container, parts.init_container), *(spec.init_containers or [])]
 

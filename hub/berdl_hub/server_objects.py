@@ -1,8 +1,8 @@
 """The Kubernetes objects a server owns beside its pod, made and removed by one mechanism.
 
-Today a server owns its credentials Secret (`credentials`); every other per-server object plugs in the
-same way: an `Owned` says what its object is called and what it holds, and this module gives it the
-guarantees:
+Today a server owns its credentials Secret (`credentials`) and its Spark Connect Service
+(`spark_connect`); every other per-server object plugs in the same way: an `Owned` says what its object
+is called and what it holds, and this module gives it the guarantees:
 
 - it is created once the pod has a uid (KubeSpawner's after_pod_created_hook), after any object of the
   same name an earlier pod left is removed;

@@ -361,6 +361,7 @@ async def _serve_all(config: dict[str, Any]) -> None:
     async with LeanApiServer() as k8s, kmock.Server(k8s) as k8s_server:
         k8s.resources["v1/pods"] = {}
         k8s.resources["v1/secrets"] = {}
+        k8s.resources["v1/services"] = {}
         k8s.instant_pods = bool(config.get("instant_pods", False))
         k8s_url = str(k8s_server.url).rstrip("/")
 
@@ -372,6 +373,7 @@ async def _serve_all(config: dict[str, Any]) -> None:
                     "governance": governance.state(),
                     "pods": left["pods"],
                     "secrets": left["secrets"],  # the servers' credentials Secrets
+                    "services": left["services"],  # the servers' Spark Connect Services
                 }
             )
 

@@ -69,10 +69,12 @@ WATCH_SECONDS_DEFAULT = 1800.0
 
 
 class ApiServer(kmock.KubernetesEmulator):
-    """kmock's Kubernetes emulator, plus what a real API server adds to a created object, and the end of
-    a watch after its `timeoutSeconds` (kmock's watches never end)."""
+    """kmock's Kubernetes emulator, plus what a real API server adds to a created object (a uid, a version,
+    a creation time, a pod's Pending phase, a Service's cluster IP), and the end of a watch after its
+    `timeoutSeconds` (kmock's watches never end)."""
 
     _versions = itertools.count(1)
+    _service_ips = itertools.count(10)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -114,7 +116,14 @@ class ApiServer(kmock.KubernetesEmulator):
             meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             if request.resource is not None and "name" in meta:
                 self.created_at[(request.resource.plural, meta["name"])] = time.time()
-            request.data.setdefault("status", {"phase": "Pending"})
+            if request.resource is not None and request.resource.plural == "services":
+                # A ClusterIP Service gets its virtual address from the API server's service range.
+                spec = request.data.setdefault("spec", {})
+                if spec.get("type", "ClusterIP") == "ClusterIP" and not spec.get("clusterIP"):
+                    number = next(self._service_ips)
+                    spec["clusterIP"] = f"10.96.{number // 250}.{number % 250 + 1}"
+            else:
+                request.data.setdefault("status", {"phase": "Pending"})
         return await super()._handle(request)
 
 

@@ -60,6 +60,9 @@ class Stack:
     def secrets(self) -> list[str]:
         return self.names("v1/secrets")
 
+    def services(self) -> list[str]:
+        return self.names("v1/services")
+
     def names(self, resource: str) -> list[str]:
         kind = kmock.resource(resource)
         return [key[2] for key, obj in self.k8s.objects.items() if key[0] == kind and not obj.deleted]
@@ -80,6 +83,7 @@ async def running_stack(make_spawner: Callable[..., BERDLSpawner]) -> AsyncItera
     ):
         k8s.resources["v1/pods"] = {}
         k8s.resources["v1/secrets"] = {}
+        k8s.resources["v1/services"] = {}
         k8s_url = str(k8s_server.url).rstrip("/")
         try:
             async with Kubelet(k8s_url, NAMESPACE) as kubelet:
