@@ -4,10 +4,12 @@ database, private ranges nobody listed, other users' servers."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.deploy.netpol import Peer, allowed, pod, selecting
 from tests.deploy.rendered import named, overlay, render
@@ -74,9 +76,13 @@ def pods(objects: list[dict[str, Any]], namespace: str) -> dict[str, Peer]:
             "minio", "10.3.0.5", {"app": "minio", "berdl.kbase.us/notebook-access": "true"}, "minio"
         ),
         "minio-console": Peer("minio-console", "10.3.0.6", {"app": "minio-console"}, "minio"),
+        # A BERDL service the operator named for Spark Connect (by its label), and one not named.
+        "mcp": Peer("mcp", "10.4.0.5", {"app": "datalake-mcp", SPARK_CONNECT_ACCESS: "true"}, "datalake"),
+        "mcp-unnamed": Peer("mcp-unnamed", "10.4.0.6", {"app": "datalake-mcp"}, "datalake"),
     }
 
 
+SPARK_CONNECT_ACCESS = "berdl.kbase.us/spark-connect-access"  # the label the shipped rule admits
 METADATA = Peer("cloud metadata", "169.254.169.254")
 PYPI = Peer("a package index", "151.101.0.223")
 KBASE = Peer("KBase", "128.3.56.133")
@@ -183,3 +189,51 @@ def test_user_pods_reach_no_private_address_nobody_listed(
         for port in (443, 5432, 6443):
             assert not allowed(policies, pods["alice"], address, port), address
     assert not allowed(policies, pods["proxy"], PYPI, 443)
+
+
+# --- Spark Connect (15002) ---------------------------------------------------------------------------------
+
+
+def test_spark_connect_is_reached_only_by_the_services_the_operator_named(
+    policies: list[dict[str, Any]], pods: dict[str, Peer]
+) -> None:
+    for user_pod in ("alice", "alice-named", "bob"):
+        admitted = sorted(
+            name for name, peer in pods.items() if allowed(policies, peer, pods[user_pod], 15002)
+        )
+        assert admitted == ["mcp"], user_pod  # not the Spark pods, the hub, the proxy, other users
+    assert not allowed(policies, pods["mcp"], pods["alice"], 8888)  # and nothing but Spark Connect
+    for address in (PYPI, KBASE, DB_OUTSIDE):
+        assert not allowed(policies, address, pods["alice"], 15002)
+
+
+def test_the_spark_pods_still_reach_the_driver_on_every_other_port(
+    policies: list[dict[str, Any]], pods: dict[str, Peer]
+) -> None:
+    for port in (1, 7078, 15001, 15003, 41234, 65535):
+        assert allowed(policies, pods["spark-worker"], pods["alice"], port), port
+
+
+def test_an_overlay_names_another_selector(tmp_path: Path) -> None:
+    """deploy/README.md's way to admit a service by its own labels instead of the shipped one."""
+    folder = overlay(tmp_path, "berdl")
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    kustomization["patches"] = [
+        {"target": {"kind": "NetworkPolicy", "name": "singleuser"}, "patch": SELECTOR_PATCH}
+    ]
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    policies = [o for o in render(folder) if o["kind"] == "NetworkPolicy"]
+    alice = pod("alice", "10.1.0.10", spawner_pod("alice"), "berdl")
+    mcp = Peer("mcp", "10.4.0.5", {"app": "datalake-mcp"}, "datalake")
+    labelled = Peer("labelled", "10.4.0.6", {SPARK_CONNECT_ACCESS: "true"}, "elsewhere")
+    assert allowed(policies, mcp, alice, 15002)
+    assert not allowed(policies, labelled, alice, 15002)  # the shipped selector is replaced
+
+
+SELECTOR_PATCH = """\
+- op: replace
+  path: /spec/ingress/2/from
+  value:
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: datalake}}
+      podSelector: {matchLabels: {app: datalake-mcp}}
+"""
