@@ -183,12 +183,21 @@ def add(pod: Any, parts: PodParts) -> None:
 
 def set_variable(pod: Any, name: str, value: str) -> None:
     """Set the notebook's variable `name` to `value`, in place of an entry of that name if any."""
+    set_variables(pod, {name: value})
+
+
+def set_variables(pod: Any, values: Mapping[str, str]) -> None:
+    """Set the notebook's variables `values`, each in place of an entry of its name if any (one pass over
+    the container's environment)."""
     notebook = upstream.notebook_container(pod.spec.containers)
+    left = dict(values)
     for variable in notebook.env or []:
-        if variable.name == name:
-            variable.value, variable.value_from = value, None
-            return
-    notebook.env = [*(notebook.env or []), V1EnvVar(name=name, value=value)]
+        if variable.name in left:
+            variable.value, variable.value_from = left.pop(variable.name), None
+    notebook.env = [
+        *(notebook.env or []),
+        *(V1EnvVar(name=name, value=value) for name, value in left.items()),
+    ]
 
 
 @functools.cache

@@ -74,12 +74,13 @@ def choose(*, user: str, default_server: bool, pod_name: str, held: Mapping[str,
     """The Service name of the server whose pod is `pod_name`: the production name for a default server
     when it is valid and free, else the first free fallback. `held` maps each name in use to the pod name
     of the server that holds it (a server may keep its own name)."""
-    candidates = [production_name(user)] if default_server else []
-    candidates += [fallback_name(pod_name, attempt) for attempt in range(_TRIES)]
-    for name in candidates:
+    tried = []
+    for attempt in range(-1 if default_server else 0, _TRIES):  # each made only when the one before is taken
+        name = production_name(user) if attempt < 0 else fallback_name(pod_name, attempt)
         if is_service_name(name) and held.get(name, pod_name) == pod_name:
             return name
-    raise NameTaken(f"every Service name for {pod_name} is held by another server: {', '.join(candidates)}")
+        tried.append(name)
+    raise NameTaken(f"every Service name for {pod_name} is held by another server: {', '.join(tried)}")
 
 
 # The names chosen by the starts this process runs, per event loop (the hub's one): (namespace, name) ->

@@ -127,8 +127,18 @@ class BERDLSpawner(BERDLSpawnerSettings):
         Secret first, which the notebook container waits for."""
         return [
             credentials.CredentialsSecret(self.credential_values),
-            spark_connect.SparkConnectService(lambda: self._spark_connect_service, self.port),
+            spark_connect.SparkConnectService(self._held_spark_connect_service, self.port),
         ]
+
+    def _held_spark_connect_service(self) -> str | None:
+        """The name of this server's Service, unless another server holds that name now: a name that
+        comes only from an old saved state (the pod gone while the hub was down, the name taken since)
+        must not make this server delete another's Service."""
+        name = self._spark_connect_service
+        if name is None:
+            return None
+        holder = spark_connect.held_names(self.namespace, upstream.reflected_pods(self)).get(name)
+        return name if holder in (None, self.pod_name) else None
 
     # --- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> Any:
@@ -136,6 +146,8 @@ class BERDLSpawner(BERDLSpawnerSettings):
         KubeSpawner prepares the pod (get_pod_manifest() waits for it); any failure tears down."""
         attempt = self._attempt = self._new_attempt()
         self._reconciled = True
+        # The name of an earlier start may be another server's by now; this start chooses its own.
+        self._spark_connect_service = None
         # Apply the chosen profile first: it may set the cluster size.
         await upstream.apply_user_options(self)
         self._profile = await upstream.chosen_profile(self)
@@ -300,15 +312,14 @@ class BERDLSpawner(BERDLSpawnerSettings):
         pod_parts.add(pod, pod_parts.build(self, server))
         service = self._claim_spark_connect_service()
         pod.metadata.labels = {**(pod.metadata.labels or {}), spark_connect.LABEL: service}
-        url = notebook_env.spark_connect_url(service, self.namespace)
-        pod_parts.set_variable(pod, "SPARK_CONNECT_URL", url)
+        facts = {"SPARK_CONNECT_URL": notebook_env.spark_connect_url(service, self.namespace)}
         master_url = await self.attempt.cluster.master_url()
         if master_url:
-            pod_parts.set_variable(pod, "SPARK_MASTER_URL", master_url)
+            facts["SPARK_MASTER_URL"] = master_url
             # The sizes the cluster was created with: a server that shares its user's cluster gets that
             # cluster's, not its own profile's.
-            for name, value in notebook_env.cluster_sizes(self.attempt.cluster.sizes()).items():
-                pod_parts.set_variable(pod, name, value)
+            facts.update(notebook_env.cluster_sizes(self.attempt.cluster.sizes()))
+        pod_parts.set_variables(pod, facts)
         return pod
 
     def _claim_spark_connect_service(self) -> str:

@@ -271,3 +271,40 @@ async def test_each_kind_is_named_from_what_a_restarted_hub_knows(stack: Stack) 
     assert names == [f"{spawner.pod_name}-credentials", "jupyter-john-doe"]
     await again.stop()
     assert (stack.secrets(), stack.services()) == ([], [])
+
+
+async def test_a_name_from_an_earlier_start_never_deletes_another_users_service(stack: Stack) -> None:
+    """john_doe held jupyter-john-doe and stopped; john__doe holds it now. john_doe's next start fails
+    before its pod, and his saved state still says jupyter-john-doe: his tear-down leaves it alone."""
+    john_doe = spawner_of(stack, "john_doe")
+    await john_doe.start()
+    await john_doe.stop()
+    john__doe = spawner_of(stack, "john__doe")
+    await john__doe.start()
+    assert service_of(stack, john__doe)["metadata"]["name"] == "jupyter-john-doe"
+    assert john_doe.get_state()["berdl_spark_connect_service"] == "jupyter-john-doe"
+    stack.governance.credentials.pop(kbase_token("john_doe"))  # his next start fails before any pod
+    with pytest.raises(SpawnRefused):
+        await john_doe.start()
+    await john_doe.run_post_stop_hook()
+    assert selected_pods(stack, raw(stack, "v1/services", "jupyter-john-doe")) == [john__doe.pod_name]
+    await john__doe.stop()
+
+
+async def test_a_restarted_hub_never_deletes_a_name_a_lost_pod_held_and_another_server_holds_now(
+    stack: Stack,
+) -> None:
+    """While the hub was down john_doe's pod was lost, and john__doe's start took the name: the restarted
+    hub's clean-up of john_doe, from his saved state, leaves john__doe's Service."""
+    john_doe = spawner_of(stack, "john_doe")
+    await john_doe.start()
+    state = john_doe.get_state()
+    await john_doe.stop()  # (his pod gone; his record, saved earlier, still says running)
+    john__doe = spawner_of(stack, "john__doe")
+    await john__doe.start()
+    again = revived(stack, john_doe, state)
+    assert await again.poll() is not None  # the pod is gone: JupyterHub stops the server
+    await again.stop()
+    await again.run_post_stop_hook()
+    assert selected_pods(stack, raw(stack, "v1/services", "jupyter-john-doe")) == [john__doe.pod_name]
+    await john__doe.stop()
