@@ -263,10 +263,11 @@ class BERDLSpawner(BERDLSpawnerSettings):
 
     def clear_state(self) -> None:
         # The cluster share stays: it is cleared by the release that every stop runs. The Service's name
-        # stays too: JupyterHub clears the state before its post-stop hook, which deletes by that name; the
-        # name is held only while the pod or this process's claim says so, and the next start chooses anew.
+        # goes (JupyterHub clears the state after the stop and its post-stop hook, which delete by it): the
+        # next start chooses anew.
         super().clear_state()
         self._token = None
+        self._spark_connect_service = None
         if self._attempt is not None:
             self._attempt.minio = None
 
@@ -325,13 +326,18 @@ class BERDLSpawner(BERDLSpawnerSettings):
     def _claim_spark_connect_service(self) -> str:
         """Choose the name of this server's Spark Connect Service and hold it (spark_connect), before the
         pod that carries it in SPARK_CONNECT_URL exists."""
+        pods = upstream.reflected_pods(self)
+        if self.services_enabled or self.internal_ssl:
+            # KubeSpawner makes a Service of its own, named as the pod (which may be the production name):
+            # count it as a pod that holds that name.
+            pods.append({"metadata": {"name": "", "labels": {spark_connect.LABEL: self.pod_name}}})
         try:
             name = spark_connect.claim(
                 self.namespace,
                 user=self.user.name,
                 default_server=not self.name,
                 pod_name=self.pod_name,
-                pods=upstream.reflected_pods(self),
+                pods=pods,
             )
         except spark_connect.NameTaken as exc:
             self.log.error("No Spark Connect Service name for %s: %s", upstream.log_name(self), exc)

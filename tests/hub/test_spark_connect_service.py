@@ -308,3 +308,17 @@ async def test_a_restarted_hub_never_deletes_a_name_a_lost_pod_held_and_another_
     await again.run_post_stop_hook()
     assert selected_pods(stack, raw(stack, "v1/services", "jupyter-john-doe")) == [john__doe.pod_name]
     await john__doe.stop()
+
+
+async def test_kubespawners_own_service_is_left_to_it(stack: Stack) -> None:
+    """With services_enabled KubeSpawner makes a Service named as the pod, here alice's production name:
+    hers takes another name, and KubeSpawner's stays as it made it."""
+    spawner = stack.spawner(services_enabled=True)
+    await spawner.start()
+    kubespawners = raw(stack, "v1/services", spawner.pod_name)
+    assert spawner.pod_name == "jupyter-alice"
+    assert LABEL not in kubespawners["spec"]["selector"]  # KubeSpawner's own selector
+    ours = service_of(stack, spawner)
+    assert ours["metadata"]["name"] == fallback_name(spawner.pod_name)
+    assert selected_pods(stack, ours) == [spawner.pod_name]
+    await spawner.stop()
