@@ -42,6 +42,16 @@ server_access.give_users_their_servers(c)
 if c.JupyterHub.spawner_class == "berdl":
     from berdl_hub.spawner import BERDLSpawner, SpawnerConfigError
 
+    # The notebook image cannot work without its services' endpoints; the hub can, so it only says so,
+    # once, here (not at every spawn).
+    missing = BERDLSpawner.notebook_settings_missing(c)
+    if missing:
+        print(
+            f"[berdl-hub] warning: user pods will lack settings the notebook needs: {', '.join(missing)} "
+            "(set them in the hub's environment, hub-settings.env; deploy/README.md, Settings)",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         BERDLSpawner.check_config(c)
     except SpawnerConfigError as error:

@@ -1,8 +1,8 @@
 """The Kubernetes objects a server owns beside its pod, made and removed by one mechanism.
 
-Today a server owns its credentials Secret (`credentials`); every other per-server object plugs in the
-same way: an `Owned` says what its object is called and what it holds, and this module gives it the
-guarantees:
+Today a server owns its credentials Secret (`credentials`) and its Spark Connect Service
+(`spark_connect`); every other per-server object plugs in the same way: an `Owned` says what its object
+is called and what it holds, and this module gives it the guarantees:
 
 - it is created once the pod has a uid (KubeSpawner's after_pod_created_hook), after any object of the
   same name an earlier pod left is removed;
@@ -76,8 +76,9 @@ class Owned(Protocol):
     def kind(self) -> Kind: ...
 
     def name(self, pod_name: str) -> str:
-        """The object's name, derived from the pod's alone, so that a hub that only knows the pod's name
-        (after a restart, for a lost pod) can delete it."""
+        """The object's name, derived from the pod's, or from what the server keeps in its saved state (a
+        choice made at its start), so that a hub that only knows those (after a restart, for a lost pod)
+        can delete it."""
         ...
 
     def namespace(self, pod_namespace: str) -> str:
@@ -218,12 +219,14 @@ async def patch(calls: Calls, kind: Kind, namespace: str, name: str, change: Map
     return True
 
 
-async def exists(calls: Calls, kind: Kind, namespace: str, name: str) -> bool:
-    what = f"reading {kind.kind} {namespace}/{name}"
+async def create_if_absent(calls: Calls, body: Mapping[str, Any], kind: Kind) -> bool:
+    """Create the object unless one of its name exists (then leave it); whether it was created."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    what = f"creating {kind.kind} {namespace}/{name}"
     try:
-        await calls.run(what, lambda: calls.method(kind, "read")(name, namespace))
+        await calls.run(what, lambda: calls.method(kind, "create")(namespace, dict(body)))
     except ApiException as exc:
-        if exc.status == 404:
+        if exc.status == 409:
             return False
         raise ObjectError(f"{what}: Kubernetes answered {exc.status} {exc.reason}") from None
     return True
@@ -309,17 +312,17 @@ class ServerObjects:
             self.log.error("Could not reconcile the objects of %s: %s", self.server, exc)
 
     async def reconcile(self, pod: ServerPod) -> list[str]:
-        """Create the objects a running server lacks and can be given now; returns what was made."""
+        """Create the objects a running server lacks and can be given now; returns what was made. An
+        object that is there already is left as it is: the create's conflict says so, which needs no
+        right to read the object (the hub's Role may not read Secrets)."""
         made = []
         for owned in self.owned:
-            kind, namespace, name = self._where(owned)
-            # What cannot be made now is not looked for either: the hub may not read every kind it
-            # makes (the credentials Secret, which it never reads back).
             body = owned.body(pod)
-            if body is None or await exists(self.calls, owned.kind, namespace, name):
+            if body is None:
                 continue
-            await create(self.calls, placed(owned, body, pod), owned.kind)
-            made.append(f"{kind} {namespace}/{name}")
+            kind, namespace, name = self._where(owned)
+            if await create_if_absent(self.calls, placed(owned, body, pod), owned.kind):
+                made.append(f"{kind} {namespace}/{name}")
         return made
 
 

@@ -6,8 +6,10 @@
 - `user_cluster.ServerCluster`: the server's part in its user's one Spark cluster (created by the first
   server, deleted by the last), with its failure policy and its duty to delete;
 - `minio_keys`: the user's MinIO keys, with their failure policy;
-- `server_objects` (and `credentials`): the objects the server owns beside its pod, the credentials
-  Secret among them, made once the pod exists and deleted once;
+- `server_objects` (and `credentials`, `spark_connect`, `spark_network`): the objects the server owns
+  beside its pod (the credentials Secret, the Spark Connect Service, the NetworkPolicies to its user's
+  Spark pods), made once the pod exists and deleted once;
+- `notebook_env`: what the notebook image expects in its environment, and where each value comes from;
 - `home_names`: whether the user's name, which names the home, is one path component;
 - `start_attempt`: what one start knows; `upstream`: every non-public part of KubeSpawner and JupyterHub
   used here; `spawner_settings`: the settings checked together when the hub loads them.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from jupyterhub.utils import maybe_future
@@ -33,8 +35,10 @@ from . import (
     manifest,
     metrics,
     minio_keys,
+    notebook_env,
     pod_parts,
     server_objects,
+    spark_connect,
     spark_network,
     spawner_settings,
     upstream,
@@ -81,6 +85,9 @@ class BERDLSpawner(BERDLSpawnerSettings):
     _attempt: StartAttempt | None = None
     _spark_share: ClusterShare | None = None
     _reconciled = False  # this process has given the running server the objects it lacks
+    _profile: dict[str, Any] | None = None  # the profile_list entry of this start (BERDL_PROFILE_JSON)
+    # The name of the server's Spark Connect Service, chosen at its start; kept in its state.
+    _spark_connect_service: str | None = None
 
     @property
     def spark_share(self) -> ClusterShare:
@@ -128,12 +135,26 @@ class BERDLSpawner(BERDLSpawnerSettings):
         return metrics.profile_label(bool(self.profile_list), (self.user_options or {}).get("profile"))
 
     def owned_objects(self) -> list[server_objects.Owned]:
-        """The objects this server owns beside its pod (server_objects), in the order they are made."""
-        owned: list[server_objects.Owned] = [credentials.CredentialsSecret(self.credential_values)]
+        """The objects this server owns beside its pod (server_objects), in the order they are made: the
+        Secret first, which the notebook container waits for."""
+        owned: list[server_objects.Owned] = [
+            credentials.CredentialsSecret(self.credential_values),
+            spark_connect.SparkConnectService(self._held_spark_connect_service, self.port),
+        ]
         if self.spark_cluster_manager_url:
             user_pods = {"user": self.user.name, "spark_namespace": self.spark_namespace}
             owned += [spark_network.NotebookSide(**user_pods), spark_network.ClusterSide(**user_pods)]
         return owned
+
+    def _held_spark_connect_service(self) -> str | None:
+        """The name of this server's Service, unless another server holds that name now: a name that
+        comes only from an old saved state (the pod gone while the hub was down, the name taken since)
+        must not make this server delete another's Service."""
+        name = self._spark_connect_service
+        if name is None:
+            return None
+        holder = spark_connect.held_names(self.namespace, upstream.reflected_pods(self)).get(name)
+        return name if holder in (None, self.pod_name) else None
 
     # --- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> Any:
@@ -142,9 +163,12 @@ class BERDLSpawner(BERDLSpawnerSettings):
         self._refuse_a_name_no_home_can_have()
         attempt = self._attempt = self._new_attempt()
         self._reconciled = True
+        # The name of an earlier start may be another server's by now; this start chooses its own.
+        self._spark_connect_service = None
         # Apply the chosen profile first: it may set the cluster size.
         await upstream.apply_user_options(self)
         attempt.profile = attempt.cluster.profile = self._profile_label()
+        self._profile = await upstream.chosen_profile(self)
         token = await self._user_token()
         try:
             attempt.minio = await minio_keys.fetch(
@@ -190,6 +214,9 @@ class BERDLSpawner(BERDLSpawnerSettings):
         if status is None:
             pod = None if self._reconciled else upstream.reflected_pod(self)
             self._reconciled = True
+            if pod:  # the name the running pod holds, also when the hub died before saving its state
+                labels = pod["metadata"].get("labels") or {}
+                self._spark_connect_service = labels.get(spark_connect.LABEL) or self._spark_connect_service
             await self.attempt.objects.after_hub_start(
                 ServerPod.of(pod) if pod else None,
                 self.owned_objects(),
@@ -233,10 +260,12 @@ class BERDLSpawner(BERDLSpawnerSettings):
         return await maybe_future(result)
 
     async def _tear_down(self, why: str) -> None:
-        """What every way out of a server does: its objects go, its part in the Spark cluster ends."""
+        """What every way out of a server does: its objects go, its Service name is free again, its part in
+        the Spark cluster ends."""
         try:
             await self.attempt.objects.delete()
         finally:
+            spark_connect.release(self.namespace, self.pod_name)
             await self.attempt.cluster.leave(why)
 
     # --- state ---------------------------------------------------------------------------------------
@@ -247,17 +276,25 @@ class BERDLSpawner(BERDLSpawnerSettings):
         share = self.spark_share.to_state()
         if share:
             state["berdl_spark"] = share
+        # The Service's name, which a restarted hub deletes it by (a default server's may be the
+        # production name, which is not the pod's).
+        if self._spark_connect_service:
+            state["berdl_spark_connect_service"] = self._spark_connect_service
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self._spark_share = ClusterShare.from_state(state.get("berdl_spark"))
+        self._spark_connect_service = state.get("berdl_spark_connect_service") or None
         self._attempt = None  # the share it would hold is a new one
 
     def clear_state(self) -> None:
-        # The cluster share stays: it is cleared by the release that every stop runs.
+        # The cluster share stays: it is cleared by the release that every stop runs. The Service's name
+        # goes (JupyterHub clears the state after the stop and its post-stop hook, which delete by it): the
+        # next start chooses anew.
         super().clear_state()
         self._token = None
+        self._spark_connect_service = None
         if self._attempt is not None:
             self._attempt.minio = None
 
@@ -312,26 +349,65 @@ class BERDLSpawner(BERDLSpawnerSettings):
             env=self._reference_variables(),
         )
         pod_parts.add(pod, pod_parts.build(self, server))
+        service = self._claim_spark_connect_service()
+        pod.metadata.labels = {**(pod.metadata.labels or {}), spark_connect.LABEL: service}
+        facts = {"SPARK_CONNECT_URL": notebook_env.spark_connect_url(service, self.namespace)}
         waited = time.monotonic()
         master_url = await self.attempt.cluster.master_url()
         self.attempt.spark_wait += time.monotonic() - waited
         if master_url:
-            pod_parts.set_variable(pod, "SPARK_MASTER_URL", master_url)
+            facts["SPARK_MASTER_URL"] = master_url
+            # The sizes the cluster was created with: a server that shares its user's cluster gets that
+            # cluster's, not its own profile's.
+            facts.update(notebook_env.cluster_sizes(self.attempt.cluster.sizes()))
+        pod_parts.set_variables(pod, facts)
         return pod
+
+    def _claim_spark_connect_service(self) -> str:
+        """Choose the name of this server's Spark Connect Service and hold it (spark_connect), before the
+        pod that carries it in SPARK_CONNECT_URL exists."""
+        pods = upstream.reflected_pods(self)
+        if self.services_enabled or self.internal_ssl:
+            # KubeSpawner makes a Service of its own, named as the pod (which may be the production name):
+            # count it as a pod that holds that name.
+            pods.append({"metadata": {"name": "", "labels": {spark_connect.LABEL: self.pod_name}}})
+        try:
+            name = spark_connect.claim(
+                self.namespace,
+                user=self.user.name,
+                default_server=not self.name,
+                pod_name=self.pod_name,
+                pods=pods,
+            )
+        except spark_connect.NameTaken as exc:
+            self.log.error("No Spark Connect Service name for %s: %s", upstream.log_name(self), exc)
+            raise SpawnRefused(
+                "Your server's Spark Connect address is held by another server; an administrator can "
+                "tell which from the hub's log."
+            ) from None
+        self._spark_connect_service = name
+        return name
 
     def get_env(self) -> dict[str, Any]:
         """BERDL's defaults, the hub's variables to forward, then KubeSpawner's (the operator's
-        `environment` wins over BERDL's defaults); never a credential: get_pod_manifest() adds references,
-        and SPARK_MASTER_URL once the cluster is known (it wins over an operator's value)."""
+        `environment` wins over those), then the server's own facts (notebook_env), which win over an
+        operator's value: USER, the KBase user name (the notebook's Spark Connect server admits only
+        that user's token), and the chosen profile. Never a credential, nor a value of the pod's own
+        facts: get_pod_manifest() adds references for them, and SPARK_CONNECT_URL, SPARK_MASTER_URL and
+        the cluster's sizes once they are known."""
         env: dict[str, Any] = manifest.home_env(pod_parts.home_mount_path(self, self._expand))
-        env.update(manifest.forwarded(self.hub_env_to_forward, os.environ))
-        env.update(super().get_env(), JUPYTERHUB_USER=self.user.name)
-        return credentials.without_values(env)
+        env.update(notebook_env.forwarded(self.hub_env_to_forward, os.environ))
+        env.update(super().get_env(), JUPYTERHUB_USER=self.user.name, USER=self.user.name)
+        if self._profile is not None:
+            env["BERDL_PROFILE_JSON"] = notebook_env.profile_json(self._profile)
+        facts = notebook_env.POD_FACTS
+        return {name: value for name, value in credentials.without_values(env).items() if name not in facts}
 
     def _reference_variables(self) -> list[dict[str, Any]]:
         """The notebook's variables that are references: the credentials its Secret holds, and the pod's
         address as SPARK_DRIVER_HOST unless the operator's `environment` sets it."""
         refs = [] if "SPARK_DRIVER_HOST" in self.environment else [manifest.POD_IP_AS_DRIVER_HOST]
+        refs += notebook_env.pod_fact_references()
         return refs + credentials.env_references(
             credentials.secret_name(self.pod_name), self.credential_values()
         )
@@ -356,6 +432,14 @@ class BERDLSpawner(BERDLSpawnerSettings):
         """Refuse settings that do not fit together (SpawnerConfigError names each); the hub's
         configuration calls this once it is complete."""
         spawner_settings.check_config(cls, config, own_defaults={"uid": DEFAULT_UID})
+
+    @classmethod
+    def notebook_settings_missing(cls, config: Any, environ: Mapping[str, str] | None = None) -> list[str]:
+        """The settings the notebook needs (notebook_env.NOTEBOOK_NEEDS) that no user pod would get from
+        this configuration and the hub's environment: the hub warns of them once, when it starts."""
+        forward = spawner_settings.configured(cls, config, "hub_env_to_forward", {})
+        environment = spawner_settings.configured(cls, config, "environment", {})
+        return notebook_env.missing(forward, environment, os.environ if environ is None else environ)
 
 
 async def _create_server_objects(spawner: BERDLSpawner, pod: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from traitlets.config.loader import LazyConfigValue
+
 from . import manifest
 
 
@@ -122,15 +124,17 @@ _CHECKED = (
 
 def configured(cls: type, config: Any, name: str, own_defaults: Mapping[str, Any]) -> Any:
     """The value an instance of `cls` would get for `name` from `config`: traitlets reads the sections
-    of the class and of its parents, the most derived winning; else the class's default (`own_defaults`
-    for those it computes with @default rather than declares)."""
-    for klass in cls.mro():
+    of the class and of its parents, the most derived winning, over the class's default (`own_defaults`
+    for those it computes with @default rather than declares); a section's `.extend()` or `.update()`
+    of a list or dict (a LazyConfigValue) applies to the value before it."""
+    traits = cls.class_traits()  # type: ignore[attr-defined]
+    value = own_defaults[name] if name in own_defaults else traits[name].default()
+    for klass in reversed(cls.mro()):
         section = klass.__name__
         if section in config and name in config[section]:
-            return config[section][name]
-    if name in own_defaults:
-        return own_defaults[name]
-    return cls.class_traits()[name].default()  # type: ignore[attr-defined]
+            setting = config[section][name]
+            value = setting.get_value(value) if isinstance(setting, LazyConfigValue) else setting
+    return value
 
 
 def check_config(cls: type, config: Any, own_defaults: Mapping[str, Any]) -> None:

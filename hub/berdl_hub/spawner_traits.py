@@ -13,7 +13,7 @@ from typing import Any
 from kubespawner import KubeSpawner
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default, validate
 
-from . import manifest, server_access, services, upstream
+from . import manifest, notebook_env, server_access, services, upstream
 from .auth import TOKEN_KEY
 from .hub_secrets import HUB_ONLY_VARIABLES
 from .services import GovernanceClient, SparkClusterManager
@@ -233,11 +233,17 @@ class BERDLSpawnerSettings(KubeSpawner):
     # --- environment ---------------------------------------------------------------------------------
     hub_env_to_forward = List(
         Unicode(),
+        default_value=list(notebook_env.FORWARDED),
         config=True,
-        help="""Names of hub environment variables copied into user pods (e.g. MINIO_ENDPOINT_URL).
+        help=f"""Names of hub environment variables copied into user pods, each when the hub has it with
+        a value (an empty one is not configured).
 
-        Only these; never the hub's whole environment. Hub secrets (cookie secret, crypt key, proxy
-        token, database password) are refused even when listed.""",
+        By default the service endpoints BERDL's notebook reads: {", ".join(notebook_env.FORWARDED)}.
+        Only these; never the hub's whole environment. Setting the list replaces it; to add names,
+        extend it in the hub's Python configuration (`c.BERDLSpawner.hub_env_to_forward.extend([...])`).
+        Hub secrets (cookie secret, crypt key, proxy token, database password) are refused even when
+        listed. When one the notebook needs ({", ".join(notebook_env.NOTEBOOK_NEEDS)}) reaches no pod,
+        the hub logs one warning naming them at start.""",
     )
     auth_state_token_key = Unicode(
         TOKEN_KEY,

@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from jupyterhub.utils import maybe_future
+
 #: KubeSpawner names the notebook's container "notebook" in every pod it builds (objects.make_pod) and
 #: reads that container's status by this name in poll().
 NOTEBOOK_CONTAINER = "notebook"
@@ -52,11 +54,16 @@ def reflected_pod(spawner: Any) -> dict[str, Any] | None:
     return dict(pod) if pod is not None else None
 
 
+def reflected_pods(spawner: Any) -> list[dict[str, Any]]:
+    """Every user pod KubeSpawner's pod reflector sees (its `pods`, keyed "{namespace}/{name}"); none
+    before the reflector is started (poll() and start() start it)."""
+    reflector = spawner.pod_reflector
+    return list(reflector.pods.values()) if reflector is not None else []
+
+
 def reflected_pod_uids(spawner: Any) -> set[str]:
     """The uids of every user pod KubeSpawner's pod reflector sees in the spawner's namespace."""
-    reflector = spawner.pod_reflector
-    pods = list(reflector.pods.values()) if reflector is not None else []
-    return {pod["metadata"]["uid"] for pod in pods}
+    return {pod["metadata"]["uid"] for pod in reflected_pods(spawner)}
 
 
 def notebook_container(containers: list[Any]) -> Any:
@@ -66,6 +73,20 @@ def notebook_container(containers: list[Any]) -> Any:
         if name == NOTEBOOK_CONTAINER:
             return container
     raise LookupError(f"the pod has no container named {NOTEBOOK_CONTAINER!r}")
+
+
+async def chosen_profile(spawner: Any) -> dict[str, Any] | None:
+    """The `profile_list` entry the server's user_options select, as KubeSpawner's load_user_options
+    selects it (`_get_initialized_profile_list` gives missing slugs and the default,
+    `_get_profile` matches the slug or takes the default); None without profiles."""
+    profiles = spawner._sorted_dict_values(spawner.profile_list)
+    if callable(profiles):
+        profiles = await maybe_future(profiles(spawner))
+    profiles = spawner._get_initialized_profile_list(profiles)
+    if not profiles:
+        return None
+    chosen: dict[str, Any] = spawner._get_profile((spawner.user_options or {}).get("profile"), profiles)
+    return chosen
 
 
 async def apply_user_options(spawner: Any) -> None:

@@ -366,6 +366,7 @@ async def _serve_all(config: dict[str, Any]) -> None:
                     "governance": governance.state(),
                     "pods": left["pods"],
                     "secrets": left["secrets"],  # the servers' credentials Secrets
+                    "services": left["services"],  # the servers' Spark Connect Services
                 }
             )
 

@@ -26,6 +26,7 @@ from tests.deploy.monitoring import series_named
 from tests.e2e.conftest import E2E_WORK, PROBE_PACKAGE
 from tests.e2e.probes import eventually, pod_of, podman_pods
 from tests.hub.hubtest_support import assert_no_secret_in
+from tests.hub.test_notebook_environment import REQUIRED
 
 pytestmark = pytest.mark.slow
 
@@ -150,6 +151,37 @@ def test_3_kubernetes_holds_no_credential_in_the_pod_and_an_owned_secret(stack: 
     assert (owner["kind"], owner["name"]) == ("Pod", "jupyter-alice")
 
 
+def test_3_her_notebook_has_every_variable_berdls_notebook_requires(stack: Stack, alice: UserBrowser) -> None:
+    """What BERDL's production notebook checks at start (tests/hub/test_notebook_environment.REQUIRED), in
+    her kernel's os.environ; the notebook prints names and comparisons only, never a value."""
+    pod = pod_of(stack, "alice")
+    probe = (
+        "import json, os\n"
+        f"required = {sorted(REQUIRED)!r}\n"
+        "print(json.dumps({'missing': [n for n in required if not os.environ.get(n)],\n"
+        f"    'pod_ip_is_hers': os.environ.get('BERDL_POD_IP') == {pod['status']['podIP']!r},\n"
+        f"    'pod_name_is_hers': os.environ.get('BERDL_POD_NAME') == {pod['metadata']['name']!r},\n"
+        "    'user': os.environ.get('USER'), 'spark_connect': os.environ.get('SPARK_CONNECT_URL')}))"
+    )
+    reported = alice.json_from_notebook(probe, new=True)
+    alice.shot("notebook-environment")
+    alice.save_as("environment.ipynb")  # saved with its kernel: JupyterLab reopens it after a restart
+    assert reported["missing"] == []
+    assert reported["pod_ip_is_hers"] is True
+    assert reported["pod_name_is_hers"] is True
+    assert reported["user"] == "alice"
+    assert reported["spark_connect"] == "sc://jupyter-alice.berdl:15002"
+
+
+def test_3_her_spark_connect_service_is_owned_by_her_pod(stack: Stack) -> None:
+    pod = pod_of(stack, "alice")
+    service = stack.standins.objects("v1/services")["jupyter-alice"]
+    (owner,) = service["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("Pod", "jupyter-alice", pod["metadata"]["uid"])
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert {port["port"] for port in service["spec"]["ports"]} == {8888, 15002}
+
+
 def test_4_a_second_user_gets_a_pod_of_his_own(stack: Stack, alice: UserBrowser, bob: UserBrowser) -> None:
     bob.log_in_on_kbase()
     bob.start_server()
@@ -189,6 +221,14 @@ def test_5_stop_from_the_control_panel(stack: Stack, alice: UserBrowser) -> None
     assert not cluster_left, "her Spark cluster is left after the stop"
     assert stack.standins.spark.deleted == deleted_before + 1
     assert "jupyter-bob" in podman_pods(stack)  # bob's server is not touched
+
+
+def test_5_her_service_went_with_her_server(stack: Stack) -> None:
+    eventually(
+        lambda: "jupyter-alice" not in stack.standins.objects("v1/services"),
+        "her Spark Connect Service is gone",
+    )
+    assert "jupyter-bob" in stack.standins.objects("v1/services")  # bob's server still has his
 
 
 def test_5_prometheus_scraped_each_of_berdls_series_with_what_happened(

@@ -61,6 +61,12 @@ def test_the_private_methods_keep_their_signatures() -> None:
     )
     # upstream.log_name: JupyterHub's "user" or "user:server" for log lines.
     assert isinstance(inspect.getattr_static(Spawner, "_log_name"), property)
+    # upstream.chosen_profile: the profile list as load_user_options initializes it, and its choice.
+    assert str(inspect.signature(KubeSpawner._sorted_dict_values)) == "(self, src)"
+    assert str(inspect.signature(KubeSpawner._get_initialized_profile_list)) == "(self, profile_list: list)"
+    assert (
+        str(inspect.signature(KubeSpawner._get_profile)) == "(self, slug: Optional[str], profile_list: list)"
+    )
 
 
 def test_the_reflector_keys_pods_by_namespace_and_name() -> None:
@@ -113,6 +119,42 @@ async def test_applying_a_profile_twice_is_the_same_as_once(
     assert (spawner.mem_limit, dict(spawner.spark_cluster_config)) == once
     assert once[0] == 64 * 2**30
     assert once[1]["worker_count"] == 8
+
+
+def test_load_user_options_chooses_the_profile_as_chosen_profile_does() -> None:
+    """upstream.chosen_profile repeats the first steps of KubeSpawner's load_user_options."""
+    source = inspect.getsource(KubeSpawner.load_user_options)
+    for step in (
+        "profile_list = self._sorted_dict_values(self.profile_list)",
+        "profile_list = self._get_initialized_profile_list(profile_list)",
+        'selected_profile = self.user_options.get("profile")',
+        "self._load_profile(selected_profile, profile_list)",
+    ):
+        assert step in source, step
+    assert "profile = self._get_profile(slug, profile_list)" in inspect.getsource(KubeSpawner._load_profile)
+
+
+@pytest.mark.asyncio
+async def test_chosen_profile_is_the_one_kubespawner_applies(
+    make_spawner: Callable[..., BERDLSpawner],
+) -> None:
+    profiles = [
+        {"display_name": "Medium Size", "kubespawner_override": {"mem_limit": "16G"}},
+        {
+            "display_name": "Large",
+            "slug": "large",
+            "default": True,
+            "kubespawner_override": {"mem_limit": "64G"},
+        },
+    ]
+    spawner = make_spawner(profile_list=profiles)
+    for options, slug, mem_limit in (({}, "large", 64), ({"profile": "medium-size"}, "medium-size", 16)):
+        spawner.user_options = options
+        await upstream.apply_user_options(spawner)
+        chosen = await upstream.chosen_profile(spawner)
+        assert chosen is not None
+        assert (chosen["slug"], spawner.mem_limit) == (slug, mem_limit * 2**30)
+    assert await upstream.chosen_profile(make_spawner()) is None  # no profiles
 
 
 def test_kubespawner_calls_the_after_pod_created_hook_with_the_created_pod() -> None:
