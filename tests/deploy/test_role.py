@@ -1,8 +1,9 @@
 """deploy/role.yaml grants the hub exactly what its spawner calls: each verb on each resource that real
 BERDLSpawners send the Kubernetes API (the kmock emulator, recording every request) through every way
 a server goes: a start and a stop with the pod's events followed, a renewed KBase token given to a
-running server (its Secret patched), a hub restart that reconciles a running server, a start the operator's hook fails, a pod lost behind the hub's back. Nothing more: a
-verb the spawner never calls is a right whoever takes the hub over gets for free."""
+running server (its Secret patched), a hub restart that reconciles a running server, a start the
+operator's hook fails, a pod lost behind the hub's back. Nothing more: a verb the spawner never calls
+is a right whoever takes the hub over gets for free."""
 
 from __future__ import annotations
 
