@@ -41,10 +41,11 @@ server_access.give_users_their_servers(c)
 # against a berdl-init that starts as root), checked once the operator's settings are in.
 if c.JupyterHub.spawner_class == "berdl":
     from berdl_hub.spawner import BERDLSpawner, SpawnerConfigError
+    from berdl_hub.spawner_settings import notebook_settings_missing
 
     # The notebook image cannot work without its services' endpoints; the hub can, so it only says so,
     # once, here (not at every spawn).
-    missing = BERDLSpawner.notebook_settings_missing(c)
+    missing = notebook_settings_missing(BERDLSpawner, c)
     if missing:
         print(
             f"[berdl-hub] warning: user pods will lack settings the notebook needs: {', '.join(missing)} "

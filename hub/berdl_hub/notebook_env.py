@@ -110,6 +110,19 @@ def cluster_sizes(config: Mapping[str, Any]) -> dict[str, str]:
     return {name: str(config[key]) for name, key in CLUSTER_SIZES.items() if key in config}
 
 
+def spark_facts(
+    service: str, namespace: str, master_url: str | None, cluster_config: Mapping[str, Any]
+) -> dict[str, str]:
+    """The notebook's Spark variables: SPARK_CONNECT_URL of its Service, and once the cluster is known its
+    SPARK_MASTER_URL and the sizes it was created with (`cluster_config`: a server that shares its user's
+    cluster gets that cluster's, not its own profile's)."""
+    facts = {"SPARK_CONNECT_URL": spark_connect_url(service, namespace)}
+    if master_url:
+        facts["SPARK_MASTER_URL"] = master_url
+        facts.update(cluster_sizes(cluster_config))
+    return facts
+
+
 def profile_json(profile: Mapping[str, Any]) -> str:
     """BERDL_PROFILE_JSON, what the JupyterLab profile widget shows: the chosen profile's slug, name and
     description. The value is set after KubeSpawner's template expansion, so its braces are never read as

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from .errors import SpawnRefused
 from .notebook_env import SPARK_CONNECT_PORT
 from .server_objects import Kind, ServerPod
 
@@ -124,6 +126,74 @@ def release(namespace: str, pod_name: str) -> None:
     claims = _loop_claims()
     for key in [key for key, pod in claims.items() if pod == pod_name and key[0] == namespace]:
         del claims[key]
+
+
+@dataclass
+class ServiceName:
+    """One server's hold on its Service's name over the server's life: chosen at each start (`choose`),
+    kept in the server's saved state (`to_state`, `load`), read back from its running pod's label by a
+    restarted hub (`read_from`), given up at each tear-down (`release`), forgotten with the server's
+    state (`forget`)."""
+
+    namespace: str
+    pod_name: str
+    name: str | None = None
+
+    STATE_KEY: ClassVar[str] = "berdl_spark_connect_service"
+
+    def choose(
+        self,
+        *,
+        user: str,
+        default_server: bool,
+        pods: list[Any],
+        kubespawner_service: bool,
+        log: logging.Logger,
+        server: str,
+    ) -> str:
+        """Choose the name and hold it (`claim`), before the pod that carries it in SPARK_CONNECT_URL
+        exists. `kubespawner_service`: KubeSpawner makes a Service of its own, named as the pod
+        (services_enabled, internal_ssl), which may be the production name, so that name counts as held
+        by this server's pod. When every name is taken the start is refused: the hub's log (`log`, about
+        `server`) says which names, the user is told where to ask."""
+        if kubespawner_service:
+            pods = [*pods, {"metadata": {"name": "", "labels": {LABEL: self.pod_name}}}]
+        try:
+            self.name = claim(
+                self.namespace, user=user, default_server=default_server, pod_name=self.pod_name, pods=pods
+            )
+        except NameTaken as exc:
+            log.error("No Spark Connect Service name for %s: %s", server, exc)
+            raise SpawnRefused(
+                "Your server's Spark Connect address is held by another server; an administrator can "
+                "tell which from the hub's log."
+            ) from None
+        return self.name
+
+    def held(self, pods: Iterable[Mapping[str, Any]]) -> str | None:
+        """The name, unless another server holds it now (`pods`: the pod reflector's): a name that comes
+        only from an old saved state (the pod gone while the hub was down, the name taken since) must not
+        make this server delete another's Service."""
+        if self.name is None:
+            return None
+        holder = held_names(self.namespace, pods).get(self.name)
+        return self.name if holder in (None, self.pod_name) else None
+
+    def read_from(self, pod: Mapping[str, Any]) -> None:
+        """The name the running `pod` holds (its label), also when the hub died before saving its state."""
+        self.name = (pod["metadata"].get("labels") or {}).get(LABEL) or self.name
+
+    def release(self) -> None:
+        release(self.namespace, self.pod_name)
+
+    def forget(self) -> None:
+        self.name = None
+
+    def to_state(self) -> dict[str, str]:
+        return {self.STATE_KEY: self.name} if self.name else {}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.name = state.get(self.STATE_KEY) or None
 
 
 def body(name: str, notebook_port: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from jupyterhub.utils import maybe_future
@@ -31,7 +31,6 @@ from traitlets import default, validate
 
 from . import (
     credentials,
-    init_report,
     manifest,
     metrics,
     minio_keys,
@@ -86,8 +85,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
     _spark_share: ClusterShare | None = None
     _reconciled = False  # this process has given the running server the objects it lacks
     _profile: dict[str, Any] | None = None  # the profile_list entry of this start (BERDL_PROFILE_JSON)
-    # The name of the server's Spark Connect Service, chosen at its start; kept in its state.
-    _spark_connect_service: str | None = None
+    _spark_connect_name: spark_connect.ServiceName | None = None
 
     @property
     def spark_share(self) -> ClusterShare:
@@ -95,6 +93,13 @@ class BERDLSpawner(BERDLSpawnerSettings):
         if self._spark_share is None:
             self._spark_share = ClusterShare()
         return self._spark_share
+
+    @property
+    def spark_connect_name(self) -> spark_connect.ServiceName:
+        """The name of this server's Spark Connect Service (kept in the spawner's state)."""
+        if self._spark_connect_name is None:
+            self._spark_connect_name = spark_connect.ServiceName(self.namespace, self.pod_name)
+        return self._spark_connect_name
 
     @property
     def attempt(self) -> StartAttempt:
@@ -139,22 +144,14 @@ class BERDLSpawner(BERDLSpawnerSettings):
         Secret first, which the notebook container waits for."""
         owned: list[server_objects.Owned] = [
             credentials.CredentialsSecret(self.credential_values),
-            spark_connect.SparkConnectService(self._held_spark_connect_service, self.port),
+            spark_connect.SparkConnectService(
+                lambda: self.spark_connect_name.held(upstream.reflected_pods(self)), self.port
+            ),
         ]
         if self.spark_cluster_manager_url:
             user_pods = {"user": self.user.name, "spark_namespace": self.spark_namespace}
             owned += [spark_network.NotebookSide(**user_pods), spark_network.ClusterSide(**user_pods)]
         return owned
-
-    def _held_spark_connect_service(self) -> str | None:
-        """The name of this server's Service, unless another server holds that name now: a name that
-        comes only from an old saved state (the pod gone while the hub was down, the name taken since)
-        must not make this server delete another's Service."""
-        name = self._spark_connect_service
-        if name is None:
-            return None
-        holder = spark_connect.held_names(self.namespace, upstream.reflected_pods(self)).get(name)
-        return name if holder in (None, self.pod_name) else None
 
     # --- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> Any:
@@ -163,8 +160,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
         self._refuse_a_name_no_home_can_have()
         attempt = self._attempt = self._new_attempt()
         self._reconciled = True
-        # The name of an earlier start may be another server's by now; this start chooses its own.
-        self._spark_connect_service = None
+        self.spark_connect_name.forget()  # an earlier start's may be another's by now: this one chooses
         # Apply the chosen profile first: it may set the cluster size.
         await upstream.apply_user_options(self)
         attempt.profile = attempt.cluster.profile = self._profile_label()
@@ -196,15 +192,12 @@ class BERDLSpawner(BERDLSpawnerSettings):
         """KubeSpawner's readiness check; while starting, a failed berdl-init ends the spawn at once.
         berdl-init's run is counted (its metrics) once, when it failed or when the pod runs."""
         attempt = self.attempt
-        if attempt.starting:
-            failure = manifest.init_failure(pod)
-            if failure:
-                if attempt.init is None:
-                    attempt.init = init_report.record(pod, attempt.profile)
-                raise SpawnRefused(failure)
+        if attempt.starting and (failure := manifest.init_failure(pod)):
+            attempt.init_ended(pod)
+            raise SpawnRefused(failure)
         running: bool = super().is_pod_running(pod)
-        if running and attempt.starting and attempt.init is None:
-            attempt.init = init_report.record(pod, attempt.profile)
+        if running and attempt.starting:
+            attempt.init_ended(pod)
         return running
 
     async def poll(self) -> int | None:
@@ -214,9 +207,8 @@ class BERDLSpawner(BERDLSpawnerSettings):
         if status is None:
             pod = None if self._reconciled else upstream.reflected_pod(self)
             self._reconciled = True
-            if pod:  # the name the running pod holds, also when the hub died before saving its state
-                labels = pod["metadata"].get("labels") or {}
-                self._spark_connect_service = labels.get(spark_connect.LABEL) or self._spark_connect_service
+            if pod:
+                self.spark_connect_name.read_from(pod)
             await self.attempt.objects.after_hub_start(
                 ServerPod.of(pod) if pod else None,
                 self.owned_objects(),
@@ -265,7 +257,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
         try:
             await self.attempt.objects.delete()
         finally:
-            spark_connect.release(self.namespace, self.pod_name)
+            self.spark_connect_name.release()
             await self.attempt.cluster.leave(why)
 
     # --- state ---------------------------------------------------------------------------------------
@@ -278,14 +270,14 @@ class BERDLSpawner(BERDLSpawnerSettings):
             state["berdl_spark"] = share
         # The Service's name, which a restarted hub deletes it by (a default server's may be the
         # production name, which is not the pod's).
-        if self._spark_connect_service:
-            state["berdl_spark_connect_service"] = self._spark_connect_service
+        state.update(self.spark_connect_name.to_state())
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self._spark_share = ClusterShare.from_state(state.get("berdl_spark"))
-        self._spark_connect_service = state.get("berdl_spark_connect_service") or None
+        self._spark_connect_name = None  # KubeSpawner's load_state may have set the pod's name
+        self.spark_connect_name.load(state)
         self._attempt = None  # the share it would hold is a new one
 
     def clear_state(self) -> None:
@@ -294,7 +286,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
         # next start chooses anew.
         super().clear_state()
         self._token = None
-        self._spark_connect_service = None
+        self.spark_connect_name.forget()
         if self._attempt is not None:
             self._attempt.minio = None
 
@@ -349,44 +341,24 @@ class BERDLSpawner(BERDLSpawnerSettings):
             env=self._reference_variables(),
         )
         pod_parts.add(pod, pod_parts.build(self, server))
-        service = self._claim_spark_connect_service()
-        pod.metadata.labels = {**(pod.metadata.labels or {}), spark_connect.LABEL: service}
-        facts = {"SPARK_CONNECT_URL": notebook_env.spark_connect_url(service, self.namespace)}
-        waited = time.monotonic()
-        master_url = await self.attempt.cluster.master_url()
-        self.attempt.spark_wait += time.monotonic() - waited
-        if master_url:
-            facts["SPARK_MASTER_URL"] = master_url
-            # The sizes the cluster was created with: a server that shares its user's cluster gets that
-            # cluster's, not its own profile's.
-            facts.update(notebook_env.cluster_sizes(self.attempt.cluster.sizes()))
-        pod_parts.set_variables(pod, facts)
+        await self._add_spark(pod)
         return pod
 
-    def _claim_spark_connect_service(self) -> str:
-        """Choose the name of this server's Spark Connect Service and hold it (spark_connect), before the
-        pod that carries it in SPARK_CONNECT_URL exists."""
-        pods = upstream.reflected_pods(self)
-        if self.services_enabled or self.internal_ssl:
-            # KubeSpawner makes a Service of its own, named as the pod (which may be the production name):
-            # count it as a pod that holds that name.
-            pods.append({"metadata": {"name": "", "labels": {spark_connect.LABEL: self.pod_name}}})
-        try:
-            name = spark_connect.claim(
-                self.namespace,
-                user=self.user.name,
-                default_server=not self.name,
-                pod_name=self.pod_name,
-                pods=pods,
-            )
-        except spark_connect.NameTaken as exc:
-            self.log.error("No Spark Connect Service name for %s: %s", upstream.log_name(self), exc)
-            raise SpawnRefused(
-                "Your server's Spark Connect address is held by another server; an administrator can "
-                "tell which from the hub's log."
-            ) from None
-        self._spark_connect_service = name
-        return name
+    async def _add_spark(self, pod: Any) -> None:
+        """The server's Spark Connect Service name (the pod's label, SPARK_CONNECT_URL), then, once the
+        cluster is known, SPARK_MASTER_URL and the sizes the cluster was created with."""
+        service = self.spark_connect_name.choose(
+            user=self.user.name,
+            default_server=not self.name,
+            pods=upstream.reflected_pods(self),
+            kubespawner_service=self.services_enabled or self.internal_ssl,
+            log=self.log,
+            server=upstream.log_name(self),
+        )
+        pod.metadata.labels = {**(pod.metadata.labels or {}), spark_connect.LABEL: service}
+        master_url = await self.attempt.master_url()
+        sizes = self.attempt.cluster.sizes()
+        pod_parts.set_variables(pod, notebook_env.spark_facts(service, self.namespace, master_url, sizes))
 
     def get_env(self) -> dict[str, Any]:
         """BERDL's defaults, the hub's variables to forward, then KubeSpawner's (the operator's
@@ -432,14 +404,6 @@ class BERDLSpawner(BERDLSpawnerSettings):
         """Refuse settings that do not fit together (SpawnerConfigError names each); the hub's
         configuration calls this once it is complete."""
         spawner_settings.check_config(cls, config, own_defaults={"uid": DEFAULT_UID})
-
-    @classmethod
-    def notebook_settings_missing(cls, config: Any, environ: Mapping[str, str] | None = None) -> list[str]:
-        """The settings the notebook needs (notebook_env.NOTEBOOK_NEEDS) that no user pod would get from
-        this configuration and the hub's environment: the hub warns of them once, when it starts."""
-        forward = spawner_settings.configured(cls, config, "hub_env_to_forward", {})
-        environment = spawner_settings.configured(cls, config, "environment", {})
-        return notebook_env.missing(forward, environment, os.environ if environ is None else environ)
 
 
 async def _create_server_objects(spawner: BERDLSpawner, pod: dict[str, Any]) -> None:

@@ -7,12 +7,13 @@ from the hub's configuration as a spawner class would read it, and refuses it wi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from traitlets.config.loader import LazyConfigValue
 
-from . import manifest
+from . import manifest, notebook_env
 
 
 class SpawnerConfigError(ValueError):
@@ -154,3 +155,11 @@ def check_config(cls: type, config: Any, own_defaults: Mapping[str, Any]) -> Non
     )
     if found:
         raise SpawnerConfigError(found)
+
+
+def notebook_settings_missing(cls: type, config: Any, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The settings the notebook needs (notebook_env.NOTEBOOK_NEEDS) that no user pod of spawner class
+    `cls` would get from `config` and the hub's environment: the hub warns of them once, at its start."""
+    forward = configured(cls, config, "hub_env_to_forward", {})
+    environment = configured(cls, config, "environment", {})
+    return notebook_env.missing(forward, environment, os.environ if environ is None else environ)

@@ -23,6 +23,7 @@ import kmock
 import pytest
 from berdl_hub import hub_config, notebook_env
 from berdl_hub.spawner import BERDLSpawner
+from berdl_hub.spawner_settings import notebook_settings_missing
 from pydantic import AnyHttpUrl, AnyUrl, StringConstraints, ValidationError, create_model
 from traitlets.config import Config
 
@@ -147,7 +148,7 @@ def hub_configured(
     hub_config.apply(config, hub_config.load(env), env)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    assert BERDLSpawner.notebook_settings_missing(config) == []  # the hub would not warn
+    assert notebook_settings_missing(BERDLSpawner, config) == []  # the hub would not warn
 
     def make(name: str, *, server: str = "", owner: FakeUser | None = None, **traits: Any) -> BERDLSpawner:
         owner = owner or FakeUser(name=name, auth_state={"kbase_token": kbase_token(name)})
@@ -359,10 +360,10 @@ async def test_the_hub_names_every_setting_the_notebook_needs_and_lacks() -> Non
     config.BERDLSpawner.hub_env_to_forward.extend(["EXTRA"])  # an operator adding a name keeps the rest
     config.KubeSpawner.environment = {"CDM_TASK_SERVICE_URL": "http://cdm:8080"}
     environ = {**OPERATOR, "MINIO_ENDPOINT_URL": "", "SPARK_CLUSTER_MANAGER_API_URL": "http://spark"}
-    assert BERDLSpawner.notebook_settings_missing(config, environ) == [
+    assert notebook_settings_missing(BERDLSpawner, config, environ) == [
         "MINIO_ENDPOINT_URL",
         "GOVERNANCE_API_URL",
     ]
     replaced = Config()
     replaced.BERDLSpawner.hub_env_to_forward = ["EXTRA"]  # a list that replaces the default forwards none
-    assert BERDLSpawner.notebook_settings_missing(replaced, environ) == list(notebook_env.NOTEBOOK_NEEDS)
+    assert notebook_settings_missing(BERDLSpawner, replaced, environ) == list(notebook_env.NOTEBOOK_NEEDS)
