@@ -79,7 +79,7 @@ def revived(stack: Stack, spawner: BERDLSpawner) -> BERDLSpawner:
 
 
 async def every_way_a_server_goes(stack: Stack) -> None:
-    stack.k8s.keep_listings = True
+    stack.k8s.history = "all"
     stack.k8s.resources["v1/events"] = {}
     alice = stack.spawner(events_enabled=True)
     await alice.start()
