@@ -64,6 +64,18 @@ OTHER_PARTS_NAMES = frozenset(
         "BERDL_DEBIAN_MIRROR",
         "BERDL_WORK_DIR",
         "BERDL_PODMAN_DIR",
+        # The notebook container's (BERDL's notebook image and its JupyterLab extensions read them; the
+        # hub's spawner sets them, never in berdl-init's container).
+        "BERDL_POD_IP",
+        "BERDL_POD_NAME",
+        "BERDL_CPU_REQUEST",
+        "BERDL_CPU_LIMIT",
+        "BERDL_MEMORY_REQUEST",
+        "BERDL_MEMORY_LIMIT",
+        "BERDL_PROFILE_JSON",
+        "BERDL_HIVE_METASTORE_URI",
+        "BERDL_REDIS_HOST",
+        "BERDL_REDIS_PORT",
     }
 )
 

@@ -11,7 +11,7 @@ with the same `c`. Precedence, the later winning: the tree, the environment, the
 
 import sys
 
-from berdl_hub import hub_config
+from berdl_hub import hub_config, server_access
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821  (provided by JupyterHub when it loads this file)
 
@@ -33,11 +33,26 @@ if settings.extra_config:
             compile(extra.read(), settings.extra_config, "exec"), {"c": c, "__file__": settings.extra_config}
         )
 
+# Each user's servers ask for a scope only that user holds (admins do not open users' servers), defined
+# once the operator's roles and scopes are in.
+server_access.give_users_their_servers(c)
+
 # Settings that only make sense together (start_timeout against the bounded steps of a start, uid None
 # against a berdl-init that starts as root), checked once the operator's settings are in.
 if c.JupyterHub.spawner_class == "berdl":
     from berdl_hub.spawner import BERDLSpawner, SpawnerConfigError
+    from berdl_hub.spawner_settings import notebook_settings_missing
 
+    # The notebook image cannot work without its services' endpoints; the hub can, so it only says so,
+    # once, here (not at every spawn).
+    missing = notebook_settings_missing(BERDLSpawner, c)
+    if missing:
+        print(
+            f"[berdl-hub] warning: user pods will lack settings the notebook needs: {', '.join(missing)} "
+            "(set them in the hub's environment, hub-settings.env; deploy/README.md, Settings)",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         BERDLSpawner.check_config(c)
     except SpawnerConfigError as error:

@@ -152,11 +152,20 @@ class UserBrowser:
         cell's output ends with one. A run asked for while the kernel's session is still connecting is
         dropped by JupyterLab (the cell keeps `[ ]:`): then the cell is run again, as a person would.
         """
+        return self.printed_by(self.start_in_notebook(code))
+
+    def start_in_notebook(self, code: str) -> Any:
+        """Type `code` into the last cell of the open notebook and run it; returns the cell at once, while
+        the code may still run (printed_by waits for what it prints)."""
         cells = self.notebook().locator(".jp-Cell")
         cell = cells.nth(cells.count() - 1)  # pinned: Shift+Enter adds a cell below
         cell.locator(".cm-content").click()
         self.page.keyboard.insert_text(code)
         self.page.keyboard.press("Shift+Enter")
+        return cell
+
+    def printed_by(self, cell: Any) -> str:
+        """What the cell printed, once its last line is one JSON value (see run_in_notebook)."""
         done = cell.locator(".jp-OutputArea-output").filter(has_text=re.compile(r"[\]}\"\d]\s*$")).first
         prompt = cell.locator(".jp-InputPrompt").first
         for _ in range(UI_TIMEOUT_MS // 5000):

@@ -15,7 +15,9 @@ nothing else of the spawner's pod is touched. `for_this_machine()` makes them al
    `JUPYTERHUB_SERVICE_URL` (where jupyterhub-singleuser listens; KubeSpawner puts `ip`, 0.0.0.0,
    there) becomes `pod_ip`, so that two pods on the host network can both use port 8888. The node
    reports the same address as `status.podIP`, which is where the hub's proxy routes.
-6. `valueFrom.fieldRef: status.podIP` becomes the literal `pod_ip`: podman 4.3 cannot fill it in.
+6. Every downward-API variable (`valueFrom.fieldRef`, `valueFrom.resourceFieldRef`) becomes the literal
+   the kubelet would give it (`downward`: the pod's own fields, `pod_ip` as its address, the containers'
+   requests and limits, this machine as the node): podman 4.3 fills in few of them, `status.podIP` none.
 7. podman keeps initContainers after they ran (the annotation `io.podman.annotations.init.container.type:
    always`): by default it removes one that succeeded, and its log with it, where a kubelet keeps it
    for `kubectl logs -c`.
@@ -34,6 +36,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from localhub import downward
 
 KEEP_INIT_CONTAINERS = {"io.podman.annotations.init.container.type": "always"}
 #: Kubernetes' default terminationMessagePath (the API server fills it in; kmock does not).
@@ -63,6 +67,13 @@ def for_this_machine(
     """The pod as `podman kube play` must get it on this machine (changes 1 to 8 above);
     `termination_files`: the node's file for each container's termination message, by container name."""
     local = copy.deepcopy(dict(pod))
+    status = {
+        "podIP": pod_ip,
+        "podIPs": [{"ip": pod_ip}],
+        "hostIP": "127.0.0.1",
+        "hostIPs": [{"ip": "127.0.0.1"}],
+    }
+    allocatable = downward.node_allocatable()
     local.pop("status", None)
     local["metadata"].setdefault("annotations", {}).update(KEEP_INIT_CONTAINERS)
     spec = local["spec"]
@@ -74,10 +85,11 @@ def for_this_machine(
         container["image"] = images[image]
         container.pop("ports", None)
         for variable in container.get("env", []):
-            field = variable.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
-            if field == "status.podIP":
+            source = variable.get("valueFrom") or {}
+            value = downward.downward_value(source, pod, container["name"], status, allocatable)
+            if value is not None:
                 del variable["valueFrom"]
-                variable["value"] = pod_ip
+                variable["value"] = value
             elif variable["name"] == BIND_URL_VARIABLE and "value" in variable:
                 variable["value"] = _with_host(variable["value"], pod_ip)
     for volume in spec.get("volumes", []):

@@ -130,6 +130,15 @@ def _standins(
         auth2.add_user(user.name, customroles=[APPROVED_ROLE], token=user.kbase_token)
     spark = SparkClusterManagerApp(tokens={u.kbase_token for u in users})
     governance = GovernanceApp(credentials={u.kbase_token: u.minio for u in users})
+    first = {u.name: u.kbase_token for u in users}
+
+    def accept_everywhere(user: str, token: str) -> None:
+        """A new KBase login (after a logout, say) is accepted by the services as the real ones accept
+        it: they ask Auth2 whose the token is."""
+        spark.alias(token, first[user])
+        governance.credentials[token] = governance.credentials[first[user]]
+
+    auth2.on_issue = accept_everywhere
 
     async def start() -> StandIns:
         auth2_url = await stack.enter_async_context(serve(auth2.app()))

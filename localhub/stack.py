@@ -203,6 +203,20 @@ def _write_private(path: Path, document: Any) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
+def notebook_settings() -> dict[str, str]:
+    """The endpoints BERDL's notebook image needs (hub-settings.env's notebook section), which the hub
+    forwards to every pod. No stand-in serves them, and this project's notebook image does not call them:
+    each is an address on loopback where nothing listens, so that a pod has every variable the
+    production image checks for, and a call, if any, goes nowhere."""
+    nowhere = "127.0.0.1:9"
+    return {
+        "CDM_TASK_SERVICE_URL": f"http://{nowhere}/cdm-task-service",
+        "MINIO_ENDPOINT_URL": nowhere,
+        "BERDL_HIVE_METASTORE_URI": f"thrift://{nowhere}",
+        "DATALAKE_MCP_SERVER_URL": f"http://{nowhere}/datalake-mcp-server",
+    }
+
+
 def _kept_secrets(work: Path) -> dict[str, str]:
     """The secrets a restarted stack needs again: the hub's cookie secret (its sessions) and crypt key
     (the auth state in its database), and PostgreSQL's password; made for a new stack."""
@@ -272,6 +286,7 @@ def running_stack(
             hub_env = {
                 **base_env(),
                 **kbase_env(services.auth2_url),  # KBase login against the Auth2 stand-in
+                "BERDL_HUB_PUBLIC_URL": f"http://127.0.0.1:{proxy_port}/",  # users reach it at the proxy
                 "KUBECONFIG": str(work / "kubeconfig"),
                 "JUPYTERHUB_COOKIE_SECRET": cookie_secret,
                 "JUPYTERHUB_CRYPT_KEY": crypt_key,
@@ -288,6 +303,7 @@ def running_stack(
                 "BERDL_INIT_IMAGE": HUB_INIT_IMAGE,
                 "SPARK_CLUSTER_MANAGER_API_URL": services.spark_url,
                 "GOVERNANCE_API_URL": services.governance_url,
+                **notebook_settings(),
                 **env,
             }
             stack = Stack(

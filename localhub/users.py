@@ -9,12 +9,14 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localhub.standins.kbase_auth2 import TOKEN_FORM, new_token
+
 
 @dataclass(frozen=True)
 class User:
     name: str
     # repr=False: a failing test's report shows the users, never their credentials
-    kbase_token: str = field(default_factory=lambda: secrets.token_hex(16).upper(), repr=False)
+    kbase_token: str = field(default_factory=new_token, repr=False)  # KBase's form: 32 base32 characters
     minio_access_key: str = field(default_factory=lambda: "minio-" + secrets.token_hex(8), repr=False)
     minio_secret_key: str = field(default_factory=lambda: "minio-secret-" + secrets.token_hex(16), repr=False)
 
@@ -44,7 +46,14 @@ def save_users(path: Path, users: list[User]) -> None:
 
 
 def load_users(path: Path) -> list[User]:
-    """The users save_users wrote; none when there is no such file (or it cannot be read)."""
+    """The users save_users wrote; none when there is no such file (or it cannot be read). A token that
+    is not in KBase's form (written before the stand-in issued only that form) is replaced by a new one."""
     with contextlib.suppress(OSError, ValueError, TypeError):
-        return [User(**entry) for entry in json.loads(path.read_text())]
+        users = [User(**entry) for entry in json.loads(path.read_text())]
+        return [
+            user
+            if TOKEN_FORM.fullmatch(user.kbase_token)
+            else dataclasses.replace(user, kbase_token=new_token())
+            for user in users
+        ]
     return []

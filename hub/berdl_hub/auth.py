@@ -10,22 +10,30 @@ appears in a page or a log line.
 
 from __future__ import annotations
 
+import asyncio
+import enum
+import hmac
 import os
-from typing import Any
-from urllib.parse import quote, urlsplit
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit, urlunparse
 
 from jupyterhub.auth import Authenticator
-from jupyterhub.handlers import BaseHandler
+from jupyterhub.handlers import BaseHandler, LogoutHandler
 from markupsafe import Markup
 from tornado import web
 from tornado.httputil import url_concat
-from traitlets import Bool, Float, List, Unicode, default
+from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
 
-from berdl_hub.kbase_auth2 import Auth2Client, Auth2Unavailable, InvalidToken, KBaseLogin
+from berdl_hub import auth2_limits, same_site, upstream
+from berdl_hub.kbase_auth2 import Auth2Client, Auth2Unavailable, InvalidToken, KBaseLogin, is_token
 
 SESSION_COOKIES = ("kbase_session", "kbase_session_backup")
 # The key BERDLSpawner.auth_state_token_key reads by default.
 TOKEN_KEY = "kbase_token"
+# When Auth2 last said yes to the stored token (seconds since the epoch): the outage grace counts from it.
+CHECKED_AT = "checked_at"
 
 
 def refusal(status: int, text: str, link: tuple[str, str] | None = None) -> web.HTTPError:
@@ -44,7 +52,11 @@ def refusal(status: int, text: str, link: tuple[str, str] | None = None) -> web.
 
 
 class KBaseLoginHandler(BaseHandler):
-    """`/hub/login`: logs in from the KBase cookie, or shows where to get one."""
+    """`/hub/login`: logs in from the KBase cookie, or shows where to get one.
+
+    A login from the cookie happens only on a navigation started on this site or KBase's (same_site), or
+    after a round trip through this page (a link carrying the hub's XSRF token, which another site cannot
+    read); and only within the client's budget of Auth2 checks (auth2_limits)."""
 
     async def get(self) -> None:
         authenticator: KBaseAuthenticator = self.authenticator
@@ -55,27 +67,104 @@ class KBaseLoginHandler(BaseHandler):
             self.redirect(self.get_next_url(user), permanent=False)
             return
         if authenticator.session_token(self) is None:
-            html = await self.render_template(
-                "login.html",
-                login_service=authenticator.login_service,
-                authenticator_login_url=authenticator.kbase_login_link(self),
-                announcement_login=self.not_logged_in_announcement(),
-            )
-            self.finish(html)
+            await self.login_page(authenticator.kbase_login_link(self), NOT_LOGGED_IN)
             return
+        if not (self.started_here() or self.came_back_through_this_page()):
+            # Another site sent the browser here: its user did not ask to sign in. One press does it.
+            await self.login_page(self.continue_link(), STARTED_ELSEWHERE)
+            return
+        client = authenticator.client_of(self.request)
+        if not authenticator.check_rates.allow(client):
+            self.log.warning("Too many KBase logins from one client; answered without asking Auth2")
+            raise refusal(429, "Too many sign-in attempts from your address. Try again in a minute.")
         user = await self.login_user()  # refusals raise readable HTTPErrors from the authenticator
         if user is None:  # a name JupyterHub refuses, or a blocked user
             raise refusal(403, "This KBase account may not use this hub.")
         self.redirect(self.get_next_url(user), permanent=False)
 
-    def not_logged_in_announcement(self) -> str:
-        """What the login page says to a user without a KBase cookie, below the operator's own login
-        announcement (`JupyterHub.template_vars`: `announcement_login`, else `announcement`), which it
-        must not replace."""
-        notice = "You are not logged in to KBase. Log in on KBase's page, then come back."
-        template_vars = self.settings.get("template_vars", {})
-        operator = template_vars.get("announcement_login") or template_vars.get("announcement")
-        return f"{operator}<br>{notice}" if isinstance(operator, str) and operator else notice
+    async def login_page(self, link: str, notice: str) -> None:
+        html = await self.render_template(
+            "login.html",
+            login_service=self.authenticator.login_service,
+            authenticator_login_url=link,
+            announcement_login=_with_operator_announcement(self.settings, "announcement_login", notice),
+        )
+        self.finish(html)
+
+    def started_here(self) -> bool:
+        public = self.settings.get("public_url")
+        origin = same_site.origin_of(urlunparse(public)) if public else ""
+        return same_site.started_here(self.request.headers, origin) is True
+
+    def came_back_through_this_page(self) -> bool:
+        """The request follows the link of `continue_link`: it carries the XSRF token of this browser's
+        `_xsrf` cookie, which only a page of the hub can have put in it."""
+        sent = self.get_argument("_xsrf", "")
+        return bool(sent) and hmac.compare_digest(sent.encode(), self.xsrf_token)
+
+    def continue_link(self) -> str:
+        query = {"_xsrf": self.xsrf_token.decode()}
+        next_url = self.get_argument("next", default="")
+        if next_url:
+            query["next"] = next_url
+        return url_concat(self.settings["login_url"], query)
+
+
+class KBaseLogoutHandler(LogoutHandler):
+    """`/hub/logout`: JupyterHub's logout; then KBase's logout page, or a page that links to it.
+
+    The KBase cookie outlives the hub's session: with `auto_login`, the next person at a shared browser
+    would be signed in as the last user. So the page says so and links to KBase's logout, or the browser
+    is sent there (`KBaseAuthenticator.logout_to_kbase`)."""
+
+    async def render_logout_page(self) -> None:
+        authenticator: KBaseAuthenticator = self.authenticator
+        if authenticator.logout_to_kbase:
+            self.redirect(authenticator.kbase_logout_link(self), permanent=False)
+            return
+        notice = Markup(
+            "You are logged out of the hub, but still logged in to KBase in this browser, which signs you "
+            "in here again. On a shared computer, <a href='{}'>log out of KBase</a> too."
+        ).format(authenticator.kbase_logout_link(self))
+        html = await self.render_template(
+            "logout.html",
+            announcement_logout=_with_operator_announcement(self.settings, "announcement_logout", notice),
+        )
+        self.finish(html)
+
+
+NOT_LOGGED_IN = "You are not logged in to KBase. Log in on KBase's page, then come back."
+STARTED_ELSEWHERE = (
+    "Another site sent you here. Press the button to sign in with your KBase login, or leave this page."
+)
+
+
+def _with_operator_announcement(settings: dict[str, Any], name: str, notice: str) -> str:
+    """`notice` below the operator's own announcement (`JupyterHub.template_vars`: `name`, else
+    `announcement`), which it must not replace."""
+    template_vars = settings.get("template_vars", {})
+    operator = template_vars.get(name) or template_vars.get("announcement")
+    return (
+        Markup("{}<br>{}").format(Markup(operator), notice)
+        if isinstance(operator, str) and operator
+        else notice
+    )
+
+
+class Outcome(enum.Enum):
+    VALID = "valid"  # Auth2 said yes: `authentication` is the new auth model
+    ENDED = "ended"  # the login is over: `reason` says why (revoked, expired, another user, a rule)
+    UNKNOWN = "unknown"  # Auth2 could not say: `reason` is the outage
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a check of one token says about a user's login. `reason` is one line without the token."""
+
+    outcome: Outcome
+    reason: str = ""
+    authentication: dict[str, Any] | None = None
+    within_grace: bool = False  # UNKNOWN only: the last good check is recent enough to keep the session
 
 
 class KBaseAuthenticator(Authenticator):
@@ -115,6 +204,57 @@ class KBaseAuthenticator(Authenticator):
         config=True,
         help="Seconds each call to KBase Auth2 may take (connection, request and answer).",
     )
+    auth_outage_grace = Float(
+        3600.0,
+        config=True,
+        help="""Seconds after the last good check of a user's stored KBase token during which an Auth2
+        outage keeps the session (and lets a spawn through, with `refresh_pre_spawn`). Past it, every
+        refresh ends the session until Auth2 answers again. An expired token ends it at once, without
+        asking Auth2. A running server is never stopped for an outage (see `revocation_check_interval`).""",
+    )
+    revocation_check_interval = Float(
+        300.0,
+        config=True,
+        help="""Seconds between the hub's checks of every user with a running server, in the hub's own
+        process (no service holds a token that reads the auth state). A user whose stored token is
+        revoked or expired, or who no longer holds an approved role or a login with the second factor
+        `require_mfa` asks for, has every server stopped (with its Secret and Spark cluster), one log
+        line saying why; an Auth2 outage stops nothing. A newer token the user's server forwarded first
+        keeps them running. Bound: a server is stopped within this interval, plus one round of checks
+        (at most `auth_request_timeout` per four users) and the stop. 0 turns the check off.""",
+    )
+    check_rate_per_minute = Integer(
+        30,
+        config=True,
+        help="""How many Auth2 checks of a token it did not choose one client may cause per minute (each is
+        two calls): the cookie sign-ins at /hub/login of one client address (see `trusted_proxies`), and
+        the tokens one user's servers forward. Past it the hub answers 429 without asking Auth2. The
+        budget refills continuously and holds this many at once, enough for a class signing in behind one
+        address; a loop gets one check every two seconds. 0: no bound.""",
+    )
+    trusted_proxies = List(
+        Unicode(),
+        list(auth2_limits.PRIVATE_NETWORKS),
+        config=True,
+        help="""Networks (`10.0.0.0/8`) or addresses of the proxies in front of the hub (the
+        configurable-http-proxy pod, an ingress), whose X-Forwarded-For the login's rate limit believes:
+        the client is the first address, walking that header back from the connection's peer, that is not
+        in these. Default: loopback, the private ranges and 100.64.0.0/10, where a cluster's pods are; a
+        user on a private network behind the ingress can then choose the address that is counted.""",
+    )
+    kbase_logout_url = Unicode(
+        config=True,
+        help="""KBase's logout page, linked from (or, with `logout_to_kbase`, redirected to after) the
+        hub's logout. `{next}` in it is replaced by the hub's public URL (URL-encoded). Defaults to
+        $KBASE_LOGOUT_URL, else `/logout` on the host of `auth_url`.""",
+    )
+    logout_to_kbase = Bool(
+        False,
+        config=True,
+        help="""Send the browser to KBase's logout page (`kbase_logout_url`) after the hub's logout, rather
+        than show the hub's page with a link to it. Either way, the KBase cookie that would sign the next
+        person at this browser in again is KBase's to remove.""",
+    )
 
     @default("auth_url")
     def _auth_url_default(self) -> str:
@@ -122,11 +262,41 @@ class KBaseAuthenticator(Authenticator):
 
     @default("kbase_login_url")
     def _kbase_login_url_default(self) -> str:
-        from_env = os.environ.get("KBASE_LOGIN_URL", "")
+        return self._kbase_page("KBASE_LOGIN_URL", "/login")
+
+    @default("kbase_logout_url")
+    def _kbase_logout_url_default(self) -> str:
+        return self._kbase_page("KBASE_LOGOUT_URL", "/logout")
+
+    def _kbase_page(self, variable: str, path: str) -> str:
+        from_env = os.environ.get(variable, "")
         if from_env or not self.auth_url:
             return from_env
         parts = urlsplit(self.auth_url)
-        return f"{parts.scheme}://{parts.netloc}/login"
+        return f"{parts.scheme}://{parts.netloc}{path}"
+
+    @validate("trusted_proxies")
+    def _valid_networks(self, proposal: Any) -> list[str]:
+        try:
+            auth2_limits.networks(proposal.value)
+        except ValueError as error:
+            raise TraitError(f"trusted_proxies: {error}") from None
+        return list(proposal.value)
+
+    _check_rates: auth2_limits.ClientRates | None = None
+
+    @property
+    def check_rates(self) -> auth2_limits.ClientRates:
+        """The clients' budgets of Auth2 checks (check_rate_per_minute)."""
+        if self._check_rates is None:
+            self._check_rates = auth2_limits.ClientRates(self.check_rate_per_minute)
+        return self._check_rates
+
+    def client_of(self, request: Any) -> str:
+        """The client of a request to the hub, as `trusted_proxies` lets it be known."""
+        peer = upstream.peer_address(request) or "unknown"
+        forwarded = request.headers.get("X-Forwarded-For")
+        return auth2_limits.client_address(peer, forwarded, auth2_limits.networks(self.trusted_proxies))
 
     # The KBase cookie is the login: no form to show, and after logout the hub says so instead of
     # sending the user back to a login page that would log them in again.
@@ -144,30 +314,51 @@ class KBaseAuthenticator(Authenticator):
         return "KBase"
 
     def get_handlers(self, app: Any) -> list[tuple[str, type[BaseHandler]]]:
-        return [("/login", KBaseLoginHandler)]
+        """The login and logout pages, and the endpoint where servers forward a newer token
+        (token_refresh). JupyterHub gives its application only here, so the revocation check, which
+        needs it (its users and proxy), is started here too; it begins once the hub runs."""
+        from berdl_hub import revocation, token_refresh  # they use this module
+
+        revocation.start(app, self)
+        return [
+            ("/login", KBaseLoginHandler),
+            ("/logout", KBaseLogoutHandler),
+            (token_refresh.PATH, token_refresh.KBaseTokenHandler),
+        ]
 
     def client(self) -> Auth2Client:
         return Auth2Client(self.auth_url, self.auth_request_timeout)
 
     @staticmethod
     def session_token(handler: web.RequestHandler | None) -> str | None:
-        """The KBase token from the request's cookies, or None."""
+        """The KBase token from the request's cookies, or None. A value not in KBase's token form is no
+        token: it is never sent to Auth2 (see kbase_auth2.TOKEN_FORM)."""
         if handler is None:
             return None
         for name in SESSION_COOKIES:
             token = handler.get_cookie(name)
-            if token:
+            if is_token(token):
                 return token
         return None
 
+    @staticmethod
+    def _public(handler: BaseHandler, path: str) -> str:
+        """`path` on the hub's configured public URL (JupyterHub.public_url), never on the request's Host
+        header, which the client chooses; without one, the path alone."""
+        public = handler.settings.get("public_url")
+        return urlunparse(public._replace(path=path, query="", fragment="")) if public else path
+
     def kbase_login_link(self, handler: BaseHandler) -> str:
         """KBase's login page, with the way back to this hub's login page where it takes one."""
-        request = handler.request
         next_url = handler.get_argument("next", default="")
         login = handler.settings["login_url"]
-        path = url_concat(login, {"next": next_url}) if next_url else login
-        back = f"{request.protocol}://{request.host}{path}"
+        back = self._public(handler, url_concat(login, {"next": next_url}) if next_url else login)
         return self.kbase_login_url.replace("{next}", quote(back, safe=""))
+
+    def kbase_logout_link(self, handler: BaseHandler) -> str:
+        """KBase's logout page, with the hub's public URL where it takes a way back."""
+        back = self._public(handler, handler.settings.get("base_url", "/"))
+        return self.kbase_logout_url.replace("{next}", quote(back, safe=""))
 
     def _auth_state(self, token: str, login: KBaseLogin) -> dict[str, Any]:
         return {
@@ -175,6 +366,7 @@ class KBaseAuthenticator(Authenticator):
             "token_expires": login.expires,
             "mfa": login.mfa,
             "roles": list(login.customroles),
+            CHECKED_AT: time.time(),
         }
 
     def _check_mfa(self, login: KBaseLogin, handler: BaseHandler) -> None:
@@ -238,37 +430,92 @@ class KBaseAuthenticator(Authenticator):
         return authentication["name"] in self.admin_users or bool(roles & set(self.admin_roles))
 
     async def refresh_user(self, user: Any, handler: BaseHandler | None = None) -> bool | dict[str, Any]:
-        """Check the token again (JupyterHub calls this once `auth_refresh_age` has passed, and
-        before a spawn). A new KBase cookie replaces the stored token; a revoked or expired token,
-        a lost role or a cookie of another KBase user ends the session."""
+        """Check the login again (JupyterHub calls this once `auth_refresh_age` has passed, and before a
+        spawn). A new KBase cookie of the same user replaces the stored token; a revoked or expired token,
+        a lost role or a cookie of another KBase user ends the session. A cookie Auth2 cannot check is set
+        aside: the stored token decides, and an outage keeps the session only within `auth_outage_grace`."""
         state = await user.get_auth_state() or {}
         # The request's KBase cookie is the user's only on their own requests: an admin starting
         # alice's server sends the admin's cookie, and must not end alice's session with it.
         cookie = self.session_token(handler) if _is_own_request(handler, user) else None
-        token = cookie or state.get(TOKEN_KEY)
-        if not token:
-            return False
+        if cookie and cookie != state.get(TOKEN_KEY):
+            verdict = await self.judge(user.name, cookie, handler)
+            if verdict.outcome is Outcome.VALID:
+                self._give_running_servers(user, cookie)
+            if verdict.outcome is not Outcome.UNKNOWN:
+                return self._refresh_answer(user, verdict)
+            # A value the user sent is never a success by default: the stored token decides.
+            self.log.info("The KBase cookie of %s could not be checked (%s)", user.name, verdict.reason)
+        return self._refresh_answer(user, await self.judge_stored(user.name, state, handler))
+
+    _handing_over: ClassVar[set[asyncio.Task[int]]] = set()
+
+    def _give_running_servers(self, user: Any, token: str) -> None:
+        """A renewed token this refresh accepted goes to the user's running servers too (their memory and
+        Secrets, token_refresh.give_running_servers), in the background: the request does not wait for
+        Kubernetes."""
+        from berdl_hub import token_refresh  # it imports this module
+
+        task = asyncio.ensure_future(token_refresh.give_running_servers(user, token, self.log))
+        self._handing_over.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self._handing_over.discard)
+
+    def _refresh_answer(self, user: Any, verdict: Verdict) -> bool | dict[str, Any]:
+        if verdict.outcome is Outcome.VALID:
+            assert verdict.authentication is not None
+            return verdict.authentication
+        if verdict.outcome is Outcome.UNKNOWN and verdict.within_grace:
+            self.log.warning(
+                "Could not re-check the KBase login of %s (%s); keeping it", user.name, verdict.reason
+            )
+            return True
+        self.log.info("The session of %s ends: %s", user.name, verdict.reason)
+        return False
+
+    async def judge(self, username: str, token: str, handler: BaseHandler | None = None) -> Verdict:
+        """What Auth2 says of `token` as `username`'s login: valid (and the auth model), ended (why), or
+        unknown (an outage). The one place a token is checked against the hub's rules."""
         try:
             login = await self.client().check(token)
         except InvalidToken:
-            self.log.info("The KBase token of %s is no longer valid; the session ends", user.name)
-            return False
+            return Verdict(Outcome.ENDED, "Auth2 says the KBase token is invalid, expired or revoked")
         except Auth2Unavailable as error:
-            # An outage says nothing about the user: keep the session on the last good check.
-            self.log.warning("Could not re-check the KBase login of %s (%s); keeping it", user.name, error)
-            return True
-        if self.normalize_username(login.user) != user.name:
-            self.log.info("The KBase cookie of %s now belongs to another user; the session ends", user.name)
-            return False
-        authentication = {"name": user.name, "auth_state": self._auth_state(token, login)}
-        mfa_ok = not self.require_mfa or login.mfa == "Used"
-        if not (mfa_ok and (self.allow_all or self._passes_allow(user.name, authentication))):
-            self.log.info("%s no longer meets the hub's MFA or role requirement; the session ends", user.name)
-            return False
+            return Verdict(Outcome.UNKNOWN, str(error))
+        if self.normalize_username(login.user) != username:
+            return Verdict(Outcome.ENDED, "the KBase token belongs to another KBase user")
+        authentication: dict[str, Any] = {"name": username, "auth_state": self._auth_state(token, login)}
+        if self.require_mfa and login.mfa != "Used":
+            return Verdict(Outcome.ENDED, f"the KBase login did not use a second factor (MFA {login.mfa})")
+        if not (self.allow_all or self._passes_allow(username, authentication)):
+            return Verdict(Outcome.ENDED, "the KBase account no longer holds a role this hub needs")
         admin = self.is_admin(handler, authentication)
         if admin is not None:
             authentication["admin"] = admin
-        return authentication
+        return Verdict(Outcome.VALID, authentication=authentication)
+
+    async def judge_stored(
+        self, username: str, state: dict[str, Any], handler: BaseHandler | None = None
+    ) -> Verdict:
+        """`judge` of the token in a user's auth state; an expired one ends the login without asking
+        Auth2, and an outage is within the grace while the last good check is recent enough."""
+        token = state.get(TOKEN_KEY)
+        if not token:
+            return Verdict(Outcome.ENDED, "no KBase token is stored")
+        expires = state.get("token_expires")
+        if isinstance(expires, (int, float)) and expires <= time.time():
+            return Verdict(Outcome.ENDED, "the stored KBase token has expired")
+        verdict = await self.judge(username, token, handler)
+        if verdict.outcome is not Outcome.UNKNOWN:
+            return verdict
+        checked_at = state.get(CHECKED_AT)
+        recent = isinstance(checked_at, (int, float)) and time.time() - checked_at <= self.auth_outage_grace
+        if recent:
+            return Verdict(Outcome.UNKNOWN, verdict.reason, within_grace=True)
+        return Verdict(
+            Outcome.UNKNOWN,
+            f"Auth2 cannot check it ({verdict.reason}) and the last good check is older than "
+            f"{self.auth_outage_grace:g} s",
+        )
 
     @default("allow_existing_users")
     def _default_allow_existing_users(self) -> bool:

@@ -75,6 +75,11 @@ def body(values: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def token_update(kbase_token: str) -> dict[str, Any]:
+    """The change that gives a server's Secret a renewed KBase token, and keeps its other keys."""
+    return {"data": {"KBASE_AUTH_TOKEN": base64.b64encode(kbase_token.encode()).decode("ascii")}}
+
+
 @dataclass(frozen=True)
 class CredentialsSecret:
     """The server's credentials Secret, one of its per-server objects (`server_objects.Owned`).

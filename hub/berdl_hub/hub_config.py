@@ -58,6 +58,7 @@ class KBaseLoginSettings:
     login_url: str
     approved_roles: tuple[str, ...]
     admin_roles: tuple[str, ...]
+    logout_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class HubSettings:
     proxy_auth_token: str
     authenticator_class: str
     kbase: KBaseLoginSettings | None  # set when the `kbase` authenticator is selected
+    public_url: str  # JupyterHub.public_url: where users reach the hub (required with `kbase`)
     hub_bind_url: str
     hub_connect_url: str
     idle_timeout: int
@@ -156,13 +158,22 @@ def _check_kbase(env: Mapping[str, str], problems: list[str]) -> KBaseLoginSetti
     login_url = env.get("KBASE_LOGIN_URL", "").strip()
     if login_url:
         _check_url("KBASE_LOGIN_URL", login_url, problems)
+    logout_url = env.get("KBASE_LOGOUT_URL", "").strip()
+    if logout_url:
+        _check_url("KBASE_LOGOUT_URL", logout_url, problems)
+    if not env.get("BERDL_HUB_PUBLIC_URL", "").strip():
+        problems.append(
+            "BERDL_HUB_PUBLIC_URL is required with the kbase authenticator: the URL users reach the hub at "
+            "(e.g. https://hub.berdl.kbase.us/), where KBase's login page sends them back"
+        )
     approved = _roles(env.get("KBASE_APPROVED_ROLES", ""))
     if not approved:
         problems.append(
             "KBASE_APPROVED_ROLES is required with the kbase authenticator "
             "(the KBase custom roles that may log in, comma-separated)"
         )
-    return KBaseLoginSettings(auth_url, login_url, approved, _roles(env.get("KBASE_ADMIN_ROLES", "")))
+    admins = _roles(env.get("KBASE_ADMIN_ROLES", ""))
+    return KBaseLoginSettings(auth_url, login_url, approved, admins, logout_url)
 
 
 def load(environ: Mapping[str, str] | None = None) -> HubSettings:
@@ -212,6 +223,10 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
         )
     kbase = _check_kbase(env, problems) if authenticator in KBASE_AUTHENTICATORS else None
 
+    public_url = env.get("BERDL_HUB_PUBLIC_URL", "").strip()
+    if public_url:
+        _check_url("BERDL_HUB_PUBLIC_URL", public_url, problems)
+
     hub_bind_url = env.get("BERDL_HUB_BIND_URL", "").strip() or "http://0.0.0.0:8081"
     _check_url("BERDL_HUB_BIND_URL", hub_bind_url, problems)
     hub_connect_url = env.get("BERDL_HUB_CONNECT_URL", "").strip()
@@ -257,6 +272,7 @@ def load(environ: Mapping[str, str] | None = None) -> HubSettings:
         proxy_auth_token=proxy_token,
         authenticator_class=authenticator,
         kbase=kbase,
+        public_url=public_url,
         hub_bind_url=hub_bind_url,
         hub_connect_url=hub_connect_url,
         idle_timeout=idle_timeout,
@@ -308,6 +324,12 @@ def apply(c: Any, settings: HubSettings, environ: Mapping[str, str] | None = Non
             c.KBaseAuthenticator.kbase_login_url = settings.kbase.login_url
         c.KBaseAuthenticator.approved_roles = list(settings.kbase.approved_roles)
         c.KBaseAuthenticator.admin_roles = list(settings.kbase.admin_roles)
+        if settings.kbase.logout_url:
+            c.KBaseAuthenticator.kbase_logout_url = settings.kbase.logout_url
+    if settings.public_url:
+        # Links that lead back to the hub (KBase's login page's way back) are built from it, never from
+        # the request's Host header.
+        c.JupyterHub.public_url = settings.public_url
 
     c.JupyterHub.db_url = _db_url_with_password(settings)
     if settings.db_url.startswith("sqlite:"):

@@ -11,14 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import aiohttp
 
 from berdl_hub import metrics
 from berdl_hub.services import shared_client
+
+#: KBase's token form (docs/services.md): 160 random bits in base32, 32 characters. A value of any other
+#: form is not a token: it is never sent to Auth2, whose front end may answer it with something that looks
+#: like an outage (a 9,000-byte cookie meets an 8 KiB header limit: 400, no JSON).
+TOKEN_FORM = re.compile(r"[A-Z2-7]{32}")
+
+
+def is_token(value: object) -> TypeGuard[str]:
+    """Whether `value` has KBase's token form."""
+    return isinstance(value, str) and TOKEN_FORM.fullmatch(value) is not None
+
 
 # Auth2's appcodes that say the token (not the service) is the problem.
 INVALID_TOKEN = 10020

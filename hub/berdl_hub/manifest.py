@@ -126,11 +126,6 @@ def home_env(home: str) -> dict[str, str]:
     }
 
 
-def forwarded(names: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
-    """The hub's variables `names` that are set, to copy into a user's pod (never the whole environment)."""
-    return {name: environ[name] for name in names if name in environ}
-
-
 #: The Spark executors connect back to the driver (the notebook) by the pod's own address.
 POD_IP_AS_DRIVER_HOST = {
     "name": "SPARK_DRIVER_HOST",

@@ -173,18 +173,31 @@ def add(pod: Any, parts: PodParts) -> None:
         _k8s_model(V1VolumeMount, m) for m in parts.mounts
     ]
     notebook.security_context = parts.security_context | dict(notebook.security_context or {})
+    # The kubelet gives a pod a few variables for every Service of its namespace: with a Service per
+    # server, each notebook would hold every other user's name. Off, unless extra_pod_config says otherwise.
+    if spec.enable_service_links is None:
+        spec.enable_service_links = False
     # berdl-init first: other initContainers may expect a prepared home.
     spec.init_containers = [_k8s_model(V1Container, parts.init_container), *(spec.init_containers or [])]
 
 
 def set_variable(pod: Any, name: str, value: str) -> None:
     """Set the notebook's variable `name` to `value`, in place of an entry of that name if any."""
+    set_variables(pod, {name: value})
+
+
+def set_variables(pod: Any, values: Mapping[str, str]) -> None:
+    """Set the notebook's variables `values`, each in place of an entry of its name if any (one pass over
+    the container's environment)."""
     notebook = upstream.notebook_container(pod.spec.containers)
+    left = dict(values)
     for variable in notebook.env or []:
-        if variable.name == name:
-            variable.value, variable.value_from = value, None
-            return
-    notebook.env = [*(notebook.env or []), V1EnvVar(name=name, value=value)]
+        if variable.name in left:
+            variable.value, variable.value_from = left.pop(variable.name), None
+    notebook.env = [
+        *(notebook.env or []),
+        *(V1EnvVar(name=name, value=value) for name, value in left.items()),
+    ]
 
 
 @functools.cache

@@ -1,8 +1,8 @@
 """The Kubernetes objects a server owns beside its pod, made and removed by one mechanism.
 
-Today a server owns its credentials Secret (`credentials`); every other per-server object plugs in the
-same way: an `Owned` says what its object is called and what it holds, and this module gives it the
-guarantees:
+Today a server owns its credentials Secret (`credentials`) and its Spark Connect Service
+(`spark_connect`); every other per-server object plugs in the same way: an `Owned` says what its object
+is called and what it holds, and this module gives it the guarantees:
 
 - it is created once the pod has a uid (KubeSpawner's after_pod_created_hook), after any object of the
   same name an earlier pod left is removed;
@@ -76,8 +76,9 @@ class Owned(Protocol):
     def kind(self) -> Kind: ...
 
     def name(self, pod_name: str) -> str:
-        """The object's name, derived from the pod's alone, so that a hub that only knows the pod's name
-        (after a restart, for a lost pod) can delete it."""
+        """The object's name, derived from the pod's, or from what the server keeps in its saved state (a
+        choice made at its start), so that a hub that only knows those (after a restart, for a lost pod)
+        can delete it."""
         ...
 
     def namespace(self, pod_namespace: str) -> str:
@@ -108,6 +109,23 @@ class Calls:
 
     def method(self, kind: Kind, verb: str) -> Callable[..., Awaitable[Any]]:
         return getattr(self.api(kind.api_class), f"{verb}_namespaced_{kind.snake}")  # type: ignore[no-any-return]
+
+    def write(self, kind: Kind, verb: str) -> Callable[..., Awaitable[None]]:
+        """`method` for a create, delete or patch, whose answer (the object) is not used: it is not read
+        into kubernetes_asyncio's models, which cost more of the hub's loop than the call itself (most
+        of the CPU a spawn spends in the client, with 200 spawns at once). A status that is no success
+        is raised as ApiException, as the client does."""
+        send = self.method(kind, verb)
+
+        async def unread(*args: Any) -> None:
+            response = await send(*args, _preload_content=False)
+            try:
+                if not 200 <= response.status <= 299:
+                    raise ApiException(status=response.status, reason=response.reason)
+            finally:
+                response.release()
+
+        return unread
 
     async def run(self, what: str, call: Callable[[], Awaitable[Any]], *, landed: int | None = None) -> Any:
         """`call` with a time-out per attempt, again after a time-out or a busy answer, with a growing
@@ -176,7 +194,7 @@ async def create(calls: Calls, body: Mapping[str, Any], kind: Kind) -> None:
     try:
         for attempt in (1, 2):
             try:
-                post = lambda: calls.method(kind, "create")(namespace, dict(body))  # noqa: E731
+                post = lambda: calls.write(kind, "create")(namespace, dict(body))  # noqa: E731
                 await calls.run(what, post, landed=409 if attempt == 2 else None)
                 outcome = "ok"
                 return
@@ -193,7 +211,7 @@ async def delete(calls: Calls, kind: Kind, namespace: str, name: str) -> bool:
     what = f"deleting {kind.kind} {namespace}/{name}"
     started, outcome = time.monotonic(), "failed"
     try:
-        await calls.run(what, lambda: calls.method(kind, "delete")(name, namespace))
+        await calls.run(what, lambda: calls.write(kind, "delete")(name, namespace))
         outcome = "ok"
     except ApiException as exc:
         if exc.status == 404:
@@ -205,12 +223,27 @@ async def delete(calls: Calls, kind: Kind, namespace: str, name: str) -> bool:
     return True
 
 
-async def exists(calls: Calls, kind: Kind, namespace: str, name: str) -> bool:
-    what = f"reading {kind.kind} {namespace}/{name}"
+async def patch(calls: Calls, kind: Kind, namespace: str, name: str, change: Mapping[str, Any]) -> bool:
+    """Merge `change` into the object (a strategic merge patch: the keys of a map such as a Secret's
+    `data` it names are set, the others kept); False when there is none. Safe to repeat, like the rest."""
+    what = f"updating {kind.kind} {namespace}/{name}"
     try:
-        await calls.run(what, lambda: calls.method(kind, "read")(name, namespace))
+        await calls.run(what, lambda: calls.write(kind, "patch")(name, namespace, dict(change)))
     except ApiException as exc:
         if exc.status == 404:
+            return False
+        raise ObjectError(f"{what}: Kubernetes answered {exc.status} {exc.reason}") from None
+    return True
+
+
+async def create_if_absent(calls: Calls, body: Mapping[str, Any], kind: Kind) -> bool:
+    """Create the object unless one of its name exists (then leave it); whether it was created."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    what = f"creating {kind.kind} {namespace}/{name}"
+    try:
+        await calls.run(what, lambda: calls.write(kind, "create")(namespace, dict(body)))
+    except ApiException as exc:
+        if exc.status == 409:
             return False
         raise ObjectError(f"{what}: Kubernetes answered {exc.status} {exc.reason}") from None
     return True
@@ -273,6 +306,13 @@ class ServerObjects:
         else:
             self._deleted.add(where)
 
+    async def update(self, owned: Owned, change: Mapping[str, Any]) -> bool:
+        """Merge `change` into this server's object of `owned` (a running server's credentials take a
+        renewed token); False when the object is not there (a server still starting makes it with its
+        current content). Errors are raised (ObjectError), without the change's content."""
+        _, namespace, name = self._where(owned)
+        return await patch(self.calls, owned.kind, namespace, name, change)
+
     async def after_hub_start(
         self, pod: ServerPod | None, owned: Iterable[Owned], live_pod_uids: Callable[[], set[str]]
     ) -> None:
@@ -289,17 +329,17 @@ class ServerObjects:
             self.log.error("Could not reconcile the objects of %s: %s", self.server, exc)
 
     async def reconcile(self, pod: ServerPod) -> list[str]:
-        """Create the objects a running server lacks and can be given now; returns what was made."""
+        """Create the objects a running server lacks and can be given now; returns what was made. An
+        object that is there already is left as it is: the create's conflict says so, which needs no
+        right to read the object (the hub's Role may not read Secrets)."""
         made = []
         for owned in self.owned:
-            kind, namespace, name = self._where(owned)
-            # What cannot be made now is not looked for either: the hub may not read every kind it
-            # makes (the credentials Secret, which it never reads back).
             body = owned.body(pod)
-            if body is None or await exists(self.calls, owned.kind, namespace, name):
+            if body is None:
                 continue
-            await create(self.calls, placed(owned, body, pod), owned.kind)
-            made.append(f"{kind} {namespace}/{name}")
+            kind, namespace, name = self._where(owned)
+            if await create_if_absent(self.calls, placed(owned, body, pod), owned.kind):
+                made.append(f"{kind} {namespace}/{name}")
         return made
 
 

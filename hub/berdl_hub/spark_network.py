@@ -5,9 +5,10 @@ Spark runs without authentication in the clusters the Spark Cluster Manager make
 only wall between users. A static policy cannot say "the same user": each server brings two policies of
 its own (`server_objects` kinds), which select by the user's labels:
 
-- `NotebookSide`, in the pod's namespace: the user's notebook pods may reach, and be reached by, the
-  user's Spark pods, on every TCP port (the master's 7077, the executors' RPC and block ports, the
-  driver's and its block manager's, which Spark picks at random);
+- `NotebookSide`, in the pod's namespace: the user's notebook pods may reach the user's Spark pods on
+  every TCP port (the master's 7077, the executors' RPC and block ports), and be reached by them on
+  every TCP port but Spark Connect's 15002 (the driver's and its block manager's, which Spark picks at
+  random);
 - `ClusterSide`, in the Spark pods' namespace: the user's Spark pods may reach, and be reached by, the
   user's notebook pods and each other (the master and its workers).
 
@@ -45,6 +46,13 @@ NOTEBOOK_USER_LABEL = "hub.jupyter.org/username"
 
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _EVERY_TCP_PORT = [{"protocol": "TCP"}]
+#: The notebook's ports the user's Spark pods may reach: all but Spark Connect's 15002, which only the
+#: services the operator names reach (deploy/singleuser-networkpolicy.yaml). Ranges need a network plugin
+#: that implements endPort (stable since Kubernetes 1.25).
+_EVERY_TCP_PORT_BUT_SPARK_CONNECT = [
+    {"protocol": "TCP", "port": 1, "endPort": 15001},
+    {"protocol": "TCP", "port": 15003, "endPort": 65535},
+]
 
 
 def is_label_value(text: str) -> bool:
@@ -100,7 +108,7 @@ class NotebookSide(_UserPods):
             "spec": {
                 "podSelector": {"matchLabels": notebooks},
                 "policyTypes": ["Ingress", "Egress"],
-                "ingress": [{"from": [spark], "ports": _EVERY_TCP_PORT}],
+                "ingress": [{"from": [spark], "ports": _EVERY_TCP_PORT_BUT_SPARK_CONNECT}],
                 "egress": [{"to": [spark], "ports": _EVERY_TCP_PORT}],
             }
         }

@@ -6,8 +6,10 @@
 - `user_cluster.ServerCluster`: the server's part in its user's one Spark cluster (created by the first
   server, deleted by the last), with its failure policy and its duty to delete;
 - `minio_keys`: the user's MinIO keys, with their failure policy;
-- `server_objects` (and `credentials`): the objects the server owns beside its pod, the credentials
-  Secret among them, made once the pod exists and deleted once;
+- `server_objects` (and `credentials`, `spark_connect`, `spark_network`): the objects the server owns
+  beside its pod (the credentials Secret, the Spark Connect Service, the NetworkPolicies to its user's
+  Spark pods), made once the pod exists and deleted once;
+- `notebook_env`: what the notebook image expects in its environment, and where each value comes from;
 - `home_names`: whether the user's name, which names the home, is one path component;
 - `start_attempt`: what one start knows; `upstream`: every non-public part of KubeSpawner and JupyterHub
   used here; `spawner_settings`: the settings checked together when the hub loads them.
@@ -29,12 +31,13 @@ from traitlets import default, validate
 
 from . import (
     credentials,
-    init_report,
     manifest,
     metrics,
     minio_keys,
+    notebook_env,
     pod_parts,
     server_objects,
+    spark_connect,
     spark_network,
     spawner_settings,
     upstream,
@@ -81,6 +84,8 @@ class BERDLSpawner(BERDLSpawnerSettings):
     _attempt: StartAttempt | None = None
     _spark_share: ClusterShare | None = None
     _reconciled = False  # this process has given the running server the objects it lacks
+    _profile: dict[str, Any] | None = None  # the profile_list entry of this start (BERDL_PROFILE_JSON)
+    _spark_connect_name: spark_connect.ServiceName | None = None
 
     @property
     def spark_share(self) -> ClusterShare:
@@ -88,6 +93,13 @@ class BERDLSpawner(BERDLSpawnerSettings):
         if self._spark_share is None:
             self._spark_share = ClusterShare()
         return self._spark_share
+
+    @property
+    def spark_connect_name(self) -> spark_connect.ServiceName:
+        """The name of this server's Spark Connect Service (kept in the spawner's state)."""
+        if self._spark_connect_name is None:
+            self._spark_connect_name = spark_connect.ServiceName(self.namespace, self.pod_name)
+        return self._spark_connect_name
 
     @property
     def attempt(self) -> StartAttempt:
@@ -128,8 +140,14 @@ class BERDLSpawner(BERDLSpawnerSettings):
         return metrics.profile_label(bool(self.profile_list), (self.user_options or {}).get("profile"))
 
     def owned_objects(self) -> list[server_objects.Owned]:
-        """The objects this server owns beside its pod (server_objects), in the order they are made."""
-        owned: list[server_objects.Owned] = [credentials.CredentialsSecret(self.credential_values)]
+        """The objects this server owns beside its pod (server_objects), in the order they are made: the
+        Secret first, which the notebook container waits for."""
+        owned: list[server_objects.Owned] = [
+            credentials.CredentialsSecret(self.credential_values),
+            spark_connect.SparkConnectService(
+                lambda: self.spark_connect_name.held(upstream.reflected_pods(self)), self.port
+            ),
+        ]
         if self.spark_cluster_manager_url:
             user_pods = {"user": self.user.name, "spark_namespace": self.spark_namespace}
             owned += [spark_network.NotebookSide(**user_pods), spark_network.ClusterSide(**user_pods)]
@@ -142,9 +160,11 @@ class BERDLSpawner(BERDLSpawnerSettings):
         self._refuse_a_name_no_home_can_have()
         attempt = self._attempt = self._new_attempt()
         self._reconciled = True
+        self.spark_connect_name.forget()  # an earlier start's may be another's by now: this one chooses
         # Apply the chosen profile first: it may set the cluster size.
         await upstream.apply_user_options(self)
         attempt.profile = attempt.cluster.profile = self._profile_label()
+        self._profile = await upstream.chosen_profile(self)
         token = await self._user_token()
         try:
             attempt.minio = await minio_keys.fetch(
@@ -172,15 +192,12 @@ class BERDLSpawner(BERDLSpawnerSettings):
         """KubeSpawner's readiness check; while starting, a failed berdl-init ends the spawn at once.
         berdl-init's run is counted (its metrics) once, when it failed or when the pod runs."""
         attempt = self.attempt
-        if attempt.starting:
-            failure = manifest.init_failure(pod)
-            if failure:
-                if attempt.init is None:
-                    attempt.init = init_report.record(pod, attempt.profile)
-                raise SpawnRefused(failure)
+        if attempt.starting and (failure := manifest.init_failure(pod)):
+            attempt.init_ended(pod)
+            raise SpawnRefused(failure)
         running: bool = super().is_pod_running(pod)
-        if running and attempt.starting and attempt.init is None:
-            attempt.init = init_report.record(pod, attempt.profile)
+        if running and attempt.starting:
+            attempt.init_ended(pod)
         return running
 
     async def poll(self) -> int | None:
@@ -190,6 +207,8 @@ class BERDLSpawner(BERDLSpawnerSettings):
         if status is None:
             pod = None if self._reconciled else upstream.reflected_pod(self)
             self._reconciled = True
+            if pod:
+                self.spark_connect_name.read_from(pod)
             await self.attempt.objects.after_hub_start(
                 ServerPod.of(pod) if pod else None,
                 self.owned_objects(),
@@ -233,10 +252,12 @@ class BERDLSpawner(BERDLSpawnerSettings):
         return await maybe_future(result)
 
     async def _tear_down(self, why: str) -> None:
-        """What every way out of a server does: its objects go, its part in the Spark cluster ends."""
+        """What every way out of a server does: its objects go, its Service name is free again, its part in
+        the Spark cluster ends."""
         try:
             await self.attempt.objects.delete()
         finally:
+            self.spark_connect_name.release()
             await self.attempt.cluster.leave(why)
 
     # --- state ---------------------------------------------------------------------------------------
@@ -247,17 +268,25 @@ class BERDLSpawner(BERDLSpawnerSettings):
         share = self.spark_share.to_state()
         if share:
             state["berdl_spark"] = share
+        # The Service's name, which a restarted hub deletes it by (a default server's may be the
+        # production name, which is not the pod's).
+        state.update(self.spark_connect_name.to_state())
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self._spark_share = ClusterShare.from_state(state.get("berdl_spark"))
+        self._spark_connect_name = None  # KubeSpawner's load_state may have set the pod's name
+        self.spark_connect_name.load(state)
         self._attempt = None  # the share it would hold is a new one
 
     def clear_state(self) -> None:
-        # The cluster share stays: it is cleared by the release that every stop runs.
+        # The cluster share stays: it is cleared by the release that every stop runs. The Service's name
+        # goes (JupyterHub clears the state after the stop and its post-stop hook, which delete by it): the
+        # next start chooses anew.
         super().clear_state()
         self._token = None
+        self.spark_connect_name.forget()
         if self._attempt is not None:
             self._attempt.minio = None
 
@@ -266,6 +295,16 @@ class BERDLSpawner(BERDLSpawnerSettings):
         if auth_state:
             self._token = auth_state.get(self.auth_state_token_key) or None
         await super().run_auth_state_hook(auth_state)
+
+    async def use_kbase_token(self, token: str) -> None:
+        """A newer KBase token of the user, which the hub has checked (token_refresh): this server uses it
+        from now on for its own calls (the Spark cluster's delete at its stop), and its credentials Secret
+        holds it, so that a restarted notebook container starts with it. Raises ObjectError when the
+        Secret cannot be updated."""
+        self._token = token
+        secret = next(o for o in self.owned_objects() if isinstance(o, credentials.CredentialsSecret))
+        if not await self.attempt.objects.update(secret, credentials.token_update(token)):
+            self.log.info("%s has no credentials Secret to update yet", upstream.log_name(self))
 
     async def _user_token(self) -> str | None:
         if not self._token:
@@ -302,26 +341,45 @@ class BERDLSpawner(BERDLSpawnerSettings):
             env=self._reference_variables(),
         )
         pod_parts.add(pod, pod_parts.build(self, server))
-        waited = time.monotonic()
-        master_url = await self.attempt.cluster.master_url()
-        self.attempt.spark_wait += time.monotonic() - waited
-        if master_url:
-            pod_parts.set_variable(pod, "SPARK_MASTER_URL", master_url)
+        await self._add_spark(pod)
         return pod
+
+    async def _add_spark(self, pod: Any) -> None:
+        """The server's Spark Connect Service name (the pod's label, SPARK_CONNECT_URL), then, once the
+        cluster is known, SPARK_MASTER_URL and the sizes the cluster was created with."""
+        service = self.spark_connect_name.choose(
+            user=self.user.name,
+            default_server=not self.name,
+            pods=upstream.reflected_pods(self),
+            kubespawner_service=self.services_enabled or self.internal_ssl,
+            log=self.log,
+            server=upstream.log_name(self),
+        )
+        pod.metadata.labels = {**(pod.metadata.labels or {}), spark_connect.LABEL: service}
+        master_url = await self.attempt.master_url()
+        sizes = self.attempt.cluster.sizes()
+        pod_parts.set_variables(pod, notebook_env.spark_facts(service, self.namespace, master_url, sizes))
 
     def get_env(self) -> dict[str, Any]:
         """BERDL's defaults, the hub's variables to forward, then KubeSpawner's (the operator's
-        `environment` wins over BERDL's defaults); never a credential: get_pod_manifest() adds references,
-        and SPARK_MASTER_URL once the cluster is known (it wins over an operator's value)."""
+        `environment` wins over those), then the server's own facts (notebook_env), which win over an
+        operator's value: USER, the KBase user name (the notebook's Spark Connect server admits only
+        that user's token), and the chosen profile. Never a credential, nor a value of the pod's own
+        facts: get_pod_manifest() adds references for them, and SPARK_CONNECT_URL, SPARK_MASTER_URL and
+        the cluster's sizes once they are known."""
         env: dict[str, Any] = manifest.home_env(pod_parts.home_mount_path(self, self._expand))
-        env.update(manifest.forwarded(self.hub_env_to_forward, os.environ))
-        env.update(super().get_env(), JUPYTERHUB_USER=self.user.name)
-        return credentials.without_values(env)
+        env.update(notebook_env.forwarded(self.hub_env_to_forward, os.environ))
+        env.update(super().get_env(), JUPYTERHUB_USER=self.user.name, USER=self.user.name)
+        if self._profile is not None:
+            env["BERDL_PROFILE_JSON"] = notebook_env.profile_json(self._profile)
+        facts = notebook_env.POD_FACTS
+        return {name: value for name, value in credentials.without_values(env).items() if name not in facts}
 
     def _reference_variables(self) -> list[dict[str, Any]]:
         """The notebook's variables that are references: the credentials its Secret holds, and the pod's
         address as SPARK_DRIVER_HOST unless the operator's `environment` sets it."""
         refs = [] if "SPARK_DRIVER_HOST" in self.environment else [manifest.POD_IP_AS_DRIVER_HOST]
+        refs += notebook_env.pod_fact_references()
         return refs + credentials.env_references(
             credentials.secret_name(self.pod_name), self.credential_values()
         )

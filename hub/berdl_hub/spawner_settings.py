@@ -7,10 +7,13 @@ from the hub's configuration as a spawner class would read it, and refuses it wi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
-from . import manifest
+from traitlets.config.loader import LazyConfigValue
+
+from . import manifest, notebook_env
 
 
 class SpawnerConfigError(ValueError):
@@ -122,15 +125,17 @@ _CHECKED = (
 
 def configured(cls: type, config: Any, name: str, own_defaults: Mapping[str, Any]) -> Any:
     """The value an instance of `cls` would get for `name` from `config`: traitlets reads the sections
-    of the class and of its parents, the most derived winning; else the class's default (`own_defaults`
-    for those it computes with @default rather than declares)."""
-    for klass in cls.mro():
+    of the class and of its parents, the most derived winning, over the class's default (`own_defaults`
+    for those it computes with @default rather than declares); a section's `.extend()` or `.update()`
+    of a list or dict (a LazyConfigValue) applies to the value before it."""
+    traits = cls.class_traits()  # type: ignore[attr-defined]
+    value = own_defaults[name] if name in own_defaults else traits[name].default()
+    for klass in reversed(cls.mro()):
         section = klass.__name__
         if section in config and name in config[section]:
-            return config[section][name]
-    if name in own_defaults:
-        return own_defaults[name]
-    return cls.class_traits()[name].default()  # type: ignore[attr-defined]
+            setting = config[section][name]
+            value = setting.get_value(value) if isinstance(setting, LazyConfigValue) else setting
+    return value
 
 
 def check_config(cls: type, config: Any, own_defaults: Mapping[str, Any]) -> None:
@@ -150,3 +155,11 @@ def check_config(cls: type, config: Any, own_defaults: Mapping[str, Any]) -> Non
     )
     if found:
         raise SpawnerConfigError(found)
+
+
+def notebook_settings_missing(cls: type, config: Any, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The settings the notebook needs (notebook_env.NOTEBOOK_NEEDS) that no user pod of spawner class
+    `cls` would get from `config` and the hub's environment: the hub warns of them once, at its start."""
+    forward = configured(cls, config, "hub_env_to_forward", {})
+    environment = configured(cls, config, "environment", {})
+    return notebook_env.missing(forward, environment, os.environ if environ is None else environ)

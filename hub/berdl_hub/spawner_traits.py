@@ -13,7 +13,7 @@ from typing import Any
 from kubespawner import KubeSpawner
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default, validate
 
-from . import manifest, services
+from . import manifest, notebook_env, server_access, services, upstream
 from .auth import TOKEN_KEY
 from .hub_secrets import HUB_ONLY_VARIABLES
 from .services import GovernanceClient, SparkClusterManager
@@ -233,17 +233,53 @@ class BERDLSpawnerSettings(KubeSpawner):
     # --- environment ---------------------------------------------------------------------------------
     hub_env_to_forward = List(
         Unicode(),
+        default_value=list(notebook_env.FORWARDED),
         config=True,
-        help="""Names of hub environment variables copied into user pods (e.g. MINIO_ENDPOINT_URL).
+        help=f"""Names of hub environment variables copied into user pods, each when the hub has it with
+        a value (an empty one is not configured).
 
-        Only these; never the hub's whole environment. Hub secrets (cookie secret, crypt key, proxy
-        token, database password) are refused even when listed.""",
+        By default the service endpoints BERDL's notebook reads: {", ".join(notebook_env.FORWARDED)}.
+        Only these; never the hub's whole environment. Setting the list replaces it; to add names,
+        extend it in the hub's Python configuration (`c.BERDLSpawner.hub_env_to_forward.extend([...])`).
+        Hub secrets (cookie secret, crypt key, proxy token, database password) are refused even when
+        listed. When one the notebook needs ({", ".join(notebook_env.NOTEBOOK_NEEDS)}) reaches no pod,
+        the hub logs one warning naming them at start.""",
     )
     auth_state_token_key = Unicode(
         TOKEN_KEY,
         config=True,
         help="Key of the user's KBase token in the authenticator's auth state (sent as KBASE_AUTH_TOKEN).",
     )
+
+    # --- who may open the server ----------------------------------------------------------------------
+    access_for_owner_only = Bool(
+        True,
+        config=True,
+        help="""Only the server's user may open it: not the hub's admins (JupyterHub 5's admin role holds
+        access:servers, and a server receives every cookie of whoever opens it, their KBase token among
+        them), nor a user it was shared with. The server asks visitors for a scope only its user holds
+        (server_access: `oauth_access_scopes`). False: JupyterHub's access scopes (`access:servers` on
+        the server or the user), which admins hold.""",
+    )
+
+    @default("oauth_access_scopes")
+    def _default_oauth_access_scopes(self) -> list[str]:
+        if self.access_for_owner_only:
+            return [server_access.owners_scope(self.user.name)]
+        return upstream.jupyterhub_access_scopes(self)
+
+    # The OAuth tokens of the server's visitors may carry the owner's scope (JupyterHub gives a token the
+    # subset of these its user holds): added to the list the operator allows (a callable is left as it is).
+    @default("oauth_client_allowed_scopes")
+    def _default_oauth_client_allowed_scopes(self) -> list[str]:
+        return server_access.with_owners_scope([], self.user.name) if self.access_for_owner_only else []
+
+    @validate("oauth_client_allowed_scopes")
+    def _keep_owners_scope(self, proposal: Any) -> Any:
+        allowed = proposal.value
+        if callable(allowed) or self.user is None or not self.access_for_owner_only:
+            return allowed
+        return server_access.with_owners_scope(allowed, self.user.name)
 
     # --- defaults that differ from KubeSpawner's ------------------------------------------------------
     start_timeout = Integer(

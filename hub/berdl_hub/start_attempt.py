@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from . import metrics
+from . import init_report, metrics
 from .init_report import InitRun
 from .server_objects import ServerObjects
 from .services import MinioCredentials
@@ -32,6 +33,21 @@ class StartAttempt:
     spark_wait: float = 0.0
     pod_created: float | None = None
     init: InitRun | None = None
+
+    async def master_url(self) -> str | None:
+        """The Spark cluster's master URL, once the cluster is known; the wait counts as the start's
+        `spark` part."""
+        waited = time.monotonic()
+        try:
+            return await self.cluster.master_url()
+        finally:
+            self.spark_wait += time.monotonic() - waited
+
+    def init_ended(self, pod: dict[str, Any] | None) -> None:
+        """berdl-init's run, read from the pod's status and counted in its metrics once: when it failed
+        or when the pod runs."""
+        if self.init is None:
+            self.init = init_report.record(pod, self.profile)
 
     @property
     def notes(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""Every non-public part of KubeSpawner and JupyterHub that BERDLSpawner leans on, in one place.
+"""Every non-public part of KubeSpawner, JupyterHub (and tornado, under it) that BERDL leans on, in one place.
 
 Each function names the private attribute, format or habit it relies on, and
 `tests/hub/test_upstream_contract.py` pins each one at the versions in constraints.txt. An upgrade of
@@ -7,9 +7,12 @@ KubeSpawner or JupyterHub that changes one of them fails that test, and the fix 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
+
+from jupyterhub.utils import maybe_future
 
 #: KubeSpawner names the notebook's container "notebook" in every pod it builds (objects.make_pod) and
 #: reads that container's status by this name in poll().
@@ -51,11 +54,16 @@ def reflected_pod(spawner: Any) -> dict[str, Any] | None:
     return dict(pod) if pod is not None else None
 
 
+def reflected_pods(spawner: Any) -> list[dict[str, Any]]:
+    """Every user pod KubeSpawner's pod reflector sees (its `pods`, keyed "{namespace}/{name}"); none
+    before the reflector is started (poll() and start() start it)."""
+    reflector = spawner.pod_reflector
+    return list(reflector.pods.values()) if reflector is not None else []
+
+
 def reflected_pod_uids(spawner: Any) -> set[str]:
     """The uids of every user pod KubeSpawner's pod reflector sees in the spawner's namespace."""
-    reflector = spawner.pod_reflector
-    pods = list(reflector.pods.values()) if reflector is not None else []
-    return {pod["metadata"]["uid"] for pod in pods}
+    return {pod["metadata"]["uid"] for pod in reflected_pods(spawner)}
 
 
 def notebook_container(containers: list[Any]) -> Any:
@@ -65,6 +73,20 @@ def notebook_container(containers: list[Any]) -> Any:
         if name == NOTEBOOK_CONTAINER:
             return container
     raise LookupError(f"the pod has no container named {NOTEBOOK_CONTAINER!r}")
+
+
+async def chosen_profile(spawner: Any) -> dict[str, Any] | None:
+    """The `profile_list` entry the server's user_options select, as KubeSpawner's load_user_options
+    selects it (`_get_initialized_profile_list` gives missing slugs and the default,
+    `_get_profile` matches the slug or takes the default); None without profiles."""
+    profiles = spawner._sorted_dict_values(spawner.profile_list)
+    if callable(profiles):
+        profiles = await maybe_future(profiles(spawner))
+    profiles = spawner._get_initialized_profile_list(profiles)
+    if not profiles:
+        return None
+    chosen: dict[str, Any] = spawner._get_profile((spawner.user_options or {}).get("profile"), profiles)
+    return chosen
 
 
 async def apply_user_options(spawner: Any) -> None:
@@ -83,6 +105,19 @@ def save_state(spawner: Any) -> None:
         return
     spawner.orm_spawner.state = spawner.get_state()
     spawner.db.commit()
+
+
+def jupyterhub_access_scopes(spawner: Any) -> list[str]:
+    """JupyterHub's own default of `Spawner.oauth_access_scopes` (`Spawner._default_access_scopes`):
+    `access:servers` on the server or on its user, which JupyterHub's admin role holds too."""
+    return list(spawner._default_access_scopes())
+
+
+async def oauth_client_scopes(spawner: Any) -> list[str]:
+    """The scopes JupyterHub lets the server's OAuth client ask for
+    (`Spawner._get_oauth_client_allowed_scopes`: `oauth_client_allowed_scopes`, resolved, and
+    `access:servers` on the server)."""
+    return list(await spawner._get_oauth_client_allowed_scopes())
 
 
 def sibling_spawners(spawner: Any) -> Iterator[Any]:
@@ -146,3 +181,54 @@ def stopped_by(handler: Any, request_began: datetime) -> bool:
         return True
     ended = spawner.orm_spawner.last_activity
     return ended is not None and ended >= request_began
+
+
+# --- the hub process: what the authenticator's own parts (revocation, token_refresh) use --------------
+
+
+def peer_address(request: Any) -> str | None:
+    """The address of the connection a request came on (tornado's `connection.context.address`), before
+    JupyterHub's HTTP server rewrites `remote_ip` from X-Forwarded-For and X-Real-Ip (`xheaders=True`),
+    which any client sends."""
+    address = getattr(getattr(getattr(request, "connection", None), "context", None), "address", None)
+    return str(address[0]) if isinstance(address, tuple) and address else None
+
+
+def active_servers(user: Any) -> dict[str, Any]:
+    """The user's servers that run, start or stop, by name, from `user.spawners`."""
+    return {name: spawner for name, spawner in list(user.spawners.items()) if spawner.active}
+
+
+def users_with_servers(app: Any) -> list[Any]:
+    """The users with a server that runs or starts: every such user is in the hub's `users` (JupyterHub
+    loads the users with servers at its start, `init_spawners`, and every user it spawns for)."""
+    return [user for user in list(app.users.values()) if active_servers(user)]
+
+
+def refresh_at_next_request(user: Any) -> None:
+    """Make the user's next request check their login again (`User._auth_refreshed`, which
+    `BaseHandler.refresh_auth` compares with `auth_refresh_age`)."""
+    user._auth_refreshed = None
+
+
+async def stop_server(app: Any, user: Any, server_name: str) -> bool:
+    """Stop one server as JupyterHub's `BaseHandler.stop_single_user` does, without a request: mark the
+    stop pending (`Spawner._stop_pending`, `_stop_future`: a spawn request that comes meanwhile waits for
+    it), remove the route, then `User.stop` (the spawner's stop and post-stop hook, the server's API token
+    and OAuth client). False when the server is starting or stopping already."""
+    spawner = user.spawners.get(server_name)
+    if spawner is None or not spawner.active or spawner.pending:
+        return False
+    spawner._stop_pending = True
+
+    async def stop() -> None:
+        try:
+            await app.proxy.delete_user(user, server_name)
+            await user.stop(server_name)
+        finally:
+            spawner._stop_future = None
+            spawner._stop_pending = False
+
+    future = spawner._stop_future = asyncio.ensure_future(stop())
+    await future
+    return True

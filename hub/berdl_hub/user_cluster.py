@@ -49,17 +49,22 @@ class ClusterShare:
     holds: the server uses the cluster (from its start until its stop).
     delete_pending: the last delete this server attempted failed; the next release tries again.
     config: the cluster body this server asked for (or would have), to tell a second server apart.
+    cluster_config: the body the cluster was created with (by this server or the one it shares with): its
+    real size, which the notebook is told.
     """
 
     holds: bool = False
     master_url: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     delete_pending: bool = False
+    cluster_config: dict[str, Any] = field(default_factory=dict)
 
     def to_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {}
         if self.holds:
             state.update(holds=True, master_url=self.master_url, config=self.config)
+            if self.cluster_config != self.config:  # a server that shares a cluster of another size
+                state["cluster_config"] = self.cluster_config
         if self.delete_pending:
             state["delete_pending"] = True
         return state
@@ -72,6 +77,8 @@ class ClusterShare:
             master_url=state.get("master_url") or None,
             config=dict(state.get("config") or {}),
             delete_pending=bool(state.get("delete_pending")),
+            # Kept only where it differs from the body the server asked for.
+            cluster_config=dict(state.get("cluster_config") or state.get("config") or {}),
         )
 
 
@@ -102,11 +109,13 @@ async def acquire(
     holder = next((s for s in others if s.holds and s.master_url), None)
     if holder is not None and holder.master_url:
         me.holds, me.master_url = True, holder.master_url
+        me.cluster_config = dict(holder.cluster_config or holder.config)
         return Acquired(holder.master_url, None, dict(holder.config))
     me.delete_pending = True
     record()
     cluster = await create(config)
     me.holds, me.master_url, me.delete_pending = True, cluster.master_url, False
+    me.cluster_config = dict(config)
     return Acquired(cluster.master_url, cluster, None)
 
 
@@ -197,6 +206,11 @@ class ServerCluster:
         if joining is not None:
             await joining
         return self.share.master_url if self.share.holds else None
+
+    def sizes(self) -> dict[str, Any]:
+        """The body the cluster this server uses was created with (empty without a cluster); ask once
+        `master_url()` has answered."""
+        return dict(self.share.cluster_config) if self.share.holds else {}
 
     async def settle(self) -> None:
         """Wait for a join still under way (it is bounded by the create's time-out), so that a start that

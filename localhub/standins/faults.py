@@ -330,6 +330,7 @@ class LeanApiServer(ApiServer):
     """
 
     instant_pods = False
+    history = "none"
 
     async def _handle(self, request: Any) -> Any:
         data = request.data
@@ -343,7 +344,6 @@ class LeanApiServer(ApiServer):
                 key = (request.resource, request.namespace, request.name)
                 if key in self.objects and self.objects[key].deleted:
                     del self.objects[key]
-            self._forget(request)
 
 
 # --- the child process -----------------------------------------------------------------------------------
@@ -366,6 +366,7 @@ async def _serve_all(config: dict[str, Any]) -> None:
                     "governance": governance.state(),
                     "pods": left["pods"],
                     "secrets": left["secrets"],  # the servers' credentials Secrets
+                    "services": left["services"],  # the servers' Spark Connect Services
                 }
             )
 

@@ -3,7 +3,8 @@ and a small login page in the place of KBase's.
 
 API, under the service root (`{base}/services/auth/` by default):
 
-- `GET api/V2/token` and `GET api/V2/me`, the token (no scheme) in the `Authorization` header.
+- `GET api/V2/token` and `GET api/V2/me`, the token (no scheme) in the `Authorization` header. Tokens are
+  KBase's form, 32 characters of base32 (`new_token`); the stand-in issues no other.
   Errors are Auth2's: a non-2xx status and `{"error": {"httpcode", "httpstatus", "appcode", "apperror",
   "message", "callid", "time"}}`; appcode 10020 for an invalid, expired or revoked token (401), 10010
   when no token was sent (400).
@@ -21,14 +22,19 @@ Login page, at the server's root (KBase's is at `https://kbase.us/login`, beside
 In a test: build `KBaseAuth2()`, add users (`add_user` returns the token), serve `app()` with aiohttp
 (or `serve_in_thread(auth2.app())` for synchronous tests), and change it while it runs: `revoke()`,
 `set_roles()`, `issue_token()`, and `fault` ("ok", "down": the connection is dropped unanswered, "slow":
-answers after `slow_seconds`, "500", "non-json": a 200 whose body is an HTML page).
+answers after `slow_seconds`, "500", "non-json": a 200 whose body is an HTML page), for every call or,
+with `fault_only_for`, only for the calls that send one of those tokens (a front end that fails some
+requests). `on_issue` hears of every token issued (the local stack's other stand-ins accept it then).
+
+A request whose headers are over 8 KiB is answered 400 with a plain-text body by aiohttp's own parser,
+before the stand-in sees it, as a front end with the common 8 KiB header limit answers.
 
 As a process (for the end-to-end stack and for a person)::
 
     python -m localhub.standins.kbase_auth2 --port 8900 --users-file users.json
 
 users.json maps user names to their account: `{"alice": {"customroles": ["BERDL_USER"],
-"mfa": "Used", "token": "optional-fixed-token", "display": "Alice", "email": "a@example.org"}}`
+"mfa": "Used", "token": "A FIXED TOKEN IN KBASE'S FORM", "display": "Alice", "email": "a@example.org"}}`
 (every field optional; `mfa` is "Used", "NotUsed" or "Unknown"). The process prints one line,
 `kbase-auth2 stand-in: http://127.0.0.1:PORT/services/auth/`, once it accepts connections, and stops
 on SIGTERM or SIGINT. A hub uses it with `JUPYTERHUB_AUTHENTICATOR_CLASS=kbase`,
@@ -39,9 +45,11 @@ on SIGTERM or SIGINT. A hub uses it with `JUPYTERHUB_AUTHENTICATOR_CLASS=kbase`,
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import html
 import json
+import re
 import secrets
 import signal
 import threading
@@ -63,6 +71,13 @@ FAULTS = ("ok", "down", "slow", "500", "non-json")
 DEFAULT_PREFIX = "/services/auth"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 TWO_WEEKS = 14 * 24 * 3600.0
+#: KBase's token form (docs/services.md): 160 random bits in base32, 32 characters.
+TOKEN_FORM = re.compile(r"[A-Z2-7]{32}")
+
+
+def new_token() -> str:
+    """A new token in KBase's form, as Auth2 makes one."""
+    return base64.b32encode(secrets.token_bytes(20)).decode("ascii")
 
 
 def now_ms() -> int:
@@ -122,6 +137,8 @@ class KBaseAuth2:
     accounts: dict[str, Account] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)  # "GET /services/auth/api/V2/me", in order
+    fault_only_for: set[str] = field(default_factory=set, repr=False)  # empty: `fault` hits every call
+    on_issue: Callable[[str, str], None] | None = field(default=None, repr=False)  # (user, new token)
 
     def add_user(
         self,
@@ -147,12 +164,16 @@ class KBaseAuth2:
     ) -> str:
         """A new login token for the user (their current one from now on); returns it."""
         account = self.accounts[user]
-        value = token or secrets.token_urlsafe(24)
+        value = token or new_token()
+        if not TOKEN_FORM.fullmatch(value):
+            raise ValueError("a KBase token is 32 characters of base32 (new_token() makes one)")
         created = now_ms()
         self.tokens[value] = Token(
             user, str(uuid.uuid4()), created, created + int(expires_in * 1000), mfa or account.mfa
         )
         account.current_token = value
+        if self.on_issue is not None:
+            self.on_issue(user, value)
         return value
 
     def revoke(self, token: str) -> None:
@@ -185,6 +206,9 @@ class KBaseAuth2:
     ) -> web.StreamResponse:
         if not request.path.startswith(("/login", "/logout")):
             self.calls.append(f"{request.method} {request.path}")
+            sent = request.headers.get("Authorization", "").strip()
+            if self.fault_only_for and sent not in self.fault_only_for:
+                return await handler(request)
             if self.fault == "down":
                 # What a crashed pod behind a load balancer looks like: the connection ends unanswered.
                 if request.transport is not None:

@@ -98,10 +98,17 @@ class ApiServer(kmock.KubernetesEmulator):
     """kmock's Kubernetes emulator, plus what a real API server adds: the fields it sets on a created
     object (its uid, resourceVersion, creationTimestamp and managedFields; a pod's status; a Secret's
     `stringData` moved into `data`), a replace (PUT, as `kubectl replace` sends it, refused when the
-    resourceVersion is no longer the object's), discovery of the core kinds that kubectl understands, and
-    the end of a watch after its `timeoutSeconds` (kmock's watches never end)."""
+    resourceVersion is no longer the object's), a ClusterIP Service's virtual address, discovery of the
+    core kinds that kubectl understands, and the end of a watch after its `timeoutSeconds` (kmock's
+    watches never end)."""
 
     _versions = itertools.count(1)
+    #: What the request history keeps once a request is answered: every request but listings (the
+    #: default: tests count the other requests), "all" (a test that records every call, as the Role's
+    #: does), or "none" (hundreds of spawns, where nothing asserts on past requests). kmock matches each
+    #: new request against the whole history, so a request costs time in proportion to those kept.
+    history: str = "writes"
+    _service_ips = itertools.count(10)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -182,15 +189,21 @@ class ApiServer(kmock.KubernetesEmulator):
                 self.created_at[(plural, meta["name"])] = time.time()
             if plural == "pods":
                 request.data.setdefault("status", {"phase": "Pending"})
+            if plural == "services":
+                # A ClusterIP Service gets its virtual address from the API server's service range.
+                spec = request.data.setdefault("spec", {})
+                if spec.get("type", "ClusterIP") == "ClusterIP" and not spec.get("clusterIP"):
+                    number = next(self._service_ips)
+                    spec["clusterIP"] = f"10.96.{number // 250}.{number % 250 + 1}"
             manager = request.params.get("fieldManager") or _manager_of(request.headers.get("User-Agent", ""))
             _as_stored(plural or "", request.data, manager=manager)
         try:
             return await super()._handle(request)
         finally:
-            if request.method == "GET" and request.name is None:
-                # A listing (a kubelet polls them every few milliseconds) is forgotten once answered:
-                # kmock matches each new request against every one it kept, so thousands of kept
-                # listings made each later request slower. Tests count the other requests.
+            listing = request.method == "GET" and request.name is None
+            # A listing (a kubelet polls them every few milliseconds) is forgotten once answered, unless
+            # all are kept: thousands of kept listings made each later request slower.
+            if self.history == "none" or (listing and self.history != "all"):
                 self._forget(request)
 
     def _forget(self, request: Any) -> None:

@@ -61,12 +61,20 @@ class SparkClusterManagerApp:
     deleted: int = 0
     in_flight: int = 0
     max_in_flight: int = 0  # the most requests this server was answering at one time
+    #: A newer token of a user -> the token the user's cluster is filed under: the manager asks Auth2
+    #: whose a token is, so every token of one user reaches the user's one cluster.
+    aliases: dict[str, str] = field(default_factory=dict, repr=False)
 
     def app(self) -> web.Application:
         return spark_app(self._create, self._delete)
 
+    def alias(self, newer: str, first: str) -> None:
+        """`newer` is another token of the user whose token `first` is."""
+        self.aliases[newer] = first
+
     def _token(self, request: web.Request) -> str | None:
         token = bearer_token(request)
+        token = self.aliases.get(token, token) if token else token
         return token if token in self.tokens else None
 
     async def _create(self, request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ import yaml
 from berdl_hub import server_objects
 from berdl_hub.credentials import CredentialsSecret
 from berdl_hub.server_objects import ServerPod
+from berdl_hub.spark_connect import LABEL, SparkConnectService
 from berdl_hub.spark_network import ClusterSide, NotebookSide
 
 from tests.deploy.admission import Decision, Request, decide
@@ -85,6 +86,16 @@ def credentials_secret(pod: dict[str, Any]) -> dict[str, Any]:
     return server_objects.placed(owned, body, server)
 
 
+def spark_connect_service(pod: dict[str, Any]) -> dict[str, Any]:
+    """The Spark Connect Service the spawner makes for the server of `pod` (spark_connect)."""
+    labels = pod["metadata"]["labels"]
+    owned = SparkConnectService(lambda: labels[LABEL], 8888)
+    server = ServerPod(pod["metadata"]["name"], "berdl", "uid-1", labels)
+    body = owned.body(server)
+    assert body is not None
+    return server_objects.placed(owned, body, server)
+
+
 # --- the policy itself ----------------------------------------------------------------------------------
 
 
@@ -138,6 +149,8 @@ def test_every_object_the_spawner_makes_is_admitted(make: Callable[[], dict[str,
         hub("DELETE", "pods", pod),
         hub("CREATE", "secrets", secret),
         hub("DELETE", "secrets", secret),
+        hub("CREATE", "services", spark_connect_service(pod)),
+        hub("DELETE", "services", spark_connect_service(pod)),
     ]
     for policy_object in spark_policies(pod) + spark_policies(pod, "berdl-spark"):
         requests += [
@@ -344,3 +357,47 @@ def test_the_hub_may_touch_no_network_policy_but_a_servers_own(
         assert decision.refusals == [
             "the hub may create and delete only servers' own NetworkPolicies (<pod>-spark-notebook, -cluster)"
         ], obj["metadata"]["name"]
+
+
+def hostile_service(**change: Any) -> dict[str, Any]:
+    service = spark_connect_service(spawner_pod("alice"))
+    for key, value in change.items():
+        if key == "name":
+            service["metadata"]["name"] = value
+        elif value is None:
+            del service["spec"][key]
+        else:
+            service["spec"][key] = value
+    return service
+
+
+HOSTILE_SERVICES: dict[str, dict[str, Any]] = {
+    # CVE-2020-8554: a Service's externalIPs take the cluster's traffic to those addresses.
+    "external IPs": hostile_service(externalIPs=["10.0.0.1"]),
+    "a node port": hostile_service(type="NodePort"),
+    "a load balancer": hostile_service(type="LoadBalancer"),
+    "an external name": hostile_service(type="ExternalName", externalName="evil.example"),
+    "the hub's pods": hostile_service(selector={"app.kubernetes.io/component": "hub"}),
+    "no selector (endpoints of its own)": hostile_service(selector=None),
+    "another Service's pods": hostile_service(selector={LABEL: "jupyter-bob"}),
+    "a name that is not a server's": hostile_service(name="proxy-public"),
+}
+
+
+@pytest.mark.parametrize("operation", ["CREATE", "UPDATE"])
+@pytest.mark.parametrize("service", HOSTILE_SERVICES.values(), ids=HOSTILE_SERVICES.keys())
+def test_the_hub_may_make_no_service_but_a_servers_spark_connect_one(
+    operation: str, service: dict[str, Any], policy: Any
+) -> None:
+    decision = decide(policy, hub(operation, "services", service))
+    assert len(decision.refusals) == 1, decision.refusals
+    assert decision.refusals[0].startswith(
+        "the hub may create and delete only servers' Spark Connect Services"
+    )
+
+
+def test_the_hub_cannot_delete_a_service_of_deploy(policy: Any, rendered: list[dict[str, Any]]) -> None:
+    services = [o for o in rendered if o["kind"] == "Service"]
+    assert {o["metadata"]["name"] for o in services} >= {"hub", "proxy-public", "proxy-api"}
+    for obj in services:
+        assert decide(policy, hub("DELETE", "services", obj)).refusals, obj["metadata"]["name"]

@@ -49,6 +49,7 @@ def hub_settings(secret: dict[str, Any], **extra: str) -> hub_config.HubSettings
         "JUPYTERHUB_AUTHENTICATOR_CLASS": "kbase",
         "KBASE_AUTH_URL": "https://kbase.us/services/auth/",
         "KBASE_APPROVED_ROLES": "BERDL_USER",
+        "BERDL_HUB_PUBLIC_URL": "https://hub.berdl.kbase.us/",
         "JUPYTERHUB_DB_URL": "postgresql://jupyterhub@db/jupyterhub"
         if "PGPASSWORD" in secret["data"]
         else "",

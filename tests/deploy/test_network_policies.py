@@ -5,10 +5,15 @@ that user's Spark pods are opened by each server's own policies: test_spark_isol
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
+from berdl_hub import server_objects
+from berdl_hub.server_objects import ServerPod
+from berdl_hub.spark_network import ClusterSide, NotebookSide
 
 from tests.deploy.netpol import Peer, allowed, pod, selecting
 from tests.deploy.rendered import named, overlay, render
@@ -81,9 +86,13 @@ def pods(objects: list[dict[str, Any]], namespace: str) -> dict[str, Peer]:
             "minio", "10.3.0.5", {"app": "minio", "berdl.kbase.us/notebook-access": "true"}, "minio"
         ),
         "minio-console": Peer("minio-console", "10.3.0.6", {"app": "minio-console"}, "minio"),
+        # A BERDL service the operator named for Spark Connect (by its label), and one not named.
+        "mcp": Peer("mcp", "10.4.0.5", {"app": "datalake-mcp", SPARK_CONNECT_ACCESS: "true"}, "datalake"),
+        "mcp-unnamed": Peer("mcp-unnamed", "10.4.0.6", {"app": "datalake-mcp"}, "datalake"),
     }
 
 
+SPARK_CONNECT_ACCESS = "berdl.kbase.us/spark-connect-access"  # the label the shipped rule admits
 METADATA = Peer("cloud metadata", "169.254.169.254")
 PYPI = Peer("a package index", "151.101.0.223")
 KBASE = Peer("KBase", "128.3.56.133")
@@ -187,3 +196,71 @@ def test_user_pods_reach_no_private_address_nobody_listed(
         for port in (443, 5432, 6443):
             assert not allowed(policies, pods["alice"], address, port), address
     assert not allowed(policies, pods["proxy"], PYPI, 443)
+
+
+# --- Spark Connect (15002) ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_servers_own(policies: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    """deploy/'s policies plus those alice's servers bring (spark_network): the way between her
+    notebooks and her Spark pods."""
+    return policies + [
+        server_objects.placed(owned, body, server)
+        for server in (server_pod(spawner_pod("alice"), namespace),)
+        for owned in (
+            NotebookSide(user="alice", spark_namespace=""),
+            ClusterSide(user="alice", spark_namespace=""),
+        )
+        if (body := owned.body(server)) is not None
+    ]
+
+
+def server_pod(manifest: dict[str, Any], namespace: str) -> ServerPod:
+    return ServerPod(manifest["metadata"]["name"], namespace, "uid-1", manifest["metadata"]["labels"])
+
+
+def test_spark_connect_is_reached_only_by_the_services_the_operator_named(
+    with_servers_own: list[dict[str, Any]], pods: dict[str, Peer]
+) -> None:
+    for user_pod in ("alice", "alice-named", "bob"):
+        admitted = sorted(
+            name for name, peer in pods.items() if allowed(with_servers_own, peer, pods[user_pod], 15002)
+        )
+        assert admitted == ["mcp"], user_pod  # not her Spark pods, the hub, the proxy, other users
+    assert not allowed(with_servers_own, pods["mcp"], pods["alice"], 8888)  # and nothing but Spark Connect
+    for address in (PYPI, KBASE, DB_OUTSIDE):
+        assert not allowed(with_servers_own, address, pods["alice"], 15002)
+
+
+def test_her_spark_pods_still_reach_her_driver_on_every_other_port(
+    with_servers_own: list[dict[str, Any]], pods: dict[str, Peer]
+) -> None:
+    for port in (1, 7078, 15001, 15003, 41234, 65535):
+        assert allowed(with_servers_own, pods["spark-worker"], pods["alice"], port), port
+        assert not allowed(with_servers_own, pods["spark-worker"], pods["bob"], port), port
+
+
+def test_an_overlay_names_another_selector(tmp_path: Path) -> None:
+    """deploy/README.md's way to admit a service by its own labels instead of the shipped one."""
+    folder = overlay(tmp_path, "berdl")
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    kustomization["patches"] = [
+        {"target": {"kind": "NetworkPolicy", "name": "singleuser"}, "patch": SELECTOR_PATCH}
+    ]
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    policies = [o for o in render(folder) if o["kind"] == "NetworkPolicy"]
+    alice = pod("alice", "10.1.0.10", spawner_pod("alice"), "berdl")
+    mcp = Peer("mcp", "10.4.0.5", {"app": "datalake-mcp"}, "datalake")
+    labelled = Peer("labelled", "10.4.0.6", {SPARK_CONNECT_ACCESS: "true"}, "elsewhere")
+    assert allowed(policies, mcp, alice, 15002)
+    assert not allowed(policies, labelled, alice, 15002)  # the shipped selector is replaced
+
+
+SELECTOR_PATCH = """\
+- op: replace
+  path: /spec/ingress/1/from
+  value:
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: datalake}}
+      podSelector: {matchLabels: {app: datalake-mcp}}
+"""

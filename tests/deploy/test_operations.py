@@ -71,7 +71,7 @@ def test_a_settings_change_rolls_the_hub_and_only_the_hub(tmp_path: Path) -> Non
 def test_a_change_of_the_settings_tree_rolls_the_hub(tmp_path: Path) -> None:
     before = render()
     after = changed_copy(
-        tmp_path, "config/hub-config.yaml", "\n{}\n", "\nBERDLSpawner: {start_timeout: 600}\n"
+        tmp_path, "config/hub-config.yaml", "\n  profile_list:\n", "\n  start_timeout: 600\n  profile_list:\n"
     )
     assert pod_template(after, "hub") != pod_template(before, "hub")
     assert pod_template(after, "proxy") == pod_template(before, "proxy")
@@ -87,8 +87,12 @@ def test_the_settings_tree_is_mounted_where_the_hub_reads_it() -> None:
     generated = find(documents, "ConfigMap", "berdl-hub-config")
     assert volume["configMap"]["name"] == generated["metadata"]["name"]
     tree = yaml.safe_load(generated["data"][file_name])
-    assert tree == {}  # shipped empty: every traitlet at the built-in configuration's value
-    assert config_tree.read(str(DEPLOY / "config" / "hub-config.yaml")) == Config()
+    # Shipped with BERDL's two profiles only: every other traitlet at the built-in configuration's value.
+    assert list(tree) == ["BERDLSpawner"]
+    assert list(tree["BERDLSpawner"]) == ["profile_list"]
+    shipped = config_tree.read(str(DEPLOY / "config" / "hub-config.yaml"))
+    assert shipped == Config(tree)
+    assert [p["slug"] for p in shipped.BERDLSpawner.profile_list] == ["medium", "large"]
 
 
 def test_the_hub_is_never_unready_and_restarted_only_when_long_dead() -> None:

@@ -20,6 +20,14 @@ from tests.conftest import require_tool
 E2E_WORK = REPO / ".work" / "e2e"
 #: The package alice installs with %pip from the shared folder.
 PROBE_PACKAGE = "berdl_probe_alice"
+#: The journey's bounds on a KBase token's life, small (the defaults: 300 s, 30 s): the hub's check of
+#: the users with a running server, and each kernel's look at ~/.berdl_kbase_session (steps 7 and 8).
+REVOCATION_CHECK_SECONDS = 5
+KERNEL_SYNC_SECONDS = 5
+TOKEN_BOUNDS = (
+    f"c.KBaseAuthenticator.revocation_check_interval = {REVOCATION_CHECK_SECONDS}\n"
+    f"c.BERDLSpawner.environment.update({{'KBASE_TOKEN_SYNC_SECONDS': '{KERNEL_SYNC_SECONDS}'}})\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +36,10 @@ def stack(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         require_tool(tool)
     wheel = module_wheel(tmp_path_factory.mktemp("wheels"), PROBE_PACKAGE)
     with running_stack(
-        E2E_WORK, make_users("alice", "bob"), wheels={wheel.name: wheel.read_bytes()}
+        E2E_WORK,
+        make_users("alice", "bob"),
+        wheels={wheel.name: wheel.read_bytes()},
+        extra_config=TOKEN_BOUNDS,
     ) as running:
         yield running
 

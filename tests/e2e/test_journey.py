@@ -7,8 +7,11 @@ user sees or what the system holds. Screenshots and every process's log are in .
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,11 +20,13 @@ import pytest
 from localhub.browser import UserBrowser
 from localhub.prometheus import MONITORING, Prometheus, running_prometheus
 from localhub.stack import SHARED_IN_POD, Stack
+from localhub.standins.kbase_auth2 import ADMIN_ROLE, APPROVED_ROLE
 from tests.conftest import require_tool
 from tests.deploy.monitoring import series_named
 from tests.e2e.conftest import E2E_WORK, PROBE_PACKAGE
 from tests.e2e.probes import eventually, pod_of, podman_pods
 from tests.hub.hubtest_support import assert_no_secret_in
+from tests.hub.test_notebook_environment import REQUIRED
 
 pytestmark = pytest.mark.slow
 
@@ -146,6 +151,37 @@ def test_3_kubernetes_holds_no_credential_in_the_pod_and_an_owned_secret(stack: 
     assert (owner["kind"], owner["name"]) == ("Pod", "jupyter-alice")
 
 
+def test_3_her_notebook_has_every_variable_berdls_notebook_requires(stack: Stack, alice: UserBrowser) -> None:
+    """What BERDL's production notebook checks at start (tests/hub/test_notebook_environment.REQUIRED), in
+    her kernel's os.environ; the notebook prints names and comparisons only, never a value."""
+    pod = pod_of(stack, "alice")
+    probe = (
+        "import json, os\n"
+        f"required = {sorted(REQUIRED)!r}\n"
+        "print(json.dumps({'missing': [n for n in required if not os.environ.get(n)],\n"
+        f"    'pod_ip_is_hers': os.environ.get('BERDL_POD_IP') == {pod['status']['podIP']!r},\n"
+        f"    'pod_name_is_hers': os.environ.get('BERDL_POD_NAME') == {pod['metadata']['name']!r},\n"
+        "    'user': os.environ.get('USER'), 'spark_connect': os.environ.get('SPARK_CONNECT_URL')}))"
+    )
+    reported = alice.json_from_notebook(probe, new=True)
+    alice.shot("notebook-environment")
+    alice.save_as("environment.ipynb")  # saved with its kernel: JupyterLab reopens it after a restart
+    assert reported["missing"] == []
+    assert reported["pod_ip_is_hers"] is True
+    assert reported["pod_name_is_hers"] is True
+    assert reported["user"] == "alice"
+    assert reported["spark_connect"] == "sc://jupyter-alice.berdl:15002"
+
+
+def test_3_her_spark_connect_service_is_owned_by_her_pod(stack: Stack) -> None:
+    pod = pod_of(stack, "alice")
+    service = stack.standins.objects("v1/services")["jupyter-alice"]
+    (owner,) = service["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("Pod", "jupyter-alice", pod["metadata"]["uid"])
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert {port["port"] for port in service["spec"]["ports"]} == {8888, 15002}
+
+
 def test_4_a_second_user_gets_a_pod_of_his_own(stack: Stack, alice: UserBrowser, bob: UserBrowser) -> None:
     bob.log_in_on_kbase()
     bob.start_server()
@@ -185,6 +221,14 @@ def test_5_stop_from_the_control_panel(stack: Stack, alice: UserBrowser) -> None
     assert not cluster_left, "her Spark cluster is left after the stop"
     assert stack.standins.spark.deleted == deleted_before + 1
     assert "jupyter-bob" in podman_pods(stack)  # bob's server is not touched
+
+
+def test_5_her_service_went_with_her_server(stack: Stack) -> None:
+    eventually(
+        lambda: "jupyter-alice" not in stack.standins.objects("v1/services"),
+        "her Spark Connect Service is gone",
+    )
+    assert "jupyter-bob" in stack.standins.objects("v1/services")  # bob's server still has his
 
 
 def test_5_prometheus_scraped_each_of_berdls_series_with_what_happened(
@@ -261,3 +305,116 @@ def test_6_start_again_keeps_the_files_and_changes_nothing(stack: Stack, alice: 
     # The first start's log is kept beside it: the one of the run that prepared the home.
     first, *_ = stack.standins.node.init_logs("jupyter-alice", "berdl-init")
     assert {"dirs", "dotfiles", "venv"} <= {change["step"] for change in json.loads(first)["changes"]}
+
+
+# What a kernel reports of its KBase token: digests only, never the token. The cell waits, up to 90 s
+# (within the browser's wait for its output), for KBASE_AUTH_TOKEN to change; `waiting` shows it runs
+# before the renewal.
+WAIT_FOR_A_NEW_TOKEN = """import hashlib, json, os, time
+digest = lambda text: hashlib.sha256(text.encode()).hexdigest()
+before = os.environ["KBASE_AUTH_TOKEN"]
+print("waiting", flush=True)
+deadline = time.time() + 90
+while os.environ["KBASE_AUTH_TOKEN"] == before and time.time() < deadline:
+    time.sleep(0.5)
+changed_at = time.time()
+path = os.path.expanduser("~/.berdl_kbase_session")
+print(json.dumps({"env": digest(os.environ["KBASE_AUTH_TOKEN"]), "file": digest(open(path).read().strip()),
+                  "mode": oct(os.stat(path).st_mode & 0o777), "changed_at": changed_at}))"""
+#: The figures steps 7 and 8 measured, for docs/reliability.md.
+TOKEN_FIGURES = E2E_WORK / "token-life.json"
+
+
+def record(figure: str, seconds: float) -> None:
+    figures = json.loads(TOKEN_FIGURES.read_text()) if TOKEN_FIGURES.exists() else {}
+    figures[figure] = round(seconds, 1)
+    TOKEN_FIGURES.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"\n{figure}: {seconds:.1f} s", file=sys.stderr)
+
+
+def test_7_a_new_kbase_login_reaches_her_running_kernel(stack: Stack, alice: UserBrowser) -> None:
+    """Her kernel (started in step 6) runs a cell that waits; her KBase token is replaced by a new
+    login, in another tab, and her browser carries the new cookie. With no visit to /hub, during
+    ordinary JupyterLab use, the waiting cell sees the new token in its environment, and the file
+    BERDL's utilities read holds it (mode 0600); so does her server's Secret, for a restarted container."""
+    secrets_before = stack.standins.objects("v1/secrets")["jupyter-alice-credentials"]["data"]
+    cell = alice.start_in_notebook(WAIT_FOR_A_NEW_TOKEN)
+    cell.locator(".jp-OutputArea-output", has_text="waiting").wait_for()
+    navigations = list(alice.visited)
+
+    auth2 = stack.standins.auth2
+    new = auth2.issue_token("alice")  # a new KBase login (the old token stays valid, as KBase's does)
+    stack.secrets.append(new)
+    kbase = alice.page.context.new_page()  # she logs in to KBase again in another tab
+    kbase.goto(f"{stack.standins.auth2_url}/login?redirect=/login")
+    kbase.click('button[value="alice"]')
+    kbase.wait_for_load_state()
+    carried = {c["name"]: c["value"] for c in alice.page.context.cookies(stack.public_url)}
+    assert carried["kbase_session"] == new, "the browser does not carry the new KBase cookie"
+    kbase.close()
+    logged_in_again = time.time()
+
+    reported = json.loads(alice.printed_by(cell).strip().splitlines()[-1])
+    assert reported["env"] == sha256(new), "the waiting cell's KBASE_AUTH_TOKEN is not the new token"
+    assert reported["file"] == sha256(new), "~/.berdl_kbase_session does not hold the new token"
+    assert reported["mode"] == "0o600"
+    assert alice.visited == navigations  # her window stayed in JupyterLab: no visit to /hub
+    record("new KBase login to a running kernel's KBASE_AUTH_TOKEN", reported["changed_at"] - logged_in_again)
+    secret = stack.standins.objects("v1/secrets")["jupyter-alice-credentials"]["data"]
+    held = base64.b64decode(secret["KBASE_AUTH_TOKEN"]).decode()
+    assert sha256(held) == sha256(new), "her server's Secret does not hold the new token"
+    assert {k: v for k, v in secret.items() if k != "KBASE_AUTH_TOKEN"} == {
+        k: v for k, v in secrets_before.items() if k != "KBASE_AUTH_TOKEN"
+    }
+    alice.shot("token-renewed")
+
+
+def test_7b_a_hub_admin_cannot_open_alices_server(stack: Stack, alice: UserBrowser, bob: UserBrowser) -> None:
+    """bob becomes a hub admin (a KBase admin role; he signs in again). JupyterHub 5's admin role holds
+    access:servers, and alice's server would receive his cookies, his KBase token among them; her server
+    asks every visitor for a scope only she holds (BERDLSpawner.access_for_owner_only), and refuses him."""
+    stack.standins.auth2.set_roles("bob", [APPROVED_ROLE, ADMIN_ROLE])
+    bob.page.goto(f"{stack.public_url}/hub/logout")
+    bob.page.goto(f"{stack.public_url}/hub/login")  # from his KBase cookie: a new login, as an admin
+    admin_page = bob.page.goto(f"{stack.public_url}/hub/admin")
+    assert admin_page is not None
+    assert admin_page.status == 200, "bob is no hub admin"
+    bob.page.goto(f"{stack.public_url}/user/alice/lab")
+    authorize = bob.page.locator("input[type=submit][value=Authorize], button:has-text('Authorize')")
+    if authorize.count():  # JupyterHub asks a visitor to confirm the OAuth grant
+        with bob.page.expect_navigation():
+            authorize.first.click()
+    bob.shot("admin-at-alices-server")
+    text = bob.page.locator("body").inner_text()
+    assert bob.page.locator(".jp-LabShell").count() == 0, "bob, an admin, opened alice's JupyterLab"
+    assert "403" in text, text[:500]
+    assert "not allowed" in text, text[:500]
+    stack.standins.auth2.set_roles("bob", [APPROVED_ROLE])
+    assert "jupyter-alice" in podman_pods(stack)
+
+
+def test_8_a_role_taken_away_stops_his_server_with_no_browser_of_his_open(
+    stack: Stack, bob: UserBrowser
+) -> None:
+    """bob's server runs (step 4); he closes his browser; his role is taken away. Within the hub's check
+    interval (conftest's REVOCATION_CHECK_SECONDS) and the stop, his pod, Secret and Spark cluster are gone,
+    and the hub's log says why in one line."""
+    bob.page.context.close()
+    token = stack.users["bob"].kbase_token
+    assert token in stack.standins.spark.clusters
+    deleted_before = stack.standins.spark.deleted
+    stack.standins.auth2.set_roles("bob", [])
+    taken_away = time.monotonic()
+    eventually(lambda: "jupyter-bob" not in stack.standins.objects("v1/pods"), "his pod is gone from the API")
+    record("role taken away to his pod deleted", time.monotonic() - taken_away)
+    eventually(
+        lambda: "jupyter-bob-credentials" not in stack.standins.objects("v1/secrets"), "his Secret is gone"
+    )
+    eventually(lambda: stack.standins.spark.deleted == deleted_before + 1, "his Spark cluster is deleted")
+    cluster_left = token in stack.standins.spark.clusters  # a bool: a failed assert prints no token
+    assert not cluster_left
+    eventually(lambda: "jupyter-bob" not in podman_pods(stack), "his pod is gone from podman")
+    record("role taken away to his pod, Secret and cluster gone", time.monotonic() - taken_away)
+    line = "Stopping the servers of bob (bob): the KBase account no longer holds a role this hub needs"
+    assert line in stack.logs()
+    assert "jupyter-alice" in podman_pods(stack)  # alice's server runs on

@@ -6,14 +6,8 @@ alice may log in; ada is also a hub admin. Test modules that need users of their
 
 from __future__ import annotations
 
-import secrets
-
 from localhub.standins.kbase_auth2 import ADMIN_ROLE, APPROVED_ROLE, KBaseAuth2
 
 AUTH2 = KBaseAuth2()
-ALICE_KBASE_TOKEN = AUTH2.add_user(
-    "alice", customroles=[APPROVED_ROLE], token="kbase-" + secrets.token_hex(16)
-)
-ADA_KBASE_TOKEN = AUTH2.add_user(
-    "ada", customroles=[APPROVED_ROLE, ADMIN_ROLE], token="kb-" + secrets.token_hex(16)
-)
+ALICE_KBASE_TOKEN = AUTH2.add_user("alice", customroles=[APPROVED_ROLE])
+ADA_KBASE_TOKEN = AUTH2.add_user("ada", customroles=[APPROVED_ROLE, ADMIN_ROLE])

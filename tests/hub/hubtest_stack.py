@@ -60,6 +60,9 @@ class Stack:
     def secrets(self) -> list[str]:
         return self.names("v1/secrets")
 
+    def services(self) -> list[str]:
+        return self.names("v1/services")
+
     def names(self, resource: str) -> list[str]:
         kind = kmock.resource(resource)
         return [key[2] for key, obj in self.k8s.objects.items() if key[0] == kind and not obj.deleted]

@@ -9,11 +9,13 @@ every token the test used.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import aiohttp
 import pytest
@@ -26,7 +28,7 @@ from tornado import httpserver, netutil, web
 
 from localhub.standins.http import serve
 from localhub.standins.hub import FakeUser
-from localhub.standins.kbase_auth2 import KBaseAuth2
+from localhub.standins.kbase_auth2 import KBaseAuth2, new_token
 from tests.hub.hubtest_support import assert_no_secret_in, closed_port_url
 
 pytestmark = pytest.mark.asyncio
@@ -71,8 +73,12 @@ class Rig:
         self.tokens.append(token)
         return token
 
-    async def get(self, path: str, cookies: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in (cookies or {}).items())} if cookies else {}
+    async def get(
+        self, path: str, cookies: dict[str, str] | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        headers = dict(headers or {})
+        if cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
         async with aiohttp.ClientSession() as client, client.get(self.hub + path, headers=headers) as answer:
             text = await answer.text()
             if answer.status != 200:  # a refusal's text and link are what the user's page shows
@@ -113,6 +119,8 @@ async def rig(scanned_logs: list[str]) -> AsyncIterator[Rig]:
         server = httpserver.HTTPServer(app)
         server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
+        # JupyterHub.public_url, as the hub's handlers see it (parsed)
+        app.settings["public_url"] = urlparse(f"http://127.0.0.1:{port}/")
         try:
             yield Rig(auth2, authenticator, f"http://127.0.0.1:{port}", users, scanned_logs)
         finally:
@@ -175,7 +183,7 @@ async def test_an_invalid_token_is_told_to_log_in_again(rig: Rig, how: str) -> N
         token = rig.auth2.issue_token("alice", expires_in=-1)
         rig.tokens.append(token)
     else:
-        token = "never-issued-" + "y" * 20
+        token = new_token()  # in KBase's form, but Auth2 never issued it
         rig.tokens.append(token)
     status, body = await rig.login(token)
     assert status == 401
@@ -238,20 +246,38 @@ async def test_a_refresh_after_revocation_ends_the_session(rig: Rig) -> None:
 
 async def test_a_refresh_while_auth2_is_down_keeps_the_session(rig: Rig) -> None:
     token = rig.add_user("alice", customroles=[APPROVED])
-    rig.users["alice"] = FakeUser("alice", auth_state={"kbase_token": token})
+    rig.users["alice"] = FakeUser("alice", auth_state={"kbase_token": token, "checked_at": time.time()})
     rig.auth2.fault = "500"
     assert await rig.get("/refresh?user=alice") == (200, {"result": True})
 
 
-async def test_a_new_cookie_replaces_the_stored_token(rig: Rig) -> None:
+class RunningServer:
+    """What the authenticator hands a renewed token to: a running server's spawner."""
+
+    active = True
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+
+    async def use_kbase_token(self, token: str) -> None:
+        self.tokens.append(token)
+
+
+async def test_a_new_cookie_replaces_the_stored_token_and_reaches_the_running_servers(rig: Rig) -> None:
     old = rig.add_user("alice", customroles=[APPROVED, ADMIN])
-    rig.users["alice"] = FakeUser("alice", auth_state={"kbase_token": old})
+    server = RunningServer()
+    rig.users["alice"] = FakeUser("alice", auth_state={"kbase_token": old}, spawners={"": server})
     new = rig.auth2.issue_token("alice")
     rig.tokens.append(new)
     status, body = await rig.get("/refresh?user=alice", {"kbase_session": new})
     assert status == 200
     assert body["result"]["auth_state"]["kbase_token"] == new
     assert body["result"]["admin"] is True
+    for _ in range(50):
+        if server.tokens:
+            break
+        await asyncio.sleep(0.02)
+    assert server.tokens == [new]  # its memory and Secret (the spawner's use_kbase_token)
 
 
 async def test_a_cookie_of_another_user_or_a_lost_role_ends_the_session(rig: Rig) -> None:
@@ -320,3 +346,86 @@ async def test_answers_that_do_not_follow_the_api_are_not_blamed_on_the_user(
         with pytest.raises(Auth2Unavailable):
             await client.check(token)
     await close_shared_client()
+
+
+# --- finding 1 of issue 23: a value the user sends is never a success when it cannot be checked -------
+
+
+async def test_a_junk_cookie_does_not_keep_a_revoked_users_session(rig: Rig) -> None:
+    """Role taken away, token revoked, and a 9,000-byte cookie: a front end with an 8 KiB header limit
+    answers 400 without JSON, which is an outage to the client. The session must end all the same."""
+    token = rig.add_user("ada", customroles=[APPROVED, ADMIN])
+    rig.users["ada"] = FakeUser("ada", auth_state={"kbase_token": token, "checked_at": time.time()})
+    rig.auth2.set_roles("ada", [])
+    rig.auth2.revoke(token)
+    assert await rig.get("/refresh?user=ada", {"kbase_session": "A" * 9000}) == (200, {"result": False})
+
+
+async def test_a_cookie_not_in_kbases_token_form_never_reaches_auth2(rig: Rig) -> None:
+    token = rig.add_user("alice", customroles=[APPROVED])
+    junk = "not-a-kbase-token-" + "x" * 20
+    assert await rig.login(junk) == (200, {"result": None})  # the login page, as without a cookie
+    assert rig.auth2.calls == []
+    rig.users["alice"] = FakeUser("alice", auth_state={"kbase_token": token, "checked_at": time.time()})
+    status, body = await rig.get("/refresh?user=alice", {"kbase_session": junk})
+    assert (status, body["result"]["auth_state"]["kbase_token"]) == (200, token)
+    assert len(rig.auth2.calls) == 2  # the stored token's two calls, no more
+
+
+async def test_a_cookie_auth2_cannot_check_is_set_aside_for_the_stored_token(rig: Rig) -> None:
+    stored = rig.add_user("alice", customroles=[APPROVED])
+    cookie = rig.auth2.issue_token("alice")
+    rig.tokens.append(cookie)
+    rig.users["alice"] = FakeUser("alice", auth_state={"kbase_token": stored, "checked_at": time.time()})
+    rig.auth2.fault, rig.auth2.fault_only_for = "non-json", {cookie}
+    status, body = await rig.get("/refresh?user=alice", {"kbase_session": cookie})
+    assert (status, body["result"]["auth_state"]["kbase_token"]) == (200, stored)
+    rig.auth2.revoke(stored)
+    assert await rig.get("/refresh?user=alice", {"kbase_session": cookie}) == (200, {"result": False})
+
+
+# --- finding 2: an expired token, and an outage, have bounds ------------------------------------------
+
+
+async def test_an_expired_stored_token_ends_the_session_without_asking_auth2(rig: Rig) -> None:
+    token = rig.add_user("alice", customroles=[APPROVED])  # Auth2 would still say yes
+    state = {"kbase_token": token, "token_expires": time.time() - 1, "checked_at": time.time()}
+    rig.users["alice"] = FakeUser("alice", auth_state=state)
+    assert await rig.get("/refresh?user=alice") == (200, {"result": False})
+    assert rig.auth2.calls == []
+
+
+async def test_an_outage_keeps_the_session_only_within_its_grace(rig: Rig) -> None:
+    token = rig.add_user("alice", customroles=[APPROVED])
+    rig.auth2.fault = "500"
+    recent = {"kbase_token": token, "checked_at": time.time() - 60}
+    rig.users["alice"] = FakeUser("alice", auth_state=recent)
+    assert await rig.get("/refresh?user=alice") == (200, {"result": True})
+    long_ago = {"kbase_token": token, "checked_at": time.time() - 2 * 3600}  # the default grace: an hour
+    rig.users["alice"] = FakeUser("alice", auth_state=long_ago)
+    assert await rig.get("/refresh?user=alice") == (200, {"result": False})
+    rig.authenticator.auth_outage_grace = 10
+    rig.users["alice"] = FakeUser("alice", auth_state=recent)
+    assert await rig.get("/refresh?user=alice") == (200, {"result": False})
+
+
+async def test_a_good_check_records_when_it_was_made(rig: Rig) -> None:
+    token = rig.add_user("alice", customroles=[APPROVED])
+    before = time.time()
+    _, body = await rig.login(token)
+    assert before <= body["result"]["auth_state"]["checked_at"] <= time.time()
+
+
+# --- finding 5: the way back from KBase's login page is the hub's configured public URL ---------------
+
+
+async def test_the_way_back_from_kbase_is_the_public_url_not_the_host_header(rig: Rig) -> None:
+    token = rig.add_user("alice", customroles=[APPROVED])
+    rig.auth2.revoke(token)
+    status, body = await rig.get(
+        "/login?next=%2Fhub%2Fspawn", {"kbase_session": token}, {"Host": "evil.example"}
+    )
+    assert status == 401
+    back = quote(f"{rig.hub}/hub/login?next=%2Fhub%2Fspawn", safe="")
+    assert f"/login?redirect={back}'>" in body["html"]
+    assert "evil.example" not in body["html"]

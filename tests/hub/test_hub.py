@@ -106,7 +106,11 @@ class HubStack:
 
 
 def hub_env(
-    tmp: Path, hub_port: int, proxy_api_port: int, auth2_url: str = "http://127.0.0.1:9"
+    tmp: Path,
+    hub_port: int,
+    proxy_api_port: int,
+    auth2_url: str = "http://127.0.0.1:9",
+    public_url: str = "http://127.0.0.1:9/",
 ) -> dict[str, str]:
     (tmp / "hub-cwd").mkdir()
     (tmp / "kubeconfig").write_text(kube_config())
@@ -119,6 +123,7 @@ def hub_env(
         "CONFIGPROXY_API_URL": f"http://127.0.0.1:{proxy_api_port}",
         "CONFIGPROXY_AUTH_TOKEN": PROXY_TOKEN,
         **kbase_env(auth2_url),
+        "BERDL_HUB_PUBLIC_URL": public_url,  # where users reach the hub: the proxy
         "BERDL_HUB_BIND_URL": f"http://127.0.0.1:{hub_port}",
         "BERDL_HUB_EXTRA_CONFIG": str(tmp / "extra_config.py"),
         "BERDL_INIT_IMAGE": "ghcr.io/kbase/berdl-init:1.0",
@@ -129,7 +134,7 @@ def hub_env(
 @pytest.fixture
 def hub_stack(tmp_path: Path, auth2_url: str) -> Iterator[HubStack]:
     hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
-    env = hub_env(tmp_path, hub_port, proxy_api_port, auth2_url)
+    env = hub_env(tmp_path, hub_port, proxy_api_port, auth2_url, f"http://127.0.0.1:{proxy_port}/")
     proxy_env = {**base_env(), "CONFIGPROXY_AUTH_TOKEN": PROXY_TOKEN}
     cmd = proxy_command(proxy_port, proxy_api_port, f"http://127.0.0.1:{hub_port}")
     proxy = start("configurable-http-proxy", cmd, proxy_env, tmp_path / "proxy.log")
@@ -143,6 +148,9 @@ def hub_stack(tmp_path: Path, auth2_url: str) -> Iterator[HubStack]:
         stack.proxy.stop()  # a test may have replaced the first proxy with a restarted one
 
 
+FROM_KBASE = {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "navigate"}
+
+
 def log_in(client: httpx.Client, base: str, user: str) -> None:
     """As a person does: the hub's login page links to KBase's, whose cookie brings the user back."""
     page = client.get(f"{base}/hub/login")
@@ -154,7 +162,9 @@ def log_in(client: httpx.Client, base: str, user: str) -> None:
     form = {"user": user, "redirect": kbase_login.params["redirect"]}
     back = client.post(kbase_login.copy_with(query=None), data=form)
     assert back.status_code == 303
-    answer = client.get(back.headers["location"])
+    # What a browser says of the navigation KBase's page redirected (the hub logs in from the cookie only
+    # on a navigation started on its site or KBase's).
+    answer = client.get(back.headers["location"], headers=FROM_KBASE)
     assert answer.status_code == 302, answer.text[:500]
 
 
@@ -206,7 +216,11 @@ def restart_keeps_login_and_auth_state(stack: HubStack) -> None:
         stack.start_hub()
 
         assert is_logged_in(browser, base)  # the same cookie, after the restart
-        assert stored_auth_state(base, "alice") == state
+        # The same login (its check after the restart renews only when it was made, `checked_at`).
+        after = stored_auth_state(base, "alice")
+        assert after is not None
+        assert after.pop("checked_at") >= state.pop("checked_at")
+        assert after == state
     with httpx.Client(follow_redirects=False) as admin:
         log_in(admin, base, "ada")
         assert stored_user(base, "ada")["admin"] is True
@@ -292,6 +306,7 @@ GOOD = {
     "JUPYTERHUB_AUTHENTICATOR_CLASS": "kbase",
     "KBASE_AUTH_URL": "https://kbase.us/services/auth/",
     "KBASE_APPROVED_ROLES": "BERDL_USER",
+    "BERDL_HUB_PUBLIC_URL": "https://hub.berdl.kbase.us/",
 }
 
 
@@ -316,6 +331,9 @@ GOOD = {
         ({"KBASE_AUTH_URL": "kbase.us/services/auth/"}, "KBASE_AUTH_URL must be an http(s) URL"),
         ({"KBASE_LOGIN_URL": "ftp://kbase.us/login"}, "KBASE_LOGIN_URL must be an http(s) URL"),
         ({"KBASE_APPROVED_ROLES": " , "}, "KBASE_APPROVED_ROLES is required"),
+        ({"BERDL_HUB_PUBLIC_URL": ""}, "BERDL_HUB_PUBLIC_URL is required with the kbase authenticator"),
+        ({"BERDL_HUB_PUBLIC_URL": "hub.berdl.kbase.us"}, "BERDL_HUB_PUBLIC_URL must be an http(s) URL"),
+        ({"KBASE_LOGOUT_URL": "kbase.us/logout"}, "KBASE_LOGOUT_URL must be an http(s) URL"),
     ],
 )
 def test_each_rule_names_its_variable(change: dict[str, str], problem: str) -> None:
@@ -340,6 +358,7 @@ def test_good_settings_configure_the_hub() -> None:
     assert c.BERDLSpawner.init_image == "init:1"
     assert c.KBaseAuthenticator.auth_url == "https://kbase.us/services/auth/"
     assert c.KBaseAuthenticator.approved_roles == ["BERDL_USER"]
+    assert c.JupyterHub.public_url == "https://hub.berdl.kbase.us/"
     culler = c.JupyterHub.services[0]
     assert culler["name"] == "jupyterhub-idle-culler"
     assert "--timeout=3600" in culler["command"]

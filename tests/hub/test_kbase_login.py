@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import re
-import secrets
 import time
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -24,6 +23,7 @@ from tests.hub.hubtest_kbase import AUTH2
 from tests.hub.hubtest_support import assert_no_secret_in
 from tests.hub.test_hub import (  # noqa: F401  (hub_stack: a fixture)
     EXTRA_CONFIG,
+    FROM_KBASE,
     SECRETS,
     HubStack,
     hub_stack,
@@ -35,14 +35,12 @@ from tests.hub.test_hub import (  # noqa: F401  (hub_stack: a fixture)
 pytestmark = pytest.mark.slow
 
 # Users of this module only: the tests revoke tokens and change the stand-in's mode.
-RITA = AUTH2.add_user("rita", customroles=[APPROVED_ROLE], token="rita-" + secrets.token_hex(16))
-DAVE = AUTH2.add_user("dave", customroles=["SOMETHING_ELSE"], token="dave-" + secrets.token_hex(16))
-ERIN = AUTH2.add_user(
-    "erin", customroles=[APPROVED_ROLE], mfa="NotUsed", token="erin-" + secrets.token_hex(16)
-)
-GUS = AUTH2.add_user("gus", customroles=[APPROVED_ROLE], token="gus-" + secrets.token_hex(16))
-REX = AUTH2.add_user("rex", customroles=[APPROVED_ROLE], token="rex-" + secrets.token_hex(16))
-ROSA = AUTH2.add_user("rosa", customroles=[APPROVED_ROLE], token="rosa-" + secrets.token_hex(16))
+RITA = AUTH2.add_user("rita", customroles=[APPROVED_ROLE])
+DAVE = AUTH2.add_user("dave", customroles=["SOMETHING_ELSE"])
+ERIN = AUTH2.add_user("erin", customroles=[APPROVED_ROLE], mfa="NotUsed")
+GUS = AUTH2.add_user("gus", customroles=[APPROVED_ROLE])
+REX = AUTH2.add_user("rex", customroles=[APPROVED_ROLE])
+ROSA = AUTH2.add_user("rosa", customroles=[APPROVED_ROLE])
 TOKENS = [RITA, DAVE, ERIN, GUS, REX, ROSA]
 
 
@@ -84,7 +82,7 @@ def governance(sqlite_stack: HubStack) -> Iterator[GovernanceRecorder]:
 def page_with_cookie(base: str, token: str) -> httpx.Response:
     with httpx.Client(follow_redirects=False) as browser:
         browser.cookies.set("kbase_session", token, domain="127.0.0.1", path="/")
-        return browser.get(f"{base}/hub/login")
+        return browser.get(f"{base}/hub/login", headers=FROM_KBASE)
 
 
 def shown_text(page: httpx.Response) -> str:
@@ -197,7 +195,7 @@ def test_a_revoked_token_ends_the_session_once_auth_refresh_age_has_passed(sqlit
             AUTH2.revoke(ROSA)
             # The next request after auth_refresh_age checks the token again, and the session ends.
             wait_until(lambda: not is_logged_in(browser, base))
-            page = browser.get(f"{base}/hub/login")
+            page = browser.get(f"{base}/hub/login", headers=FROM_KBASE)
             assert page.status_code == 401
             assert "Your KBase login has expired or was revoked" in shown_text(page)
     finally:

@@ -264,9 +264,19 @@ async def test_each_kind_is_named_from_its_pods_name_alone(
         assert owned.name(spawner.pod_name).startswith(spawner.pod_name)
 
 
+class Answered:
+    """What kubernetes_asyncio returns with _preload_content=False: the HTTP response, unread."""
+
+    status, reason = 200, "OK"
+
+    def release(self) -> None:
+        pass
+
+
 class SlowApi:
     """A CoreV1Api whose creates can be slower than the call's time-out: the object is made, the answer
-    comes too late, and a repeated create meets it (409), as on a busy API server."""
+    comes too late, and a repeated create meets it (409), as on a busy API server. Writes are sent
+    unread (server_objects' Calls.write), as their answers are."""
 
     def __init__(self, *, leftover: bool, late: int) -> None:
         self.names: set[str] = {"m"} if leftover else set()
@@ -274,7 +284,9 @@ class SlowApi:
         self.creates = 0
         self.deletes = 0
 
-    async def create_namespaced_config_map(self, namespace: str, body: dict[str, Any]) -> None:
+    async def create_namespaced_config_map(
+        self, namespace: str, body: dict[str, Any], _preload_content: bool = True
+    ) -> Answered:
         self.creates += 1
         if body["metadata"]["name"] in self.names:
             raise ApiException(status=409, reason="Conflict")
@@ -282,10 +294,14 @@ class SlowApi:
         if self.late:
             self.late -= 1
             await asyncio.sleep(1)
+        return Answered()
 
-    async def delete_namespaced_config_map(self, name: str, namespace: str) -> None:
+    async def delete_namespaced_config_map(
+        self, name: str, namespace: str, _preload_content: bool = True
+    ) -> Answered:
         self.deletes += 1
         self.names.discard(name)
+        return Answered()
 
 
 @pytest.mark.parametrize(
@@ -312,8 +328,11 @@ async def test_a_conflict_nobody_explains_is_an_error() -> None:
     """A 409 at once, after the leftover was deleted, is someone else's object: not taken as ours."""
 
     class Crowded(SlowApi):
-        async def delete_namespaced_config_map(self, name: str, namespace: str) -> None:
+        async def delete_namespaced_config_map(
+            self, name: str, namespace: str, _preload_content: bool = True
+        ) -> Answered:
             self.deletes += 1  # deleted, and made again at once by someone else
+            return Answered()
 
     api = Crowded(leftover=True, late=0)
     calls = server_objects.Calls(lambda _: api, timeout=0.2, retry_for=5)

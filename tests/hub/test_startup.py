@@ -203,3 +203,19 @@ def test_an_older_postgresql_schema_is_upgraded_only_when_the_tree_says_so(
         log = run_hub_until_healthy(env, tmp_path)
     assert "Upgrading postgresql://jupyterhub:[redacted]@" in log  # the password, held in the URL, redacted
     assert_no_secret_in(log + output, SECRETS)
+
+
+def test_the_hub_names_the_settings_the_notebook_lacks_once_and_starts(tmp_path: Path) -> None:
+    """An operator who has not set every endpoint the notebook needs gets one line naming them all when
+    the hub starts (none at each spawn: the spawner does not look again); the hub runs anyway."""
+    env = sqlite_env(tmp_path)
+    env.update(CDM_TASK_SERVICE_URL="http://cdm-task-service:8080", MINIO_ENDPOINT_URL="")
+    with proxy_beside(tmp_path, env):
+        log = run_hub_until_healthy(env, tmp_path)
+    warnings = [line for line in log.splitlines() if "notebook needs" in line]
+    assert warnings == [
+        "[berdl-hub] warning: user pods will lack settings the notebook needs: MINIO_ENDPOINT_URL, "
+        "BERDL_HIVE_METASTORE_URI, DATALAKE_MCP_SERVER_URL, SPARK_CLUSTER_MANAGER_API_URL, "
+        "GOVERNANCE_API_URL (set them in the hub's environment, hub-settings.env; deploy/README.md, "
+        "Settings)"
+    ]

@@ -52,8 +52,21 @@ def test_the_private_methods_keep_their_signatures() -> None:
     assert str(inspect.signature(KubeSpawner._expand_user_properties)) == "(self, template, slug_scheme=None)"
     # upstream.pod_url: a pod's server URL by KubeSpawner's own rule, for get_url().
     assert str(inspect.signature(KubeSpawner._get_pod_url)) == "(self, pod)"
+    # upstream.jupyterhub_access_scopes: JupyterHub's access scopes, for access_for_owner_only = False.
+    handler = Spawner._default_access_scopes  # a traitlets default, bound when read from a spawner
+    assert (handler.trait_name, str(inspect.signature(handler.func))) == ("oauth_access_scopes", "(self)")
+    # upstream.oauth_client_scopes: what the server's OAuth client may ask for (a callable setting is called).
+    assert "allowed_scopes = allowed_scopes(self)" in inspect.getsource(
+        Spawner._get_oauth_client_allowed_scopes
+    )
     # upstream.log_name: JupyterHub's "user" or "user:server" for log lines.
     assert isinstance(inspect.getattr_static(Spawner, "_log_name"), property)
+    # upstream.chosen_profile: the profile list as load_user_options initializes it, and its choice.
+    assert str(inspect.signature(KubeSpawner._sorted_dict_values)) == "(self, src)"
+    assert str(inspect.signature(KubeSpawner._get_initialized_profile_list)) == "(self, profile_list: list)"
+    assert (
+        str(inspect.signature(KubeSpawner._get_profile)) == "(self, slug: Optional[str], profile_list: list)"
+    )
 
 
 def test_the_reflector_keys_pods_by_namespace_and_name() -> None:
@@ -106,6 +119,42 @@ async def test_applying_a_profile_twice_is_the_same_as_once(
     assert (spawner.mem_limit, dict(spawner.spark_cluster_config)) == once
     assert once[0] == 64 * 2**30
     assert once[1]["worker_count"] == 8
+
+
+def test_load_user_options_chooses_the_profile_as_chosen_profile_does() -> None:
+    """upstream.chosen_profile repeats the first steps of KubeSpawner's load_user_options."""
+    source = inspect.getsource(KubeSpawner.load_user_options)
+    for step in (
+        "profile_list = self._sorted_dict_values(self.profile_list)",
+        "profile_list = self._get_initialized_profile_list(profile_list)",
+        'selected_profile = self.user_options.get("profile")',
+        "self._load_profile(selected_profile, profile_list)",
+    ):
+        assert step in source, step
+    assert "profile = self._get_profile(slug, profile_list)" in inspect.getsource(KubeSpawner._load_profile)
+
+
+@pytest.mark.asyncio
+async def test_chosen_profile_is_the_one_kubespawner_applies(
+    make_spawner: Callable[..., BERDLSpawner],
+) -> None:
+    profiles = [
+        {"display_name": "Medium Size", "kubespawner_override": {"mem_limit": "16G"}},
+        {
+            "display_name": "Large",
+            "slug": "large",
+            "default": True,
+            "kubespawner_override": {"mem_limit": "64G"},
+        },
+    ]
+    spawner = make_spawner(profile_list=profiles)
+    for options, slug, mem_limit in (({}, "large", 64), ({"profile": "medium-size"}, "medium-size", 16)):
+        spawner.user_options = options
+        await upstream.apply_user_options(spawner)
+        chosen = await upstream.chosen_profile(spawner)
+        assert chosen is not None
+        assert (chosen["slug"], spawner.mem_limit) == (slug, mem_limit * 2**30)
+    assert await upstream.chosen_profile(make_spawner()) is None  # no profiles
 
 
 def test_kubespawner_calls_the_after_pod_created_hook_with_the_created_pod() -> None:
@@ -168,12 +217,59 @@ def test_a_stop_shows_as_pending_then_as_the_servers_last_activity() -> None:
     assert str(inspect.signature(jupyterhub.handlers.base.BaseHandler.find_user)) == "(self, name)"
 
 
+def test_what_the_hub_process_parts_rely_on() -> None:
+    """revocation and token_refresh (through upstream): the hub's users with servers, JupyterHub's stop
+    of one server without a request, the mark that makes the next request refresh a login; and the
+    peer address tornado keeps beside the remote_ip that JupyterHub's HTTP server rewrites."""
+    import jupyterhub.app
+    import tornado.httpserver
+    from jupyterhub.handlers.base import BaseHandler
+
+    init_spawners = inspect.getsource(jupyterhub.app.JupyterHub.init_spawners)
+    assert "user = self.users[orm_user]" in init_spawners  # every user with a server is in app.users
+    assert "def _users_default(self):" in inspect.getsource(jupyterhub.app.JupyterHub)
+    stop = inspect.getsource(BaseHandler.stop_single_user)
+    for step in (
+        "spawner._stop_pending = True",
+        "await self.proxy.delete_user(user, server_name)",
+        "await user.stop(server_name)",
+        "spawner._stop_future = None",
+        "future = spawner._stop_future = asyncio.ensure_future(stop())",
+    ):
+        assert step in stop, step
+    assert "_auth_refreshed = None" in inspect.getsource(jupyterhub.user.User)
+    refresh = inspect.getsource(BaseHandler.refresh_auth)
+    assert "and user._auth_refreshed" in refresh
+    assert str(inspect.signature(BaseHandler.refresh_auth)) == "(self, user, force=False)"
+    assert "await self.refresh_auth(user)" in inspect.getsource(BaseHandler.get_current_user)
+    assert "self.address = address" in inspect.getsource(tornado.httpserver._HTTPRequestContext)
+    assert "xheaders=True," in inspect.getsource(jupyterhub.app.JupyterHub.start)
+
+
+def test_the_peer_address_is_the_connections_not_the_headers() -> None:
+    class Context:
+        address = ("10.1.2.3", 40000)
+        remote_ip = "203.0.113.9"  # what xheaders made of X-Real-Ip
+
+    class Connection:
+        context = Context()
+
+    class Request:
+        connection = Connection()
+
+    assert upstream.peer_address(Request()) == "10.1.2.3"
+    assert upstream.peer_address(object()) is None
+
+
 # What only upstream.py may touch: private attributes of a spawner or user, and the habits above.
 PRIVATE_REACH = re.compile(
     r"\b(?:self|spawner|s|other)\._(?:expand_user_properties|get_pod_url|log_name)\b"
+    r"|\._(?:auth_refreshed|stop_pending|stop_future|default_access_scopes|get_oauth_client_allowed_scopes)\b|\.connection\.context\b|\bapp\.users\b"
     r"|\.pod_reflector\b|\.orm_spawner\b|\.db\.commit\(|\buser\.spawners\b|\.spawners\b"
     r"|[\"']notebook[\"']|\bload_user_options\("
-    r"|\bjupyterhub\.(?:log|apihandlers)\b"
+    # JupyterHub's request log and its API handlers' modules; `jupyterhub.apihandlers.APIHandler`, the
+    # base class JupyterHub's docs give extra handlers (token_refresh's endpoint), is public
+    r"|\bjupyterhub\.log\b|\bjupyterhub\.apihandlers\.\w"
 )
 
 

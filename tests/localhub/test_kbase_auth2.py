@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
-from localhub.standins.kbase_auth2 import KBaseAuth2, serve_in_thread
+from localhub.standins.kbase_auth2 import TOKEN_FORM, KBaseAuth2, new_token, serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
 async_test = pytest.mark.asyncio
@@ -68,6 +68,36 @@ async def test_errors_have_auth2s_shape_and_appcodes(served: tuple[KBaseAuth2, s
 
 
 @async_test
+async def test_tokens_are_in_kbases_form_and_no_other_is_issued(served: tuple[KBaseAuth2, str]) -> None:
+    auth2, _ = served
+    assert TOKEN_FORM.fullmatch(auth2.add_user("alice"))
+    assert TOKEN_FORM.fullmatch(auth2.issue_token("alice"))
+    with pytest.raises(ValueError, match="base32"):
+        auth2.issue_token("alice", token="kbase-" + "0" * 26)
+
+
+@async_test
+async def test_a_fault_for_some_tokens_leaves_the_others_answered(served: tuple[KBaseAuth2, str]) -> None:
+    auth2, base = served
+    hit, spared = auth2.add_user("alice"), auth2.add_user("bob")
+    auth2.fault, auth2.fault_only_for = "500", {hit}
+    url = f"{base}/services/auth/api/V2/token"
+    assert (await get(url, hit))[0] == 500
+    assert (await get(url, spared))[0] == 200
+
+
+@async_test
+async def test_headers_over_8_kib_get_a_400_without_json(served: tuple[KBaseAuth2, str]) -> None:
+    """What a front end with the common 8 KiB header limit answers (aiohttp's parser does the same)."""
+    _, base = served
+    async with aiohttp.ClientSession() as client:
+        headers = {"Authorization": "A" * 9000}
+        async with client.get(f"{base}/services/auth/api/V2/token", headers=headers) as answer:
+            assert answer.status == 400
+            assert answer.content_type != "application/json"
+
+
+@async_test
 async def test_fault_modes(served: tuple[KBaseAuth2, str]) -> None:
     auth2, base = served
     token = auth2.add_user("alice")
@@ -117,7 +147,8 @@ def test_login_page_sets_the_cookie_and_comes_back(tmp_path: Path) -> None:
 
 def test_runs_as_a_process_from_a_users_file(tmp_path: Path) -> None:
     users = tmp_path / "users.json"
-    users.write_text(json.dumps({"alice": {"customroles": ["BERDL_USER"], "token": "fixed-alice-token"}}))
+    fixed = new_token()
+    users.write_text(json.dumps({"alice": {"customroles": ["BERDL_USER"], "token": fixed}}))
     with __import__("socket").socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -135,9 +166,7 @@ def test_runs_as_a_process_from_a_users_file(tmp_path: Path) -> None:
         assert process.stdout is not None
         line = process.stdout.readline()
         assert line == f"kbase-auth2 stand-in: http://127.0.0.1:{port}/services/auth/\n"
-        me = httpx.get(
-            f"{line.split(': ', 1)[1].strip()}api/V2/me", headers={"Authorization": "fixed-alice-token"}
-        )
+        me = httpx.get(f"{line.split(': ', 1)[1].strip()}api/V2/me", headers={"Authorization": fixed})
         assert me.json()["customroles"] == ["BERDL_USER"]
     finally:
         process.terminate()

@@ -7,6 +7,7 @@ import copy
 from typing import Any
 
 import pytest
+from berdl_hub.notebook_env import POD_FACTS
 
 from localhub.localpod import KEEP_INIT_CONTAINERS, for_this_machine, secret_refs
 from tests.images.manifests import spawner_pod
@@ -40,6 +41,21 @@ def test_each_listed_change_is_made(posted: dict[str, Any]) -> None:
     notebook = env_of(next(c for c in spec["containers"] if c["name"] == "notebook"))
     assert notebook["JUPYTERHUB_SERVICE_URL"] == f"http://{POD_IP}:8888/"  # offline: no server, base URL /
     assert notebook["SPARK_DRIVER_HOST"] == POD_IP
+    # The pod's own facts, as a kubelet fills them in: its address and name, the notebook's requests and
+    # limits (CPU in whole cores, rounded up; memory in bytes).
+    assert notebook["BERDL_POD_IP"] == POD_IP
+    assert notebook["BERDL_POD_NAME"] == "jupyter-alice"
+    assert (notebook["BERDL_CPU_REQUEST"], notebook["BERDL_CPU_LIMIT"]) == ("1", "4")  # 0.5 and 4 cores
+    assert (notebook["BERDL_MEMORY_REQUEST"], notebook["BERDL_MEMORY_LIMIT"]) == (
+        str(2 * 2**30),
+        str(16 * 2**30),
+    )
+    assert not [
+        e
+        for c in containers
+        for e in c.get("env", [])
+        if "valueFrom" in e and "secretKeyRef" not in e["valueFrom"]
+    ]
     assert local["metadata"]["annotations"].items() >= KEEP_INIT_CONTAINERS.items()
     assert "status" not in local
 
@@ -53,7 +69,7 @@ def test_nothing_else_changes(posted: dict[str, Any]) -> None:
     for mine, theirs in zip(local["spec"]["containers"], posted["spec"]["containers"], strict=True):
         for field in ("args", "command", "volumeMounts", "securityContext", "resources", "workingDir"):
             assert mine.get(field) == theirs.get(field), field
-        changed = {"JUPYTERHUB_SERVICE_URL", "SPARK_DRIVER_HOST"}
+        changed = {"JUPYTERHUB_SERVICE_URL", "SPARK_DRIVER_HOST", *POD_FACTS}
         assert {k: v for k, v in env_of(mine).items() if k not in changed} == {
             k: v for k, v in env_of(theirs).items() if k not in changed
         }

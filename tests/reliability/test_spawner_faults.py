@@ -143,6 +143,7 @@ async def test_spawns_and_stops_under_faults_leave_no_cluster_no_stall_and_say_w
         "clusters_left": state["spark"]["clusters"],
         "pods_left": state["pods"],
         "secrets_left": state["secrets"],
+        "services_left": state["services"],
         "faults_met": {
             "spark POST": state["spark"]["create_faults"],
             "spark DELETE": state["spark"]["delete_faults"],
@@ -162,6 +163,7 @@ async def test_spawns_and_stops_under_faults_leave_no_cluster_no_stall_and_say_w
     assert state["spark"]["replaced"] == 0
     assert state["pods"] == 0
     assert state["secrets"] == 0
+    assert state["services"] == 0
 
     # The hub's loop never stalled.
     assert lateness.ticks > 100
