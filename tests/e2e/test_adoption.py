@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from localhub.browser import UserBrowser
 from localhub.podman import NOTEBOOK_IMAGE, Podman
@@ -88,9 +89,12 @@ def test_1_her_first_start_shows_her_notebook_and_changes_none_of_her_files(
     assert alice.folder() == "home/alice"
     alice.page.goto(f"{stack.public_url}/user/alice/lab/tree/home/alice/{NOTEBOOK_PATH}")
     cell = alice.notebook().locator(".jp-Cell .cm-content").first
-    cell.wait_for()
+    # The cell's editor is in the page before the notebook's content is drawn into it (a loaded machine
+    # showed it empty, the notebook still loading): wait for the text, then compare it.
+    source = "".join(NOTEBOOK["cells"][0]["source"])
+    expect(cell).to_have_text(source, timeout=60_000)
     alice.shot("production-notebook")
-    assert cell.inner_text() == "".join(NOTEBOOK["cells"][0]["source"])
+    assert cell.inner_text() == source
 
     home = stack.home("alice")
     assert lost(before, snapshot(home), merged={FAVORITES}) == []
