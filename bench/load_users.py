@@ -25,10 +25,18 @@ the timeline (JSON lines: user, step, start, end, ok, kind) that load_report.py 
 command line, the output or the timeline.
 """
 
+# ruff: noqa: E402  (the imports come after gevent's patching, below)
 from __future__ import annotations
+
+# gevent patches the standard library first: requests and urllib3 build an ssl context when imported,
+# which an ssl module patched afterwards makes recurse without end.
+from gevent import monkey
+
+monkey.patch_all()
 
 import argparse
 import json
+import re
 import sys
 import time
 import uuid
@@ -193,11 +201,12 @@ class HubUser(User):
             raise StepFailed("login did not lead to the home page")
 
     def request_start(self) -> None:
-        """The Start button's request; a server the hub already has (an attempt before a fault started
-        it) is followed as it is."""
+        """The Start button's request. A server the hub already has, running or pending (an attempt cut
+        by a fault started it; a restarted hub checks the servers it finds: "pending check"), is
+        followed as it is, as the home page's spawn-pending page follows it."""
         path = "/hub/api/users/{name}/server"
         answer = self.call("POST", path, (201, 202, 400), headers=self.xsrf("/hub/"), json={})
-        if answer.status_code == 400 and "already" not in answer.text:
+        if answer.status_code == 400 and not re.search(r"is already running|is pending", answer.text):
             raise StepFailed(f"HTTP 400 on POST {path}")
 
     def follow_progress(self) -> None:
@@ -257,10 +266,10 @@ class HubUser(User):
 
     def idle(self) -> None:
         """Idle for the plan's time, a cell now and then; with faults, until a cell answered after them."""
-        answered = time.time()
+        idle_since = answered = time.time()
         while True:
             ended = PLAN.faults_ended()
-            if time.time() - answered >= PLAN.idle and ended is not None and answered > ended:
+            if time.time() - idle_since >= PLAN.idle and ended is not None and answered > ended:
                 return
             if time.time() - self.began > PLAN.patience:
                 return

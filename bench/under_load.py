@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import secrets
 import subprocess
 import sys
@@ -190,6 +191,7 @@ def run_phase(stack: Stack, users: list[User], scale: Scale, name: str, faults_o
     if not faults_on:
         write_private(fault_record, {"ended": 0})
     before = what_is_there(stack)
+    load_before = os.getloadavg()
     command = [
         sys.executable,
         str(BENCH / "load_users.py"),
@@ -231,6 +233,8 @@ def run_phase(stack: Stack, users: list[User], scale: Scale, name: str, faults_o
         sampler.loop(),
         left,
     )
+    # Beside the figures, how busy the machine was (other work shares its 2 cores).
+    found["load_average"] = {"before": load_before, "after": os.getloadavg()}
     (folder / "report.json").write_text(json.dumps(found, indent=2) + "\n")
     return found
 
