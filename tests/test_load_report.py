@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench.load_report import fault_outcome, histogram_percentile, percentile, report
+from bench.load_report import fault_outcome, histogram_percentile, percentile, report, table
 
 
 def step(
@@ -132,3 +132,19 @@ def test_a_run_without_faults_has_no_fault_outcome() -> None:
     assert found["faults"] is None
     assert found["failed_users"] == 0
     assert found["failures_by_kind"] == {}
+
+
+def test_the_table_has_a_row_a_figure_and_a_column_a_phase() -> None:
+    phases = {
+        "load": report(
+            2, STATS, [r for r in TIMELINE if r["user"] in ("ann", "dee")], None, SAMPLES, LOOP, NOTHING_LEFT
+        ),
+        "faults": report(4, STATS, TIMELINE, FAULTS, SAMPLES, LOOP, NOTHING_LEFT),
+    }
+
+    lines = table(phases).splitlines()
+
+    assert lines[0] == "| figure | load | faults |"
+    assert len(lines) == 2 + 14
+    assert all(line.count("|") == 4 for line in lines)
+    assert "| running at the faults / lost | - | 2 / 1 |" in lines
