@@ -71,11 +71,10 @@ class Scale:
 
 
 # N and the rate: see bench/README.md ("Choosing N"). On 2 cores a start costs seconds of CPU (berdl-init,
-# podman, JupyterLab's server, the kernel): 20 users arriving one every 10 s keep the starts from piling
-# up (40 arriving at 0.4/s did: load average 60, the starts slowed to minutes), and with 90 s of idle
-# about half of them run at once at the peak. The faults come once half have their kernel, while the
-# later ones are still arriving.
-FULL = Scale(users=20, spawn_rate=0.1, idle=90, probe_every=10, patience=900)
+# podman, JupyterLab's server, the kernel): 40 users arriving one every 5 s were all served (20 at 0.1/s
+# with room to spare; 40 at 0.4/s collapsed the machine), and with 90 s of idle about half of them run at
+# once at the peak. The faults come once half have their kernel, while later ones are still arriving.
+FULL = Scale(users=40, spawn_rate=0.2, idle=90, probe_every=10, patience=900)
 QUICK = Scale(users=3, spawn_rate=0.2, idle=10, probe_every=3, patience=300)
 PHASES = ("load", "faults")
 
