@@ -5,7 +5,9 @@ in the same session.
 
 Prints a table and writes the figures as JSON. --quick uses small homes and few rounds: it checks that
 the benchmark still runs, not the figures. --parts runs some of berdl-init, spawner and ttl (all three
-by default); ttl needs what tests/e2e needs (time_to_lab.py). See bench/README.md for each figure.
+by default); ttl needs what tests/e2e needs (time_to_lab.py). `--parts load` runs the load test of the
+whole local stack (under_load.py), which is not in the default set: it takes about 15 minutes. See
+bench/README.md for each figure.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from pathlib import Path
 from big_home import fill_home
 from harness import Case, Comparison, compare, count_syscalls_under
 from spawner_bench import measure_spawner
-from time_to_lab import measure_time_to_lab, missing_requirement
+from time_to_lab import measure_time_to_lab, missing_requirement, missing_stack_requirement
+from under_load import measure_load, print_load_table
 
 from localhub.wheels import fake_ipykernel_wheel
 
@@ -186,7 +189,9 @@ def big_home_figures(scale: Scale, empty: Path, big: Path) -> list[Figure]:
     return figures
 
 
-PARTS = ("berdl-init", "spawner", "ttl")
+PARTS = ("berdl-init", "spawner", "ttl", "load")
+#: What runs without --parts: the load test takes a quarter of an hour, so it is asked for by name.
+DEFAULT_PARTS = ("berdl-init", "spawner", "ttl")
 
 
 def measure(scale: Scale, work: Path, quick: bool, parts: list[str]) -> list[Figure]:
@@ -216,9 +221,11 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small homes, few rounds: checks the bench runs")
     parser.add_argument("--output", type=Path, default=BENCH / "results.json")
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
     parser.add_argument(
-        "--reuse-images", action="store_true", help="ttl: play the images already built, build none"
+        "--parts", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS), help="what to measure"
+    )
+    parser.add_argument(
+        "--reuse-images", action="store_true", help="ttl, load: play the images already built, build none"
     )
     args = parser.parse_args()
     if "berdl-init" in args.parts and not shutil.which("strace"):
@@ -226,6 +233,9 @@ def main() -> int:
     missing = missing_requirement() if "ttl" in args.parts else None
     if missing:
         parser.error(f"ttl: {missing}; --parts berdl-init spawner leaves the time to JupyterLab out")
+    missing = missing_stack_requirement() if "load" in args.parts else None
+    if missing:
+        parser.error(f"load: {missing}")
 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="berdl-bench-") as work:
@@ -234,7 +244,11 @@ def main() -> int:
     if "ttl" in args.parts:
         ttl_figures, starts = measure_time_to_lab(args.quick, args.reuse_images)
         figures += [Figure(**figure) for figure in ttl_figures]
-    print_table(figures)
+    load = measure_load(args.quick, args.reuse_images) if "load" in args.parts else None
+    if figures:
+        print_table(figures)
+    if load is not None:
+        print_load_table(load)
     document = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "quick": args.quick,
@@ -248,6 +262,8 @@ def main() -> int:
         "figures": [asdict(figure) for figure in figures],
         "time_to_lab_starts": starts,
     }
+    if load is not None:
+        document["load"] = load
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(document, indent=2) + "\n")
     print(f"written to {args.output}")

@@ -155,8 +155,16 @@ class Start:
 
 
 def missing_requirement() -> str | None:
-    """What the stack needs and this machine lacks, in the words of localhub's own checks; None if all
-    is there."""
+    """What the stack and the browser need and this machine lacks, in the words of localhub's own
+    checks; None if all is there."""
+    missing = missing_stack_requirement()
+    if missing is None and not CHROMIUM.exists():
+        return f"Debian's chromium is not installed at {CHROMIUM} (scripts/setup installs it)"
+    return missing
+
+
+def missing_stack_requirement() -> str | None:
+    """What the local stack alone needs and this machine lacks (under_load.py needs no browser)."""
     if not is_root():
         return "the stack runs podman as root (overlay storage, hostPath volumes)"
     try:
@@ -172,8 +180,6 @@ def missing_requirement() -> str | None:
         postgres_tool("pg_ctl")
     except ToolMissing as missing:
         return str(missing)
-    if not CHROMIUM.exists():
-        return f"Debian's chromium is not installed at {CHROMIUM} (scripts/setup installs it)"
     return None
 
 

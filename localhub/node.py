@@ -356,7 +356,7 @@ class Node(Kubelet):
         played.inspected_at = time.monotonic()
         if status != played.status:
             played.status = status
-            await self._report(session, played.name, status)
+            await self._report(session, played.name, status, played.uid)
 
     # --- play ----------------------------------------------------------------------------------------
     async def _podman_secret(self, session: aiohttp.ClientSession, name: str) -> bool:
@@ -420,7 +420,7 @@ class Node(Kubelet):
             "podIPs": [{"ip": ip}],
             "startTime": _now(),
         }
-        await self._report(session, name, played.status)
+        await self._report(session, name, played.status, played.uid)
         # The kubelet retries a container whose Secret is not there yet: wait for the spawner to make it.
         missing = set(played.secrets)
         while missing:

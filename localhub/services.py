@@ -25,7 +25,7 @@ from localhub.node import Node
 from localhub.standins.governance import GovernanceApp
 from localhub.standins.http import serve
 from localhub.standins.kbase_auth2 import APPROVED_ROLE, KBaseAuth2
-from localhub.standins.kube import NAMESPACE, ApiServer
+from localhub.standins.kube import NAMESPACE, StackApiServer
 from localhub.standins.spark import SparkClusterManagerApp
 from localhub.users import User
 
@@ -56,7 +56,7 @@ class StandIns:
     loop: LoopThread
     auth2: KBaseAuth2
     auth2_url: str
-    api: ApiServer
+    api: StackApiServer
     api_url: str
     node: Node
     spark: SparkClusterManagerApp
@@ -142,7 +142,7 @@ def _standins(
 
     async def start() -> StandIns:
         auth2_url = await stack.enter_async_context(serve(auth2.app()))
-        api = await stack.enter_async_context(ApiServer())
+        api = await stack.enter_async_context(StackApiServer())
         server = await stack.enter_async_context(kmock.Server(api))
         api_url = str(server.url).rstrip("/")
         spark_url = await stack.enter_async_context(serve(spark.app()))

@@ -15,6 +15,8 @@ from localhub.podman import Podman
 from tests.conftest import require_tool, skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Where bench/under_load.py keeps the last run's records (its WORK).
+LOAD_WORK = ROOT / ".work" / "bench-load"
 BERDL_VARIANTS = {"new home", "prepared home"}
 BASELINES = {"plain", "chown"}
 
@@ -81,3 +83,42 @@ def test_the_time_to_jupyterlab_bench_times_and_splits_each_variant(podman: Podm
         # berdl-init ran in BERDL's pods only; the root hook's chown -R in the chown baseline only.
         assert (start["init"] > 0) == (start["variant"] in BERDL_VARIANTS), start
         assert (start["chown"] is not None and start["chown"] > 0) == (start["variant"] == "chown"), start
+
+
+@pytest.mark.slow
+def test_the_load_test_serves_three_users_with_and_without_faults(podman: Podman, tmp_path: Path) -> None:
+    """`--parts load --quick`: three simulated users (locust) through the whole stack, then the same three
+    with the proxy and the hub restarted in the middle; on the session's images (--reuse-images). Shape
+    and outcomes only, never a time."""
+    for tool in ("node", "runuser"):
+        require_tool(tool)
+
+    result, document = run_quick(tmp_path / "figures.json", "--parts", "load", "--reuse-images")
+
+    load = document["load"]
+    assert set(load["phases"]) == {"load", "faults"}
+    for name, found in load["phases"].items():
+        assert found["users"] == 3, name
+        assert found["served"] == 3, (name, found)
+        assert found["failed_users"] == 0, (name, found)
+        assert all(value == 0 for value in found["leftovers"].values()), (name, found["leftovers"])
+        for figure in ("start_to_answer_p50_s", "start_to_answer_p95_s", "event_loop_interval_p95_s"):
+            assert found[figure] > 0, (name, figure, found)
+        assert found["routes_at_peak"] >= 1, (name, found)
+        assert found["hub_peak_mib"] > 0, (name, found)
+        assert found["proxy_peak_mib"] > 0, (name, found)
+    # Without faults, no attempt of any step failed.
+    assert load["phases"]["load"]["failures_by_kind"] == {}, load["phases"]["load"]
+    assert load["phases"]["load"]["faults"] is None
+    faults = load["phases"]["faults"]["faults"]
+    assert faults["running_at_faults"] >= 1, faults
+    assert faults["lost"] == 0, faults
+    assert faults["seconds_until_all_served_again"] is not None, faults
+    assert "users who did not finish" in result.stdout  # the table
+    # No user's token in what locust printed, recorded or reported.
+    tokens = [entry["token"] for entry in json.loads((LOAD_WORK / "phases/load/accounts.json").read_text())]
+    for path in [*LOAD_WORK.glob("phases/*/*"), tmp_path / "figures.json"]:
+        if path.name != "accounts.json":
+            text = path.read_text(errors="replace")
+            assert not any(token in text for token in tokens), path
+    assert not any(token in result.stdout + result.stderr for token in tokens)

@@ -89,3 +89,30 @@ async def test_a_secret_is_stored_as_an_api_server_stores_it_and_replaced_only_w
         assert replaced["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"]
         async with session.put(f"{secrets}/nothere", json=current) as response:
             assert response.status == 404
+
+
+async def test_a_status_for_a_pod_of_the_same_name_deleted_since_is_refused() -> None:
+    """A kubelet's status names the pod's uid (a real API server refuses a patch whose metadata.uid is not
+    the object's, 409): a pod deleted and created again under its name (KubeSpawner does so after a 409
+    on create) must not take the status of the one played before it, or it is never played."""
+    async with ApiServer() as api, kmock.Server(api) as server, aiohttp.ClientSession() as session:
+        api.resources["v1/pods"] = {}
+        pods = f"{str(server.url).rstrip('/')}/api/v1/namespaces/{NAMESPACE}/pods"
+        async with session.post(pods, json=POD) as created:
+            old_uid = (await created.json())["metadata"]["uid"]
+        async with session.delete(f"{pods}/jupyter-alice") as deleted:
+            assert deleted.status == 200
+        async with session.post(pods, json=POD) as created:
+            new_uid = (await created.json())["metadata"]["uid"]
+        stale = {"metadata": {"uid": old_uid}, "status": {"phase": "Running", "podIP": "127.0.0.9"}}
+
+        async with session.patch(f"{pods}/jupyter-alice", json=stale) as refused:
+            assert refused.status == 409
+            assert "Precondition failed" in (await refused.json())["message"]
+        async with session.get(f"{pods}/jupyter-alice") as current:
+            assert (await current.json())["status"] == {"phase": "Pending"}
+        fresh = {"metadata": {"uid": new_uid}, "status": {"phase": "Pending", "podIP": "127.0.0.9"}}
+        async with session.patch(f"{pods}/jupyter-alice", json=fresh) as taken:
+            assert taken.status == 200
+        async with session.get(f"{pods}/jupyter-alice") as current:
+            assert (await current.json())["status"]["podIP"] == "127.0.0.9"
