@@ -53,9 +53,10 @@ def without_values(env: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in env.items() if name not in KEY_OF_VARIABLE}
 
 
-def env_references(name: str, held: Collection[str] = CREDENTIAL_KEYS) -> list[dict[str, Any]]:
-    """The notebook's environment entries that read, from the Secret `name`, each credential it holds
-    (`held`: its keys)."""
+def env_references(pod_name: str, held: Collection[str] = CREDENTIAL_KEYS) -> list[dict[str, Any]]:
+    """The notebook's environment entries that read each credential the Secret of the pod `pod_name`
+    holds (`held`: its keys)."""
+    name = secret_name(pod_name)
     return [
         {"name": variable, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
         for variable, key in KEY_OF_VARIABLE.items()

@@ -8,6 +8,8 @@ refuses only `/`, `.` and `..`, and an API may create users its authenticator ne
 
 from __future__ import annotations
 
+from .errors import SpawnRefused
+
 #: The longest file name Linux file systems take (NAME_MAX), in bytes.
 NAME_MAX = 255
 
@@ -42,3 +44,11 @@ def refusal(name: str) -> str | None:
     if found is None:
         return None
     return f"The user name {name!r} cannot name a home folder: {found} ({RULE})."
+
+
+def refuse(name: str) -> None:
+    """Refuse the spawn for `name` (SpawnRefused, with `refusal`'s line) when the name cannot name a home:
+    before anything is made for it."""
+    found = refusal(name)
+    if found is not None:
+        raise SpawnRefused(found)

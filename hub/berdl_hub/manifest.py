@@ -115,24 +115,6 @@ def extra_mounts(specs: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any
     return volumes, mounts
 
 
-def home_env(home: str) -> dict[str, str]:
-    """The notebook's HOME and the Jupyter folders berdl-init prepares in it: per user, so they cannot
-    be the image's static ENV (also right in a `kubectl exec` shell, which no start-up hook runs for)."""
-    return {
-        "HOME": home,
-        "JUPYTER_CONFIG_DIR": f"{home}/.jupyter",
-        "JUPYTER_DATA_DIR": f"{home}/.jupyter/data",
-        "JUPYTER_RUNTIME_DIR": f"{home}/.jupyter/runtime",
-    }
-
-
-#: The Spark executors connect back to the driver (the notebook) by the pod's own address.
-POD_IP_AS_DRIVER_HOST = {
-    "name": "SPARK_DRIVER_HOST",
-    "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
-}
-
-
 def init_security_context(uid: int | None, gid: int | None, as_root: bool) -> dict[str, Any]:
     """Least privilege for berdl-init: the user's ids (the image's user when None), or root with just
     what fixing the home needs."""

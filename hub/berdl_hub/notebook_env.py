@@ -95,9 +95,51 @@ POD_FACTS: dict[str, dict[str, Any]] = {
 SPARK_CONNECT_PORT = 15002
 
 
-def pod_fact_references() -> list[dict[str, Any]]:
-    """The notebook's environment entries that the kubelet fills in from the pod (`POD_FACTS`)."""
-    return [{"name": name, "valueFrom": source} for name, source in POD_FACTS.items()]
+#: The Spark executors connect back to the driver (the notebook) by the pod's own address.
+POD_IP_AS_DRIVER_HOST = {
+    "name": "SPARK_DRIVER_HOST",
+    "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+}
+
+
+def home_defaults(home: str) -> dict[str, str]:
+    """The notebook's HOME and the Jupyter folders berdl-init prepares in it: per user, so they cannot
+    be the image's static ENV (also right in a `kubectl exec` shell, which no start-up hook runs for)."""
+    return {
+        "HOME": home,
+        "JUPYTER_CONFIG_DIR": f"{home}/.jupyter",
+        "JUPYTER_DATA_DIR": f"{home}/.jupyter/data",
+        "JUPYTER_RUNTIME_DIR": f"{home}/.jupyter/runtime",
+    }
+
+
+def variables(
+    *,
+    home: str,
+    forwarded: Mapping[str, str],
+    spawner_env: Mapping[str, Any],
+    user: str,
+    profile: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The notebook's variables that are values, each source winning over those before it: BERDL's
+    defaults (`home_defaults` of the home's path `home`), the hub's variables to forward, KubeSpawner's
+    (`spawner_env`, where the operator's `environment` wins), then the server's own facts, which win over
+    an operator's value: USER, the KBase user name (the notebook's Spark Connect server admits only that
+    user's token), and the chosen profile. Never one of the pod's own facts: those are references
+    (`references`)."""
+    env = {**home_defaults(home), **forwarded, **spawner_env, "JUPYTERHUB_USER": user, "USER": user}
+    if profile is not None:
+        env["BERDL_PROFILE_JSON"] = profile_json(profile)
+    return {name: value for name, value in env.items() if name not in POD_FACTS}
+
+
+def references(operator_env: Mapping[str, Any], credentials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The notebook's variables that are references: the pod's address as SPARK_DRIVER_HOST unless the
+    operator's `environment` sets it, the pod's own facts (`POD_FACTS`, filled in by the kubelet), and
+    `credentials`, the entries that read the server's Secret."""
+    driver_host = [] if "SPARK_DRIVER_HOST" in operator_env else [POD_IP_AS_DRIVER_HOST]
+    facts = [{"name": name, "valueFrom": source} for name, source in POD_FACTS.items()]
+    return driver_host + facts + credentials
 
 
 def spark_connect_url(service: str, namespace: str) -> str:

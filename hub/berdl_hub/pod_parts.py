@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from jupyterhub.utils import maybe_future
 from kubernetes_asyncio.client.models import V1Container, V1EnvVar, V1Volume, V1VolumeMount
 
 from . import manifest, spawner_settings, upstream
@@ -64,6 +65,12 @@ class ForServer:
     expand: Callable[[str], str]  # KubeSpawner's template expansion for this server
     notebook_dir: str  # the server's root, expanded ("" when notebook_dir is not set)
     env: list[dict[str, Any]]  # the notebook's reference variables
+
+
+async def resolved_id(value: Any, spawner: Any) -> int | None:
+    """A uid or gid setting's value: KubeSpawner allows a callable of the spawner (`uid`, `gid`)."""
+    value = await maybe_future(value(spawner)) if callable(value) else value
+    return None if value is None else int(value)
 
 
 def home_mount_path(settings: PodSettings, expand: Callable[[str], str]) -> str:

@@ -313,16 +313,14 @@ class ServerObjects:
         _, namespace, name = self._where(owned)
         return await patch(self.calls, owned.kind, namespace, name, change)
 
-    async def after_hub_start(
-        self, pod: ServerPod | None, owned: Iterable[Owned], live_pod_uids: Callable[[], set[str]]
-    ) -> None:
+    async def after_hub_start(self, pod: ServerPod | None, live_pod_uids: Callable[[], set[str]]) -> None:
         """What a restarted hub does for a running server: `reconcile` it (when `pod` is given), and
         `sweep_once` the pod's namespace. Failures are logged, never raised: the server runs on."""
         try:
             made = await self.reconcile(pod) if pod is not None else []
             if made:
                 self.log.info("Made what %s lacked: %s", self.server, ", ".join(made))
-            swept = await sweep_once(owned, self.calls, self.pod_namespace, live_pod_uids)
+            swept = await sweep_once(self.owned, self.calls, self.pod_namespace, live_pod_uids)
             if swept:
                 self.log.info("Deleted what lost pods owned: %s", ", ".join(swept))
         except Exception as exc:

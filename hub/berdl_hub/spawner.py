@@ -11,8 +11,10 @@
   Spark pods), made once the pod exists and deleted once;
 - `notebook_env`: what the notebook image expects in its environment, and where each value comes from;
 - `home_names`: whether the user's name, which names the home, is one path component;
-- `start_attempt`: what one start knows; `upstream`: every non-public part of KubeSpawner and JupyterHub
-  used here; `spawner_settings`: the settings checked together when the hub loads them.
+- `start_attempt`: what one start knows, and the tear-down of every way out; `server_wiring`: how it and
+  the server's objects are made from the spawner; `server_state`: what the spawner's saved state holds;
+- `upstream`: every non-public part of KubeSpawner and JupyterHub used here; `spawner_settings`: the
+  settings checked together when the hub loads them.
 
 Everything static (packages, Jupyter settings, dotfile templates) lives in the images.
 """
@@ -26,29 +28,28 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from jupyterhub.utils import maybe_future
-from kubespawner.clients import shared_client
 from traitlets import default, validate
 
 from . import (
     credentials,
+    home_names,
     manifest,
     metrics,
     minio_keys,
     notebook_env,
     pod_parts,
     server_objects,
+    server_wiring,
     spark_connect,
-    spark_network,
     spawner_settings,
     upstream,
 )
 from .errors import SpawnRefused
-from .home_names import refusal as home_name_refusal
-from .server_objects import Calls, ServerObjects, ServerPod
+from .server_objects import ServerPod
+from .server_state import ServerState
 from .spawner_settings import SpawnerConfigError  # noqa: F401  (what check_config raises)
 from .spawner_traits import DEFAULT_UID, BERDLSpawnerSettings
 from .start_attempt import StartAttempt
-from .user_cluster import ClusterShare, ServerCluster
 
 __all__ = ["BERDLSpawner", "SpawnRefused"]
 
@@ -82,57 +83,23 @@ class BERDLSpawner(BERDLSpawnerSettings):
     # --- what a server holds in memory (tokens and keys never go in the spawner's state) ------------
     _token: str | None = None  # the user's KBase token, from the auth state
     _attempt: StartAttempt | None = None
-    _spark_share: ClusterShare | None = None
+    _held: ServerState | None = None
     _reconciled = False  # this process has given the running server the objects it lacks
     _profile: dict[str, Any] | None = None  # the profile_list entry of this start (BERDL_PROFILE_JSON)
-    _spark_connect_name: spark_connect.ServiceName | None = None
 
     @property
-    def spark_share(self) -> ClusterShare:
-        """This server's part in its user's one Spark cluster (kept in the spawner's state)."""
-        if self._spark_share is None:
-            self._spark_share = ClusterShare()
-        return self._spark_share
-
-    @property
-    def spark_connect_name(self) -> spark_connect.ServiceName:
-        """The name of this server's Spark Connect Service (kept in the spawner's state)."""
-        if self._spark_connect_name is None:
-            self._spark_connect_name = spark_connect.ServiceName(self.namespace, self.pod_name)
-        return self._spark_connect_name
+    def held(self) -> ServerState:
+        """What the server keeps in the spawner's state (server_state): its Spark share, its Service name."""
+        if self._held is None:
+            self._held = ServerState.new(self.namespace, self.pod_name)
+        return self._held
 
     @property
     def attempt(self) -> StartAttempt:
         """The current start's record; a hub that restarted makes one when it first needs it."""
         if self._attempt is None:
-            self._attempt = self._new_attempt()
+            self._attempt = server_wiring.new_attempt(self)
         return self._attempt
-
-    def _new_attempt(self) -> StartAttempt:
-        name = upstream.log_name(self)
-        cluster = ServerCluster(
-            user=self.user.name,
-            share=self.spark_share,
-            manager=self._spark,
-            token=self._user_token,
-            siblings=lambda: [
-                s.spark_share for s in upstream.sibling_spawners(self) if isinstance(s, BERDLSpawner)
-            ],
-            save=lambda: upstream.save_state(self),
-            fail_on_error=self.spark_failure_policy == "fail",
-            log=self.log,
-            name=name,
-        )
-        calls = Calls(shared_client, self.k8s_api_request_timeout, self.k8s_api_request_retry_timeout)
-        objects = ServerObjects(
-            self.owned_objects(),
-            calls,
-            pod_name=self.pod_name,
-            pod_namespace=self.namespace,
-            log=self.log,
-            server=name,
-        )
-        return StartAttempt(cluster=cluster, objects=objects)
 
     def _profile_label(self) -> str:
         """The start's profile in metrics: the slug the user chose (KubeSpawner checked it against the
@@ -140,27 +107,18 @@ class BERDLSpawner(BERDLSpawnerSettings):
         return metrics.profile_label(bool(self.profile_list), (self.user_options or {}).get("profile"))
 
     def owned_objects(self) -> list[server_objects.Owned]:
-        """The objects this server owns beside its pod (server_objects), in the order they are made: the
-        Secret first, which the notebook container waits for."""
-        owned: list[server_objects.Owned] = [
-            credentials.CredentialsSecret(self.credential_values),
-            spark_connect.SparkConnectService(
-                lambda: self.spark_connect_name.held(upstream.reflected_pods(self)), self.port
-            ),
-        ]
-        if self.spark_cluster_manager_url:
-            user_pods = {"user": self.user.name, "spark_namespace": self.spark_namespace}
-            owned += [spark_network.NotebookSide(**user_pods), spark_network.ClusterSide(**user_pods)]
-        return owned
+        """The objects this server owns beside its pod, in the order they are made (server_wiring); a
+        subclass may add its own."""
+        return server_wiring.owned_objects(self)
 
     # --- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> Any:
         """The MinIO keys (a user who cannot have them gets no cluster), then the Spark cluster while
         KubeSpawner prepares the pod (get_pod_manifest() waits for it); any failure tears down."""
-        self._refuse_a_name_no_home_can_have()
-        attempt = self._attempt = self._new_attempt()
+        home_names.refuse(self.user.name)
+        attempt = self._attempt = server_wiring.new_attempt(self)
         self._reconciled = True
-        self.spark_connect_name.forget()  # an earlier start's may be another's by now: this one chooses
+        self.held.service.forget()  # an earlier start's may be another's by now: this one chooses
         # Apply the chosen profile first: it may set the cluster size.
         await upstream.apply_user_options(self)
         attempt.profile = attempt.cluster.profile = self._profile_label()
@@ -183,7 +141,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
         except BaseException:
             attempt.starting = False
             await attempt.cluster.settle()
-            await self._tear_down("the spawn failed")
+            await self.attempt.tear_down(self.held.service, "the spawn failed")
             raise
         finally:
             attempt.starting = False
@@ -208,10 +166,9 @@ class BERDLSpawner(BERDLSpawnerSettings):
             pod = None if self._reconciled else upstream.reflected_pod(self)
             self._reconciled = True
             if pod:
-                self.spark_connect_name.read_from(pod)
+                self.held.service.read_from(pod)
             await self.attempt.objects.after_hub_start(
                 ServerPod.of(pod) if pod else None,
-                self.owned_objects(),
                 lambda: upstream.reflected_pod_uids(self),
             )
         return status
@@ -241,43 +198,24 @@ class BERDLSpawner(BERDLSpawnerSettings):
         try:
             await super().stop(now=now)
         finally:
-            await self._tear_down("the server stopped")
+            await self.attempt.tear_down(self.held.service, "the server stopped")
 
     async def run_post_stop_hook(self) -> Any:
         """Runs after every stop, also of a pod that was lost or never started."""
         try:
-            await self._tear_down("after stop")
+            await self.attempt.tear_down(self.held.service, "after stop")
         finally:
             result = super().run_post_stop_hook()
         return await maybe_future(result)
 
-    async def _tear_down(self, why: str) -> None:
-        """What every way out of a server does: its objects go, its Service name is free again, its part in
-        the Spark cluster ends."""
-        try:
-            await self.attempt.objects.delete()
-        finally:
-            self.spark_connect_name.release()
-            await self.attempt.cluster.leave(why)
-
     # --- state ---------------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         state: dict[str, Any] = super().get_state()
-        # The cluster share (master URL, size, the duty to delete): after a hub restart the user's
-        # servers still share one cluster, and the last to stop deletes it. No token or key.
-        share = self.spark_share.to_state()
-        if share:
-            state["berdl_spark"] = share
-        # The Service's name, which a restarted hub deletes it by (a default server's may be the
-        # production name, which is not the pod's).
-        state.update(self.spark_connect_name.to_state())
-        return state
+        return state | self.held.to_state()
 
     def load_state(self, state: dict[str, Any]) -> None:
-        super().load_state(state)
-        self._spark_share = ClusterShare.from_state(state.get("berdl_spark"))
-        self._spark_connect_name = None  # KubeSpawner's load_state may have set the pod's name
-        self.spark_connect_name.load(state)
+        super().load_state(state)  # KubeSpawner's may set the pod's name, which the Service's is kept for
+        self._held = ServerState.loaded(state, self.namespace, self.pod_name)
         self._attempt = None  # the share it would hold is a new one
 
     def clear_state(self) -> None:
@@ -286,7 +224,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
         # next start chooses anew.
         super().clear_state()
         self._token = None
-        self.spark_connect_name.forget()
+        self.held.service.forget()
         if self._attempt is not None:
             self._attempt.minio = None
 
@@ -302,7 +240,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
         holds it, so that a restarted notebook container starts with it. Raises ObjectError when the
         Secret cannot be updated."""
         self._token = token
-        secret = next(o for o in self.owned_objects() if isinstance(o, credentials.CredentialsSecret))
+        secret = next(o for o in self.attempt.objects.owned if isinstance(o, credentials.CredentialsSecret))
         if not await self.attempt.objects.update(secret, credentials.token_update(token)):
             self.log.info("%s has no credentials Secret to update yet", upstream.log_name(self))
 
@@ -324,22 +262,23 @@ class BERDLSpawner(BERDLSpawnerSettings):
         pod exists."""
         if not self.image:
             raise ValueError("BERDLSpawner.image is not set")
-        self._refuse_a_name_no_home_can_have()
+        home_names.refuse(self.user.name)
         if self._is_admin:
             for key, value in self.admin_resources.items():
                 setattr(self, key, value)
         pod_parts.refuse_reserved_init_container(self.init_containers)
-        uid = await self._resolved_id(self.uid)
-        pod = await super().get_pod_manifest()
         server = pod_parts.ForServer(
             user=self.user.name,
             admin=self._is_admin,
-            uid=uid,
-            gid=await self._resolved_id(self.gid),
+            uid=await pod_parts.resolved_id(self.uid, self),
+            gid=await pod_parts.resolved_id(self.gid, self),
             expand=self._expand,
             notebook_dir=self.format_string(self.notebook_dir) if self.notebook_dir else "",
-            env=self._reference_variables(),
+            env=notebook_env.references(
+                self.environment, credentials.env_references(self.pod_name, self.credential_values())
+            ),
         )
+        pod = await super().get_pod_manifest()
         pod_parts.add(pod, pod_parts.build(self, server))
         await self._add_spark(pod)
         return pod
@@ -347,7 +286,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
     async def _add_spark(self, pod: Any) -> None:
         """The server's Spark Connect Service name (the pod's label, SPARK_CONNECT_URL), then, once the
         cluster is known, SPARK_MASTER_URL and the sizes the cluster was created with."""
-        service = self.spark_connect_name.choose(
+        service = self.held.service.choose(
             user=self.user.name,
             default_server=not self.name,
             pods=upstream.reflected_pods(self),
@@ -361,42 +300,19 @@ class BERDLSpawner(BERDLSpawnerSettings):
         pod_parts.set_variables(pod, notebook_env.spark_facts(service, self.namespace, master_url, sizes))
 
     def get_env(self) -> dict[str, Any]:
-        """BERDL's defaults, the hub's variables to forward, then KubeSpawner's (the operator's
-        `environment` wins over those), then the server's own facts (notebook_env), which win over an
-        operator's value: USER, the KBase user name (the notebook's Spark Connect server admits only
-        that user's token), and the chosen profile. Never a credential, nor a value of the pod's own
-        facts: get_pod_manifest() adds references for them, and SPARK_CONNECT_URL, SPARK_MASTER_URL and
-        the cluster's sizes once they are known."""
-        env: dict[str, Any] = manifest.home_env(pod_parts.home_mount_path(self, self._expand))
-        env.update(notebook_env.forwarded(self.hub_env_to_forward, os.environ))
-        env.update(super().get_env(), JUPYTERHUB_USER=self.user.name, USER=self.user.name)
-        if self._profile is not None:
-            env["BERDL_PROFILE_JSON"] = notebook_env.profile_json(self._profile)
-        facts = notebook_env.POD_FACTS
-        return {name: value for name, value in credentials.without_values(env).items() if name not in facts}
-
-    def _reference_variables(self) -> list[dict[str, Any]]:
-        """The notebook's variables that are references: the credentials its Secret holds, and the pod's
-        address as SPARK_DRIVER_HOST unless the operator's `environment` sets it."""
-        refs = [] if "SPARK_DRIVER_HOST" in self.environment else [manifest.POD_IP_AS_DRIVER_HOST]
-        refs += notebook_env.pod_fact_references()
-        return refs + credentials.env_references(
-            credentials.secret_name(self.pod_name), self.credential_values()
+        """The notebook's variables that are values (notebook_env.variables), never a credential:
+        get_pod_manifest() adds the references, and the Spark facts once they are known."""
+        env = notebook_env.variables(
+            home=pod_parts.home_mount_path(self, self._expand),
+            forwarded=notebook_env.forwarded(self.hub_env_to_forward, os.environ),
+            spawner_env=super().get_env(),
+            user=self.user.name,
+            profile=self._profile,
         )
+        return credentials.without_values(env)
 
     def _expand(self, template: str) -> str:
         return upstream.expand(self, template)
-
-    def _refuse_a_name_no_home_can_have(self) -> None:
-        """The home is named by the user's name (home_names): refused before anything is made."""
-        refusal = home_name_refusal(self.user.name)
-        if refusal:
-            raise SpawnRefused(refusal)
-
-    async def _resolved_id(self, value: Any) -> int | None:
-        """uid or gid: KubeSpawner allows a callable of the spawner."""
-        value = await maybe_future(value(self)) if callable(value) else value
-        return None if value is None else int(value)
 
     # --- configuration checked at hub load -----------------------------------------------------------
     @classmethod

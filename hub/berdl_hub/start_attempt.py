@@ -15,6 +15,7 @@ from . import init_report, metrics
 from .init_report import InitRun
 from .server_objects import ServerObjects
 from .services import MinioCredentials
+from .spark_connect import ServiceName
 from .user_cluster import ServerCluster
 
 
@@ -48,6 +49,15 @@ class StartAttempt:
         or when the pod runs."""
         if self.init is None:
             self.init = init_report.record(pod, self.profile)
+
+    async def tear_down(self, service: ServiceName, why: str) -> None:
+        """What every way out of a server does: its objects go, its Service's name is free again, its
+        part in the Spark cluster ends."""
+        try:
+            await self.objects.delete()
+        finally:
+            service.release()
+            await self.cluster.leave(why)
 
     @property
     def notes(self) -> list[str]:

@@ -143,3 +143,14 @@ async def test_a_spawn_for_such_a_name_is_refused_before_keys_cluster_or_pod(sta
     assert stack.spark.calls == []
     assert stack.pods() == []
     assert stack.secrets() == []
+
+
+@pytest.mark.parametrize("name", ["..", "a/b", ".hidden", "x" * 256])
+def test_refuse_raises_the_one_line_refusal_for_a_name_no_home_can_have(name: str) -> None:
+    with pytest.raises(SpawnRefused) as refused:
+        home_names.refuse(name)
+    assert refused.value.jupyterhub_message == home_names.refusal(name)
+
+
+def test_refuse_lets_a_kbase_name_through() -> None:
+    home_names.refuse("john_doe")
