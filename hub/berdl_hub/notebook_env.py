@@ -20,6 +20,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from . import credentials
+
 #: The hub's variables every user pod gets by default (`hub_env_to_forward`): the endpoints the notebook
 #: needs (`NOTEBOOK_NEEDS`) and the optional ones BERDL's production hub sets. Each is copied only when the
 #: hub has it with a value: an empty setting in hub-settings.env means "not configured", and an empty
@@ -125,21 +127,21 @@ def variables(
     defaults (`home_defaults` of the home's path `home`), the hub's variables to forward, KubeSpawner's
     (`spawner_env`, where the operator's `environment` wins), then the server's own facts, which win over
     an operator's value: USER, the KBase user name (the notebook's Spark Connect server admits only that
-    user's token), and the chosen profile. Never one of the pod's own facts: those are references
-    (`references`)."""
+    user's token), and the chosen profile. Never a credential, nor one of the pod's own facts, whoever
+    set it: those are references (`references`)."""
     env = {**home_defaults(home), **forwarded, **spawner_env, "JUPYTERHUB_USER": user, "USER": user}
     if profile is not None:
         env["BERDL_PROFILE_JSON"] = profile_json(profile)
-    return {name: value for name, value in env.items() if name not in POD_FACTS}
+    return {name: value for name, value in credentials.without_values(env).items() if name not in POD_FACTS}
 
 
-def references(operator_env: Mapping[str, Any], credentials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def references(operator_env: Mapping[str, Any], secret_entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The notebook's variables that are references: the pod's address as SPARK_DRIVER_HOST unless the
     operator's `environment` sets it, the pod's own facts (`POD_FACTS`, filled in by the kubelet), and
-    `credentials`, the entries that read the server's Secret."""
+    `secret_entries`, those that read the credentials from the server's Secret."""
     driver_host = [] if "SPARK_DRIVER_HOST" in operator_env else [POD_IP_AS_DRIVER_HOST]
     facts = [{"name": name, "valueFrom": source} for name, source in POD_FACTS.items()]
-    return driver_host + facts + credentials
+    return driver_host + facts + secret_entries
 
 
 def spark_connect_url(service: str, namespace: str) -> str:

@@ -315,7 +315,8 @@ class ServerObjects:
 
     async def after_hub_start(self, pod: ServerPod | None, live_pod_uids: Callable[[], set[str]]) -> None:
         """What a restarted hub does for a running server: `reconcile` it (when `pod` is given), and
-        `sweep_once` the pod's namespace. Failures are logged, never raised: the server runs on."""
+        `sweep_once` the pod's namespace, for the kinds of this record's `owned` (those its create and its
+        delete use too). Failures are logged, never raised: the server runs on."""
         try:
             made = await self.reconcile(pod) if pod is not None else []
             if made:

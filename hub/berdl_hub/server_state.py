@@ -25,15 +25,18 @@ SPARK_KEY = "berdl_spark"
 
 @dataclass
 class ServerState:
+    """What the server in the pod `service.pod_name` keeps in the spawner's state."""
+
     share: ClusterShare
     service: ServiceName
 
     @classmethod
     def new(cls, namespace: str, pod_name: str) -> ServerState:
+        """A server that holds nothing yet: no part in a cluster, no Service name."""
         return cls(ClusterShare(), ServiceName(namespace, pod_name))
 
     @classmethod
-    def loaded(cls, state: Mapping[str, Any], namespace: str, pod_name: str) -> ServerState:
+    def from_state(cls, state: Mapping[str, Any], namespace: str, pod_name: str) -> ServerState:
         """What `state`, the spawner's saved state, holds of the server in the pod `pod_name`."""
         loaded = cls(ClusterShare.from_state(state.get(SPARK_KEY)), ServiceName(namespace, pod_name))
         loaded.service.load(state)

@@ -3,6 +3,8 @@ user's Spark cluster, the objects it owns beside its pod) and the list of those 
 
 Functions of a BERDLSpawner, kept apart from it so that the spawner reads as what it is, the coordinator of
 a start and a stop; what each collaborator does is in its own module (`user_cluster`, `server_objects`).
+They hand the collaborators the spawner's own means as plain functions: its Spark client (`_spark`, which
+follows the settings of the moment) and its user's token (`_user_token`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from kubespawner.clients import shared_client
 
 from . import credentials, server_objects, spark_connect, spark_network, upstream
 from .server_objects import Calls, ServerObjects
-from .server_state import ServerState
 from .start_attempt import StartAttempt
 from .user_cluster import ClusterShare, ServerCluster
 
@@ -26,7 +27,7 @@ def new_attempt(spawner: BERDLSpawner) -> StartAttempt:
     name = upstream.log_name(spawner)
     cluster = ServerCluster(
         user=spawner.user.name,
-        share=spawner.held.share,
+        share=spawner.saved.share,
         manager=spawner._spark,
         token=spawner._user_token,
         siblings=lambda: _sibling_shares(spawner),
@@ -54,7 +55,7 @@ def owned_objects(spawner: BERDLSpawner) -> list[server_objects.Owned]:
     owned: list[server_objects.Owned] = [
         credentials.CredentialsSecret(spawner.credential_values),
         spark_connect.SparkConnectService(
-            lambda: spawner.held.service.held(upstream.reflected_pods(spawner)), spawner.port
+            lambda: spawner.saved.service.held(upstream.reflected_pods(spawner)), spawner.port
         ),
     ]
     if spawner.spark_cluster_manager_url:
@@ -64,6 +65,9 @@ def owned_objects(spawner: BERDLSpawner) -> list[server_objects.Owned]:
 
 
 def _sibling_shares(spawner: BERDLSpawner) -> list[ClusterShare]:
-    """The Spark shares of the user's other servers (those of BERDL's spawner)."""
-    held = (getattr(sibling, "held", None) for sibling in upstream.sibling_spawners(spawner))
-    return [state.share for state in held if isinstance(state, ServerState)]
+    """The Spark shares of the user's other servers (those of BERDL's spawner: a server of another
+    spawner class has none)."""
+    from .spawner import BERDLSpawner  # imported here: spawner.py imports this module
+
+    siblings = upstream.sibling_spawners(spawner)
+    return [sibling.saved.share for sibling in siblings if isinstance(sibling, BERDLSpawner)]

@@ -83,16 +83,16 @@ class BERDLSpawner(BERDLSpawnerSettings):
     # --- what a server holds in memory (tokens and keys never go in the spawner's state) ------------
     _token: str | None = None  # the user's KBase token, from the auth state
     _attempt: StartAttempt | None = None
-    _held: ServerState | None = None
+    _saved: ServerState | None = None
     _reconciled = False  # this process has given the running server the objects it lacks
     _profile: dict[str, Any] | None = None  # the profile_list entry of this start (BERDL_PROFILE_JSON)
 
     @property
-    def held(self) -> ServerState:
+    def saved(self) -> ServerState:
         """What the server keeps in the spawner's state (server_state): its Spark share, its Service name."""
-        if self._held is None:
-            self._held = ServerState.new(self.namespace, self.pod_name)
-        return self._held
+        if self._saved is None:
+            self._saved = ServerState.new(self.namespace, self.pod_name)
+        return self._saved
 
     @property
     def attempt(self) -> StartAttempt:
@@ -118,7 +118,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
         home_names.refuse(self.user.name)
         attempt = self._attempt = server_wiring.new_attempt(self)
         self._reconciled = True
-        self.held.service.forget()  # an earlier start's may be another's by now: this one chooses
+        self.saved.service.forget()  # an earlier start's may be another's by now: this one chooses
         # Apply the chosen profile first: it may set the cluster size.
         await upstream.apply_user_options(self)
         attempt.profile = attempt.cluster.profile = self._profile_label()
@@ -141,7 +141,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
         except BaseException:
             attempt.starting = False
             await attempt.cluster.settle()
-            await self.attempt.tear_down(self.held.service, "the spawn failed")
+            await attempt.tear_down(self.saved.service, "the spawn failed")
             raise
         finally:
             attempt.starting = False
@@ -166,7 +166,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
             pod = None if self._reconciled else upstream.reflected_pod(self)
             self._reconciled = True
             if pod:
-                self.held.service.read_from(pod)
+                self.saved.service.read_from(pod)
             await self.attempt.objects.after_hub_start(
                 ServerPod.of(pod) if pod else None,
                 lambda: upstream.reflected_pod_uids(self),
@@ -198,12 +198,12 @@ class BERDLSpawner(BERDLSpawnerSettings):
         try:
             await super().stop(now=now)
         finally:
-            await self.attempt.tear_down(self.held.service, "the server stopped")
+            await self.attempt.tear_down(self.saved.service, "the server stopped")
 
     async def run_post_stop_hook(self) -> Any:
         """Runs after every stop, also of a pod that was lost or never started."""
         try:
-            await self.attempt.tear_down(self.held.service, "after stop")
+            await self.attempt.tear_down(self.saved.service, "after stop")
         finally:
             result = super().run_post_stop_hook()
         return await maybe_future(result)
@@ -211,11 +211,13 @@ class BERDLSpawner(BERDLSpawnerSettings):
     # --- state ---------------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         state: dict[str, Any] = super().get_state()
-        return state | self.held.to_state()
+        return state | self.saved.to_state()
 
     def load_state(self, state: dict[str, Any]) -> None:
-        super().load_state(state)  # KubeSpawner's may set the pod's name, which the Service's is kept for
-        self._held = ServerState.loaded(state, self.namespace, self.pod_name)
+        # After KubeSpawner's, which may restore the pod's name and namespace: the Service's name is the
+        # restored pod's.
+        super().load_state(state)
+        self._saved = ServerState.from_state(state, self.namespace, self.pod_name)
         self._attempt = None  # the share it would hold is a new one
 
     def clear_state(self) -> None:
@@ -224,7 +226,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
         # next start chooses anew.
         super().clear_state()
         self._token = None
-        self.held.service.forget()
+        self.saved.service.forget()
         if self._attempt is not None:
             self._attempt.minio = None
 
@@ -286,7 +288,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
     async def _add_spark(self, pod: Any) -> None:
         """The server's Spark Connect Service name (the pod's label, SPARK_CONNECT_URL), then, once the
         cluster is known, SPARK_MASTER_URL and the sizes the cluster was created with."""
-        service = self.held.service.choose(
+        service = self.saved.service.choose(
             user=self.user.name,
             default_server=not self.name,
             pods=upstream.reflected_pods(self),
@@ -302,14 +304,13 @@ class BERDLSpawner(BERDLSpawnerSettings):
     def get_env(self) -> dict[str, Any]:
         """The notebook's variables that are values (notebook_env.variables), never a credential:
         get_pod_manifest() adds the references, and the Spark facts once they are known."""
-        env = notebook_env.variables(
+        return notebook_env.variables(
             home=pod_parts.home_mount_path(self, self._expand),
             forwarded=notebook_env.forwarded(self.hub_env_to_forward, os.environ),
             spawner_env=super().get_env(),
             user=self.user.name,
             profile=self._profile,
         )
-        return credentials.without_values(env)
 
     def _expand(self, template: str) -> str:
         return upstream.expand(self, template)

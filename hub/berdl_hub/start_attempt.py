@@ -2,7 +2,8 @@
 
 A new start makes a new record; a hub that restarted makes one for each server it finds, when it first
 needs it (a stop, a reconcile). Nothing in it is saved with the spawner's state: it holds the user's
-MinIO keys. What outlives a hub restart (the Spark share) lives in the spawner's state instead.
+MinIO keys. What outlives a hub restart (the Spark share, the Service's name) lives in the spawner's state
+instead (`server_state`).
 """
 
 from __future__ import annotations

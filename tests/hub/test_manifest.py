@@ -167,6 +167,25 @@ async def test_pvc_home_runs_init_as_the_user(make_spawner: Callable[..., BERDLS
     assert by_name(init["volumeMounts"], manifest.HOME_VOLUME)[0]["subPath"] == "alice"
 
 
+@pytest.mark.parametrize("call", ["plain", "coroutine"])
+async def test_uid_and_gid_as_callables_of_the_spawner_reach_berdl_init_as_kubespawner_allows(
+    make_spawner: Callable[..., BERDLSpawner], call: str
+) -> None:
+    async def later(value: int) -> int:
+        return value
+
+    def uid(spawner: BERDLSpawner) -> Any:
+        value = 2000 + len(spawner.user.name)
+        return later(value) if call == "coroutine" else value
+
+    spawner = make_spawner(
+        home_volume_type="pvc", home_claim_name="berdl-homes", uid=uid, gid=lambda _: "567"
+    )
+    init = (await pod_dict(spawner))["spec"]["initContainers"][0]
+    assert (env_of(init)["BERDL_UID"], env_of(init)["BERDL_GID"]) == ("2005", "567")
+    assert (init["securityContext"]["runAsUser"], init["securityContext"]["runAsGroup"]) == (2005, 567)
+
+
 async def test_literal_braces_survive_template_expansion(make_spawner: Callable[..., BERDLSpawner]) -> None:
     spawner = make_spawner(
         init_favorites=[{"path": "/home/{username}/data", "name": "My {data}"}],

@@ -367,3 +367,38 @@ async def test_the_hub_names_every_setting_the_notebook_needs_and_lacks() -> Non
     replaced = Config()
     replaced.BERDLSpawner.hub_env_to_forward = ["EXTRA"]  # a list that replaces the default forwards none
     assert notebook_settings_missing(BERDLSpawner, replaced, environ) == list(notebook_env.NOTEBOOK_NEEDS)
+
+
+async def test_each_source_of_values_wins_over_those_before_it_and_no_credential_or_pod_fact_is_a_value() -> (
+    None
+):
+    env = notebook_env.variables(
+        home="/home/alice",
+        forwarded={"HOME": "/hub/home", "TRINO_HOST": "hub-trino", "MINIO_ENDPOINT_URL": "minio:9000"},
+        spawner_env={
+            "TRINO_HOST": "operator-trino",  # the operator's `environment` wins over the hub's forwards
+            "USER": "mallory",  # the server's own facts win over the operator's
+            "KBASE_AUTH_TOKEN": "an-operators-stand-in",  # a credential is never a value
+            "BERDL_POD_IP": "10.0.0.9",  # nor one of the pod's own facts
+        },
+        user="alice",
+        profile={"slug": "small", "display_name": "Small", "description": "2 workers"},
+    )
+    assert env["HOME"] == "/hub/home"  # a forward wins over BERDL's default
+    assert env["JUPYTER_CONFIG_DIR"] == "/home/alice/.jupyter"
+    assert env["TRINO_HOST"] == "operator-trino"
+    assert env["MINIO_ENDPOINT_URL"] == "minio:9000"
+    assert (env["USER"], env["JUPYTERHUB_USER"]) == ("alice", "alice")
+    assert json.loads(env["BERDL_PROFILE_JSON"])["slug"] == "small"
+    assert "KBASE_AUTH_TOKEN" not in env
+    assert not set(env) & set(notebook_env.POD_FACTS)
+
+
+async def test_references_are_the_driver_host_unless_the_operator_sets_it_the_pod_facts_then_the_secret() -> (
+    None
+):
+    secret = [{"name": "KBASE_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+    names = [entry["name"] for entry in notebook_env.references({}, secret)]
+    assert names == ["SPARK_DRIVER_HOST", *notebook_env.POD_FACTS, "KBASE_AUTH_TOKEN"]
+    operator_sets = notebook_env.references({"SPARK_DRIVER_HOST": "driver.example"}, secret)
+    assert "SPARK_DRIVER_HOST" not in [entry["name"] for entry in operator_sets]

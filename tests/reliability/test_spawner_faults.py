@@ -91,7 +91,7 @@ async def spawn_and_stop(spawner: BERDLSpawner, delay: float) -> Outcome:
         outcome.kind = failure_kind(outcome.message)
     else:
         outcome.started = True
-        outcome.with_spark = spawner.held.share.holds
+        outcome.with_spark = spawner.saved.share.holds
     await hub_stop(spawner)
     return outcome
 
