@@ -116,11 +116,12 @@ class BERDLSpawner(BERDLSpawnerSettings):
         """The MinIO keys (a user who cannot have them gets no cluster), then the Spark cluster while
         KubeSpawner prepares the pod (get_pod_manifest() waits for it); any failure tears down."""
         home_names.refuse(self.user.name)
+        # The chosen profile first: it may set any setting, the cluster's size and where the server's
+        # objects go included.
+        await upstream.apply_user_options(self)
         attempt = self._attempt = server_wiring.new_attempt(self)
         self._reconciled = True
         self.saved.service.forget()  # an earlier start's may be another's by now: this one chooses
-        # Apply the chosen profile first: it may set the cluster size.
-        await upstream.apply_user_options(self)
         attempt.profile = attempt.cluster.profile = self._profile_label()
         self._profile = await upstream.chosen_profile(self)
         token = await self._user_token()

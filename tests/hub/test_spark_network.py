@@ -102,3 +102,22 @@ async def test_a_name_no_spark_pod_can_carry_gets_no_policy(stack: Stack) -> Non
     await spawner.start()
     assert policies(stack) == {}
     await spawner.stop()
+
+
+async def test_a_profile_that_moves_the_spark_pods_gets_its_policy_where_they_are(stack: Stack) -> None:
+    """A profile may set any of the spawner's settings (kubespawner_override), BERDL's own included: the
+    server's objects are those of the settings its profile gave it, made and deleted there."""
+    profile = {
+        "display_name": "Spark elsewhere",
+        "slug": "elsewhere",
+        "default": True,
+        "kubespawner_override": {"spark_namespace": SPARK_NAMESPACE},
+    }
+    spawner = stack.spawner(profile_list=[profile])
+    await spawner.start()
+    assert set(policies(stack)) == {
+        (NAMESPACE, "jupyter-alice-spark-notebook"),
+        (SPARK_NAMESPACE, "jupyter-alice-spark-cluster"),
+    }
+    await spawner.stop()
+    assert policies(stack) == {}
