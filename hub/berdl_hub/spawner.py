@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from jupyterhub.utils import maybe_future
-from kubespawner.clients import shared_client
 from traitlets import default, validate
 
 from . import (
@@ -123,7 +122,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
             log=self.log,
             name=name,
         )
-        calls = Calls(shared_client, self.k8s_api_request_timeout, self.k8s_api_request_retry_timeout)
+        calls = Calls(upstream.kube_client, self.k8s_api_request_timeout, self.k8s_api_request_retry_timeout)
         objects = ServerObjects(
             self.owned_objects(),
             calls,
