@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kubespawner.clients import shared_client
-
 from . import credentials, server_objects, spark_connect, spark_network, upstream
 from .server_objects import Calls, ServerObjects
 from .start_attempt import StartAttempt
@@ -39,7 +37,7 @@ def new_attempt(spawner: BERDLSpawner) -> StartAttempt:
     timeouts = spawner.k8s_api_request_timeout, spawner.k8s_api_request_retry_timeout
     objects = ServerObjects(
         spawner.owned_objects(),
-        Calls(shared_client, *timeouts),
+        Calls(upstream.kube_client, *timeouts),
         pod_name=spawner.pod_name,
         pod_namespace=spawner.namespace,
         log=spawner.log,

@@ -108,6 +108,20 @@ def held_names(namespace: str, pods: Iterable[Mapping[str, Any]]) -> dict[str, s
     return held
 
 
+def holder(namespace: str, name: str, pods: Iterable[Mapping[str, Any]]) -> str | None:
+    """The pod name of the server that holds `name`, as `held_names` says, or None: without building the
+    whole map, nor reading `pods` when this process has claimed the name (each start asks several times,
+    and the reflector holds every user's pod)."""
+    claimed = _loop_claims().get((namespace, name))
+    if claimed is not None:
+        return claimed
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if (meta.get("labels") or {}).get(LABEL) == name and meta.get("namespace", namespace) == namespace:
+            return str(meta.get("name", ""))
+    return None
+
+
 def claim(namespace: str, *, user: str, default_server: bool, pod_name: str, pods: Iterable[Any]) -> str:
     """Choose the server's Service name and hold it for this process, in one step (see the module's
     description); raises NameTaken."""
@@ -176,8 +190,7 @@ class ServiceName:
         make this server delete another's Service."""
         if self.name is None:
             return None
-        holder = held_names(self.namespace, pods).get(self.name)
-        return self.name if holder in (None, self.pod_name) else None
+        return self.name if holder(self.namespace, self.name, pods) in (None, self.pod_name) else None
 
     def read_from(self, pod: Mapping[str, Any]) -> None:
         """The name the running `pod` holds (its label), also when the hub died before saving its state."""

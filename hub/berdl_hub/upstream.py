@@ -1,4 +1,5 @@
-"""Every non-public part of KubeSpawner, JupyterHub (and tornado, under it) that BERDL leans on, in one place.
+"""Every non-public part of KubeSpawner, JupyterHub (and tornado, under it) and of the Kubernetes client
+under KubeSpawner (kubernetes_asyncio, aiohttp) that BERDL leans on, in one place.
 
 Each function names the private attribute, format or habit it relies on, and
 `tests/hub/test_upstream_contract.py` pins each one at the versions in constraints.txt. An upgrade of
@@ -8,6 +9,7 @@ KubeSpawner or JupyterHub that changes one of them fails that test, and the fix 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -31,6 +33,48 @@ def expand(spawner: Any, template: str) -> str:
     if key not in cache:
         cache[key] = str(spawner._expand_user_properties(template))
     return cache[key]
+
+
+def kube_client(api_class: str) -> Any:
+    """KubeSpawner's shared kubernetes_asyncio client of `api_class` (`kubespawner.clients.shared_client`:
+    one per class and event loop, which KubeSpawner's own calls and its reflectors use too), its HTTP
+    session no longer reading the environment before each request where that reading finds nothing.
+
+    kubernetes_asyncio makes its aiohttp session with `trust_env=True` (`RESTClientObject`), so before
+    every call aiohttp reads ~/.netrc and the proxy variables again, each in a thread of the loop's
+    default executor: about 0.2 ms of CPU and two thread hand-offs per call, a fifth of the hub's CPU
+    during 200 spawns at once (bench/README.md). A running hub's environment does not change under it,
+    so when neither a netrc file nor a proxy for the API server is there now, the session stops looking
+    (`ClientSession._trust_env`); a hub behind a proxy, or with a netrc, keeps looking as before. Each
+    session is checked once."""
+    from kubespawner.clients import shared_client
+
+    api = shared_client(api_class)
+    rest = api.api_client.rest_client
+    if rest not in _env_checked:
+        _env_checked.add(rest)
+        if not _env_applies(api.api_client.configuration.host):
+            rest.pool_manager._trust_env = False
+    return api
+
+
+#: The kubernetes_asyncio REST clients whose sessions `without_env_lookups` has checked.
+_env_checked: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _env_applies(host: str) -> bool:
+    """Whether aiohttp's `trust_env` finds anything for requests to `host` now: a netrc file (its
+    credentials for the host, or for a proxy), or a proxy for the host (aiohttp's own look-up)."""
+    from aiohttp.helpers import get_env_proxy_for_url, netrc_from_env
+    from yarl import URL
+
+    if netrc_from_env() is not None:
+        return True
+    try:
+        get_env_proxy_for_url(URL(host))
+    except LookupError:
+        return False
+    return True
 
 
 def pod_url(spawner: Any, pod: Mapping[str, Any]) -> str:

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,7 @@ class ApiServer(kmock.KubernetesEmulator):
         if wanted == actual:
             return None
         message = f"Precondition failed: UID in precondition: {wanted}, UID in object meta: {actual}"
-        return _status(409, "Conflict", message)
+        return api_status(409, "Conflict", message)
 
     async def _serve_version(self, request: Any) -> Any:
         listing = await super()._serve_version(request)
@@ -161,12 +161,12 @@ class ApiServer(kmock.KubernetesEmulator):
         """PUT: the object becomes `body`, but for the fields the server owns."""
         key = (kmock.resource(f"v1/{plural}"), namespace, name)
         if key not in self.objects or self.objects[key].deleted:
-            return _status(404, "NotFound", f'{plural} "{name}" not found')
+            return api_status(404, "NotFound", f'{plural} "{name}" not found')
         current = self.objects[key].last.raw
         sent = (body.get("metadata") or {}).get("resourceVersion")
         if sent and sent != current["metadata"]["resourceVersion"]:
             message = f'Operation cannot be fulfilled on {plural} "{name}": the object has been modified'
-            return _status(409, "Conflict", message)
+            return api_status(409, "Conflict", message)
         meta = dict(body.get("metadata") or {})
         for owned in ("uid", "creationTimestamp"):
             meta[owned] = current["metadata"][owned]
@@ -196,24 +196,9 @@ class ApiServer(kmock.KubernetesEmulator):
 
     async def _handle(self, request: kmock.Request) -> Any:
         if request.action == kmock.action.CREATE and isinstance(request.data, dict):
-            meta = request.data.setdefault("metadata", {})
-            meta.setdefault("namespace", request.namespace)
-            meta.setdefault("uid", str(uuid.uuid4()))
-            meta.setdefault("resourceVersion", str(next(self._versions)))
-            meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             plural = request.resource.plural if request.resource is not None else None
-            if plural is not None and "name" in meta:
-                self.created_at[(plural, meta["name"])] = time.time()
-            if plural == "pods":
-                request.data.setdefault("status", {"phase": "Pending"})
-            if plural == "services":
-                # A ClusterIP Service gets its virtual address from the API server's service range.
-                spec = request.data.setdefault("spec", {})
-                if spec.get("type", "ClusterIP") == "ClusterIP" and not spec.get("clusterIP"):
-                    number = next(self._service_ips)
-                    spec["clusterIP"] = f"10.96.{number // 250}.{number % 250 + 1}"
-            manager = request.params.get("fieldManager") or _manager_of(request.headers.get("User-Agent", ""))
-            _as_stored(plural or "", request.data, manager=manager)
+            manager = field_manager(request.params, request.headers.get("User-Agent", ""))
+            self._on_create(plural or "", request.namespace, request.data, manager)
         try:
             return await super()._handle(request)
         finally:
@@ -222,6 +207,26 @@ class ApiServer(kmock.KubernetesEmulator):
             # all are kept: thousands of kept listings made each later request slower.
             if self.history == "none" or (listing and self.history != "all"):
                 self._forget(request)
+
+    def _on_create(self, plural: str, namespace: str | None, obj: dict[str, Any], manager: str) -> None:
+        """What the API server sets on an object it is asked to create (`plural`, in `namespace`), in
+        place: the fields it owns, a pod's first status, a ClusterIP Service's address, `_as_stored`."""
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("namespace", namespace)
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("resourceVersion", str(next(self._versions)))
+        meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        if plural and "name" in meta:
+            self.created_at[(plural, meta["name"])] = time.time()
+        if plural == "pods":
+            obj.setdefault("status", {"phase": "Pending"})
+        if plural == "services":
+            # A ClusterIP Service gets its virtual address from the API server's service range.
+            spec = obj.setdefault("spec", {})
+            if spec.get("type", "ClusterIP") == "ClusterIP" and not spec.get("clusterIP"):
+                number = next(self._service_ips)
+                spec["clusterIP"] = f"10.96.{number // 250}.{number % 250 + 1}"
+        _as_stored(plural, obj, manager=manager)
 
     def _forget(self, request: Any) -> None:
         history = self._requests
@@ -240,9 +245,10 @@ class StackApiServer(ApiServer):
     history = "none"
 
 
-def _manager_of(user_agent: str) -> str:
-    """The field manager the API server names after a client's User-Agent (its program's name)."""
-    return user_agent.split("/", 1)[0] or "unknown"
+def field_manager(params: Mapping[str, str], user_agent: str) -> str:
+    """The field manager of a write: its `fieldManager` parameter, else the one the API server names after
+    the client's User-Agent (its program's name)."""
+    return params.get("fieldManager") or user_agent.split("/", 1)[0] or "unknown"
 
 
 def _as_stored(plural: str, obj: dict[str, Any], *, manager: str) -> None:
@@ -274,7 +280,7 @@ def _field_names(value: Any) -> dict[str, Any]:
     return {f"f:{key}": _field_names(inner) for key, inner in value.items() if key != "managedFields"}
 
 
-def _status(code: int, reason: str, message: str) -> web.Response:
+def api_status(code: int, reason: str, message: str) -> web.Response:
     """An error as the API server answers it: a v1 Status."""
     body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason}
     return web.json_response({**body, "code": code}, status=code)

@@ -327,3 +327,25 @@ async def test_kubespawners_own_service_is_left_to_it(stack: Stack) -> None:
     assert ours["metadata"]["name"] == fallback_name(spawner.pod_name)
     assert selected_pods(stack, ours) == [spawner.pod_name]
     await spawner.stop()
+
+
+async def test_the_holder_of_a_name_is_the_one_held_names_gives() -> None:
+    """`holder` answers for one name what `held_names` maps for all: this process's claim first, else the
+    first pod of the namespace labelled with it."""
+
+    def pod(name: str, label: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": namespace, "labels": {LABEL: label}}}
+
+    pods = [pod("jupyter-x", "svc-a", "elsewhere"), pod("jupyter-a", "svc-a"), pod("jupyter-b", "svc-a")]
+    pods += [pod("jupyter-c", "svc-c"), {"metadata": {"name": "jupyter-d"}}]
+    spark_connect.claim(NAMESPACE, user="c", default_server=False, pod_name="jupyter-claimed", pods=[])
+    claimed = spark_connect.fallback_name("jupyter-claimed")
+    pods.append(pod("jupyter-e", claimed))
+    try:
+        held = spark_connect.held_names(NAMESPACE, pods)
+        for name in ["svc-a", "svc-c", claimed, "svc-none"]:
+            assert spark_connect.holder(NAMESPACE, name, pods) == held.get(name), name
+        assert held[claimed] == "jupyter-claimed"
+        assert held["svc-a"] == "jupyter-a"
+    finally:
+        spark_connect.release(NAMESPACE, "jupyter-claimed")

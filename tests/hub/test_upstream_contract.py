@@ -170,6 +170,52 @@ def test_kubespawner_calls_the_after_pod_created_hook_with_the_created_pod() -> 
     assert "await self.stop(True)" in inspect.getsource(KubeSpawner._make_create_pod_request)
 
 
+def test_the_kubernetes_client_reads_the_environment_before_each_request_only_when_trusting_it() -> None:
+    """upstream.kube_client: kubernetes_asyncio's session trusts the environment, and aiohttp reads the
+    netrc and the proxy variables before each request of a session that does (`_trust_env`), with the
+    helpers `_env_applies` asks once."""
+    import aiohttp.client
+    import kubernetes_asyncio.client.rest
+
+    rest = inspect.getsource(kubernetes_asyncio.client.rest.RESTClientObject.__init__)
+    assert "self.pool_manager = aiohttp.ClientSession(" in rest
+    assert "trust_env=True," in rest
+    request = inspect.getsource(aiohttp.client.ClientSession._request)
+    assert "if auth is None and self._trust_env and url.host is not None:" in request
+    assert "self._get_netrc_auth, url.host" in request
+    assert "elif self._trust_env:" in request
+    assert "get_env_proxy_for_url, url" in request
+    assert "netrc_obj = netrc_from_env()" in inspect.getsource(aiohttp.client.ClientSession._get_netrc_auth)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("proxy", "netrc", "trusting"),
+    [(False, False, False), (True, False, True), (False, True, True)],
+    ids=["nothing-to-find", "behind-a-proxy", "with-a-netrc"],
+)
+async def test_the_kubernetes_client_stops_reading_the_environment_only_where_it_finds_nothing(
+    proxy: bool, netrc: bool, trusting: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from localhub.standins.hub import reset_kubespawner
+
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if proxy:
+        monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    if netrc:
+        (tmp_path / ".netrc").write_text("machine proxy.example login hub password secret\n")
+    try:
+        api = upstream.kube_client("CoreV1Api")
+        assert api.api_client.rest_client.pool_manager.trust_env is trusting
+        assert upstream.kube_client("CoreV1Api") is api  # KubeSpawner's shared client, not a copy
+    finally:
+        await reset_kubespawner()
+
+
 def test_the_hubs_request_log_is_jupyterhubs_log_request_which_an_operators_setting_replaces() -> None:
     """hub_requests counts requests in tornado's log_function, after upstream.jupyterhub_log_request: it
     is JupyterHub's default log_function, and JupyterHub.tornado_settings wins over its defaults."""
@@ -267,6 +313,7 @@ PRIVATE_REACH = re.compile(
     r"|\._(?:auth_refreshed|stop_pending|stop_future|default_access_scopes|get_oauth_client_allowed_scopes)\b|\.connection\.context\b|\bapp\.users\b"
     r"|\.pod_reflector\b|\.orm_spawner\b|\.db\.commit\(|\buser\.spawners\b|\.spawners\b"
     r"|[\"']notebook[\"']|\bload_user_options\("
+    r"|\._trust_env\b|\brest_client\.pool_manager\b"
     # JupyterHub's request log and its API handlers' modules; `jupyterhub.apihandlers.APIHandler`, the
     # base class JupyterHub's docs give extra handlers (token_refresh's endpoint), is public
     r"|\bjupyterhub\.log\b|\bjupyterhub\.apihandlers\.\w"

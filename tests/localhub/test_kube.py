@@ -12,6 +12,7 @@ import aiohttp
 import kmock
 import pytest
 
+from localhub.standins.faults import LeanApiServer
 from localhub.standins.kube import NAMESPACE, ApiServer
 
 pytestmark = pytest.mark.asyncio
@@ -116,3 +117,65 @@ async def test_a_status_for_a_pod_of_the_same_name_deleted_since_is_refused() ->
             assert taken.status == 200
         async with session.get(f"{pods}/jupyter-alice") as current:
             assert (await current.json())["status"]["podIP"] == "127.0.0.9"
+
+
+async def test_the_lean_api_server_creates_and_deletes_as_an_api_server_does() -> None:
+    """LeanApiServer (the bench's and the fault tests') serves creates and deletes without kmock's request
+    machinery; what it answers, stores and sends to watches is still an API server's."""
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "p"},
+        "spec": {"podSelector": {}},
+    }
+    async with LeanApiServer() as api, kmock.Server(api) as server, aiohttp.ClientSession() as session:
+        api.instant_pods = True
+        url = str(server.url).rstrip("/")
+        pods = f"{url}/api/v1/namespaces/{NAMESPACE}/pods"
+        policies = f"{url}/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies"
+        watching = asyncio.create_task(watch(url, timeoutSeconds="2"))
+        await asyncio.sleep(0.2)  # the watch is open
+
+        async with session.post(pods, json=POD) as created:
+            assert created.status == 201
+            pod = await created.json()
+        assert pod["metadata"]["namespace"] == NAMESPACE
+        assert pod["metadata"]["uid"]
+        assert pod["status"]["phase"] == "Running"  # instant_pods
+        assert pod["metadata"]["managedFields"][0]["manager"] == "Python"  # aiohttp's User-Agent
+        async with session.post(pods, json=POD) as again:
+            assert again.status == 409
+            assert (await again.json())["reason"] == "AlreadyExists"
+        async with session.get(f"{pods}/jupyter-alice") as read:  # kmock's own read sees the same object
+            assert (await read.json())["metadata"]["uid"] == pod["metadata"]["uid"]
+        async with session.post(policies, json=policy) as created:
+            assert created.status == 201
+        async with session.get(policies) as listed:
+            assert [p["metadata"]["name"] for p in (await listed.json())["items"]] == ["p"]
+
+        async with session.delete(f"{pods}/jupyter-alice") as deleted:
+            assert deleted.status == 200
+            assert (await deleted.json())["metadata"]["uid"] == pod["metadata"]["uid"]
+        async with session.delete(f"{pods}/jupyter-alice") as again:
+            assert again.status == 404
+            assert (await again.json())["reason"] == "NotFound"
+        async with session.get(f"{pods}/jupyter-alice") as read:
+            assert read.status == 404
+        assert [key[0].plural for key in api.objects] == ["networkpolicies"]  # the deleted pod is forgotten
+        events, _ = await watching
+    assert [(e["type"], e["object"]["metadata"]["uid"]) for e in events] == [
+        ("ADDED", pod["metadata"]["uid"]),
+        ("DELETED", pod["metadata"]["uid"]),
+    ]
+
+
+async def test_the_lean_api_server_leaves_a_delete_held_by_a_finalizer_to_kmock() -> None:
+    held = {**POD, "metadata": {"name": "jupyter-alice", "finalizers": ["example.com/hold"]}}
+    async with LeanApiServer() as api, kmock.Server(api) as server, aiohttp.ClientSession() as session:
+        pods = f"{str(server.url).rstrip('/')}/api/v1/namespaces/{NAMESPACE}/pods"
+        async with session.post(pods, json=held) as created:
+            assert created.status == 201
+        async with session.delete(f"{pods}/jupyter-alice") as deleted:
+            assert deleted.status == 200
+        async with session.get(f"{pods}/jupyter-alice") as read:
+            assert (await read.json())["metadata"]["deletionTimestamp"]  # marked, kept until released
