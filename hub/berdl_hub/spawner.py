@@ -147,6 +147,10 @@ class BERDLSpawner(BERDLSpawnerSettings):
         finally:
             attempt.starting = False
 
+    async def _make_create_pod_request(self, pod: Any, request_timeout: float) -> bool:
+        """KubeSpawner's pod create, without reading the answer it throws away (upstream.create_pod)."""
+        return await upstream.create_pod(self, pod, request_timeout)
+
     def is_pod_running(self, pod: dict[str, Any] | None) -> bool:
         """KubeSpawner's readiness check; while starting, a failed berdl-init ends the spawn at once.
         berdl-init's run is counted (its metrics) once, when it failed or when the pod runs."""

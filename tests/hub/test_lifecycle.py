@@ -108,7 +108,7 @@ async def test_spark_failure_under_continue_starts_without_spark(
 @pytest.mark.parametrize(
     ("resource", "error"),
     [
-        ("pods", "Forbidden"),
+        ("pods", "(?s)Forbidden.*exceeded quota"),  # the API server's own message, as the client raises it
         ("secrets", "creating Secret berdl/jupyter-alice-credentials: Kubernetes answered 403"),
     ],
 )
@@ -131,6 +131,20 @@ async def test_pod_or_secret_creation_failing_after_the_cluster_exists_deletes_t
     await spawner.run_post_stop_hook()
     assert stack.spark.calls.count(("DELETE", "/clusters")) == 1
     assert_no_secret_in(all_logs.text, SECRETS)
+
+
+async def test_a_pod_of_the_same_name_still_there_is_replaced(stack: Stack) -> None:
+    """KubeSpawner's rule for a pod it finds in the way (a 409 to its create): stop it, create anew."""
+    first = stack.spawner()
+    await first.start()
+    left = stack.k8s.objects[kmock.resource("v1/pods"), "berdl", first.pod_name]["metadata"]["uid"]
+    spawner = stack.spawner()  # a hub that lost track of the first pod
+    await spawner.start()
+    assert stack.pods() == [spawner.pod_name]
+    now = stack.k8s.objects[kmock.resource("v1/pods"), "berdl", spawner.pod_name]["metadata"]["uid"]
+    assert now != left
+    await spawner.stop()
+    assert stack.pods() == []
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ together."""
 from __future__ import annotations
 
 import ast
+import hashlib
 import inspect
 import re
 from collections.abc import Callable
@@ -168,6 +169,18 @@ def test_kubespawner_calls_the_after_pod_created_hook_with_the_created_pod() -> 
     assert "await self.stop(True)" in source
     # A pod of the same name still there: KubeSpawner stops it (BERDLSpawner.stop then deletes only the pod).
     assert "await self.stop(True)" in inspect.getsource(KubeSpawner._make_create_pod_request)
+
+
+def test_kubespawner_creates_its_pod_as_upstream_create_pod_does() -> None:
+    """upstream.create_pod replaces KubeSpawner's `_make_create_pod_request` but for reading the answer:
+    its start calls it, retried until True, and uses nothing it returns but that. Its body is pinned: any
+    change of it fails here, to be carried over to upstream.create_pod."""
+    assert str(inspect.signature(KubeSpawner._make_create_pod_request)) == "(self, pod, request_timeout)"
+    assert "partial(self._make_create_pod_request, pod, self.k8s_api_request_timeout)" in inspect.getsource(
+        KubeSpawner._start
+    )
+    source = inspect.getsource(KubeSpawner._make_create_pod_request)
+    assert hashlib.sha256(source.encode()).hexdigest()[:16] == "945358c8d90be887"
 
 
 def test_the_kubernetes_client_reads_the_environment_before_each_request_only_when_trusting_it() -> None:
