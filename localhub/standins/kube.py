@@ -183,7 +183,7 @@ class ApiServer(kmock.KubernetesEmulator):
         seconds = float(request.params.get("timeoutSeconds") or WATCH_SECONDS_DEFAULT)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        events = super()._serve_watch(request)
+        events = self._watch_events(request)
         try:
             while True:
                 try:
@@ -193,6 +193,34 @@ class ApiServer(kmock.KubernetesEmulator):
                 yield event
         finally:
             await events.aclose()
+
+    async def _watch_events(self, request: Any) -> AsyncIterator[Any]:
+        """kmock's watch (every object there as ADDED, then each change), but with no change lost: the
+        change bus is marked in the same hold of the lock as the objects are read. kmock marks it only once
+        it has sent them all, so an object created meanwhile reached no watcher, and a pod created while
+        KubeSpawner's reflector started its watch again stayed unseen until the next one."""
+        yield b""  # the headers go out at once, as in kmock's: a client waits for them
+        bus = self._buses[request.resource]
+
+        def wanted(namespace: str | None, name: str | None) -> bool:
+            return request.namespace in (None, namespace) and request.name in (None, name)
+
+        async with self._lock:
+            there = [
+                {"type": "ADDED", "object": obj.raw}
+                for (resource, namespace, name), obj in self.objects.items()
+                if resource == request.resource and wanted(namespace, name) and not obj.deleted
+            ]
+            marker = await bus.mark()
+        try:
+            for event in there:
+                yield event
+            async for event in bus.stream(since=marker):
+                meta = (event.get("object") or {}).get("metadata") or {}
+                if wanted(meta.get("namespace"), meta.get("name")):
+                    yield event
+        finally:
+            await bus.unmark(marker)
 
     async def _handle(self, request: kmock.Request) -> Any:
         if request.action == kmock.action.CREATE and isinstance(request.data, dict):

@@ -48,6 +48,32 @@ async def test_a_watch_ends_after_its_timeout_seconds_with_the_events_it_saw() -
     assert 1 <= seconds < 5
 
 
+async def test_a_watch_misses_no_object_created_while_it_sends_those_already_there() -> None:
+    """A watch sends every object there, then every change from the moment it read them: a pod created
+    while the first ones are still being sent reaches it too (KubeSpawner's reflector opens a new watch
+    every 10 s, in the middle of 200 spawns). Here the watcher reads nothing until the new pods are made,
+    so the server is still sending the 300 there (12 MB) while they are created."""
+    bulky = {**POD["metadata"], "annotations": {"filler": "x" * 40_000}}
+    async with LeanApiServer() as api, kmock.Server(api) as server, aiohttp.ClientSession() as session:
+        pods = f"{str(server.url).rstrip('/')}/api/v1/namespaces/{NAMESPACE}/pods"
+
+        async def create(name: str) -> None:
+            async with session.post(pods, json={**POD, "metadata": {**bulky, "name": name}}) as created:
+                assert created.status == 201
+
+        await asyncio.gather(*(create(f"there-{i}") for i in range(300)))
+        params = {"watch": "true", "timeoutSeconds": "3"}
+        async with session.get(pods, params=params) as watching:
+            await asyncio.sleep(0.3)  # the server reads the 300 and starts sending them
+            await asyncio.gather(*(create(f"new-{i}") for i in range(20)))
+            seen = {
+                json.loads(line)["object"]["metadata"]["name"]
+                async for line in watching.content
+                if line.strip()
+            }
+    assert {f"there-{i}" for i in range(300)} | {f"new-{i}" for i in range(20)} <= seen
+
+
 async def test_a_watch_without_timeout_seconds_stays_open() -> None:
     async with ApiServer() as api, kmock.Server(api) as server:
         api.resources["v1/pods"] = {}
