@@ -99,6 +99,14 @@ class ObjectError(Exception):
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
+async def refusal(response: Any) -> ApiException:
+    """The ApiException kubernetes_asyncio raises for an answer that is no success, for a call sent with
+    `_preload_content=False` (which raises none): its status, reason, headers and the API server's message."""
+    refused = ApiException(status=response.status, reason=response.reason)
+    refused.body, refused.headers = await response.read(), response.headers
+    return refused
+
+
 @dataclass(frozen=True)
 class Calls:
     """How the API is reached: a client per kubernetes_asyncio API class, and the bounds of each call."""
@@ -121,7 +129,7 @@ class Calls:
             response = await send(*args, _preload_content=False)
             try:
                 if not 200 <= response.status <= 299:
-                    raise ApiException(status=response.status, reason=response.reason)
+                    raise await refusal(response)
             finally:
                 response.release()
 

@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from jupyterhub.utils import maybe_future
-from kubernetes_asyncio.client.exceptions import ApiException
+
+from .server_objects import refusal
 
 #: KubeSpawner names the notebook's container "notebook" in every pod it builds (objects.make_pod) and
 #: reads that container's status by this name in poll().
@@ -59,7 +60,7 @@ def kube_client(api_class: str) -> Any:
     return api
 
 
-#: The kubernetes_asyncio REST clients whose sessions `without_env_lookups` has checked.
+#: The kubernetes_asyncio REST clients whose sessions `kube_client` has checked.
 _env_checked: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
@@ -80,7 +81,7 @@ def _env_applies(host: str) -> bool:
 
 async def create_pod(spawner: Any, pod: Any, request_timeout: float) -> bool:
     """KubeSpawner's `_make_create_pod_request` (its start retries it, with exponential_backoff, until it
-    returns True), doing what that does but read the API server's answer into kubernetes_asyncio's
+    returns True), doing what that does without reading the API server's answer into kubernetes_asyncio's
     models, which KubeSpawner throws away: a quarter of the hub's CPU when 200 spawns create their pods
     at once (bench/README.md). As KubeSpawner's: False after a time-out (to try again) and for a pod of
     the same name still there, which it stops first; any other refusal raised as the client raises it,
@@ -94,15 +95,13 @@ async def create_pod(spawner: Any, pod: Any, request_timeout: float) -> bool:
     except asyncio.TimeoutError:
         return False
     try:
-        if response.status == 409:
-            spawner.log.info("Found existing pod %s, attempting to kill", name)
-        elif not 200 <= response.status <= 299:
-            refused = ApiException(status=response.status, reason=response.reason)
-            refused.body, refused.headers = await response.read(), response.headers
-            raise refused
+        status = response.status
+        if not (200 <= status <= 299 or status == 409):
+            raise await refusal(response)
     finally:
         response.release()
-    if response.status == 409:
+    if status == 409:
+        spawner.log.info("Found existing pod %s, attempting to kill", name)
         await spawner.stop(True)
         return False
     return True
