@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import itertools
 import json
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import attrs
 import kmock
 from aiohttp import web
 from typing_extensions import Self
@@ -94,13 +96,48 @@ _NAMED_CORE_OBJECT = re.compile(
 )
 
 
+#: How many of a kind's latest changes a watch can be resumed from (kube-apiserver's watch cache keeps a
+#: window too; a watch from an older resourceVersion is answered 410 Expired, and the client lists again).
+JOURNAL_LENGTH = 1000
+
+
+@attrs.mutable
+class JournalledBus(kmock.Bus[Any]):
+    """kmock's change bus of one kind, with what an API server adds: every change gets a new
+    resourceVersion, on the stored object as on its event, and the latest changes are kept, so that a
+    watch from a listing's resourceVersion is sent what changed since that listing."""
+
+    next_version: Any = attrs.field(kw_only=True)
+    journal: collections.deque[tuple[int, Any]] = attrs.field(
+        kw_only=True, factory=lambda: collections.deque(maxlen=JOURNAL_LENGTH)
+    )
+
+    async def put(self, *events: Any) -> None:
+        for event in events:
+            # The event's object shares its metadata with the version kmock stores: a read sees it too.
+            version = self.next_version()
+            event["object"]["metadata"]["resourceVersion"] = str(version)
+            self.journal.append((version, event))
+        await super().put(*events)
+
+    def since(self, version: int) -> list[Any] | None:
+        """The changes after `version`, oldest first, or None when the journal no longer reaches back
+        that far."""
+        if len(self.journal) == self.journal.maxlen and self.journal[0][0] > version + 1:
+            return None
+        return [event for kept, event in self.journal if kept > version]
+
+
 class ApiServer(kmock.KubernetesEmulator):
     """kmock's Kubernetes emulator, plus what a real API server adds: the fields it sets on a created
     object (its uid, resourceVersion, creationTimestamp and managedFields; a pod's status; a Secret's
     `stringData` moved into `data`), a replace (PUT, as `kubectl replace` sends it, refused when the
     resourceVersion is no longer the object's), a ClusterIP Service's virtual address, discovery of the
-    core kinds that kubectl understands, and the end of a watch after its `timeoutSeconds` (kmock's
-    watches never end)."""
+    core kinds that kubectl understands, the end of a watch after its `timeoutSeconds` (kmock's
+    watches never end), and resourceVersions that order the changes: a listing says the version it saw,
+    and a watch from it is sent every change since (kmock's listing says "..." and its watch sends what
+    is there as new, so a pod deleted between KubeSpawner's listing and its watch stayed in its
+    reflector until the next listing, and a start that replaced it waited for it to go)."""
 
     _versions = itertools.count(1)
     #: What the request history keeps once a request is answered: every request but listings (the
@@ -114,6 +151,7 @@ class ApiServer(kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         for resource in RESOURCES:
             self.resources[resource] = {}
+        self._buses = collections.defaultdict(self._new_bus)
         # When each object was last created (wall-clock seconds), by (resource plural, name): the
         # creationTimestamp an API server sets has whole seconds only, too coarse for bench/time_to_lab.py.
         self.created_at: dict[tuple[str, str], float] = {}
@@ -125,7 +163,9 @@ class ApiServer(kmock.KubernetesEmulator):
             raw_request = raw_request.clone(rel_url=raw_request.rel_url.update_query(watch="true"))
         named = _NAMED_CORE_OBJECT.match(raw_request.path)
         if raw_request.method == "PUT" and named:
-            return self._replace(**named.groupdict(), body=await raw_request.json(), query=raw_request.query)
+            return await self._replace(
+                **named.groupdict(), body=await raw_request.json(), query=raw_request.query
+            )
         if raw_request.method == "PATCH" and named:
             refused = self._uid_precondition(**named.groupdict(), body=await raw_request.json())
             if refused is not None:
@@ -155,26 +195,40 @@ class ApiServer(kmock.KubernetesEmulator):
                     resource.update(kind=kind, singularName=kind.lower(), namespaced=True, verbs=_CORE_VERBS)
         return listing
 
-    def _replace(
+    def _new_bus(self) -> JournalledBus:
+        return JournalledBus(next_version=lambda: next(self._versions))
+
+    async def _replace(
         self, *, namespace: str, plural: str, name: str, body: dict[str, Any], query: Any
     ) -> web.Response:
         """PUT: the object becomes `body`, but for the fields the server owns."""
-        key = (kmock.resource(f"v1/{plural}"), namespace, name)
-        if key not in self.objects or self.objects[key].deleted:
-            return api_status(404, "NotFound", f'{plural} "{name}" not found')
-        current = self.objects[key].last.raw
-        sent = (body.get("metadata") or {}).get("resourceVersion")
-        if sent and sent != current["metadata"]["resourceVersion"]:
-            message = f'Operation cannot be fulfilled on {plural} "{name}": the object has been modified'
-            return api_status(409, "Conflict", message)
-        meta = dict(body.get("metadata") or {})
-        for owned in ("uid", "creationTimestamp"):
-            meta[owned] = current["metadata"][owned]
-        meta.update(namespace=namespace, name=name, resourceVersion=str(next(self._versions)))
-        replaced = {**body, "metadata": meta}
-        _as_stored(plural, replaced, manager=query.get("fieldManager") or "kubectl-replace")
-        self.objects[key].create(replaced)
+        resource = kmock.resource(f"v1/{plural}")
+        key = (resource, namespace, name)
+        async with self._lock:
+            if key not in self.objects or self.objects[key].deleted:
+                return api_status(404, "NotFound", f'{plural} "{name}" not found')
+            current = self.objects[key].last.raw
+            sent = (body.get("metadata") or {}).get("resourceVersion")
+            if sent and sent != current["metadata"]["resourceVersion"]:
+                message = f'Operation cannot be fulfilled on {plural} "{name}": the object has been modified'
+                return api_status(409, "Conflict", message)
+            meta = dict(body.get("metadata") or {})
+            for owned in ("uid", "creationTimestamp"):
+                meta[owned] = current["metadata"][owned]
+            meta.update(namespace=namespace, name=name)
+            replaced = {**body, "metadata": meta}
+            _as_stored(plural, replaced, manager=query.get("fieldManager") or "kubectl-replace")
+            self.objects[key].create(replaced)
+            await self._buses[resource].put({"type": "MODIFIED", "object": replaced})
         return web.json_response(replaced)
+
+    async def _serve_list(self, request: Any) -> Any:
+        # The version is taken before the objects are read: a change between the two is then sent again
+        # to a watch from it, which only repeats what the listing already holds.
+        version = next(self._versions)
+        listing = await super()._serve_list(request)
+        listing["metadata"] = {"resourceVersion": str(version)}
+        return listing
 
     async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
         """kmock's watch stream, ended after `timeoutSeconds` as a real API server ends it. A client that
@@ -195,29 +249,42 @@ class ApiServer(kmock.KubernetesEmulator):
             await events.aclose()
 
     async def _watch_events(self, request: Any) -> AsyncIterator[Any]:
-        """kmock's watch (every object there as ADDED, then each change), but with no change lost: the
-        change bus is marked in the same hold of the lock as the objects are read. kmock marks it only once
-        it has sent them all, so an object created meanwhile reached no watcher, and a pod created while
-        KubeSpawner's reflector started its watch again stayed unseen until the next one."""
+        """A watch as an API server serves it: from a `resourceVersion`, every change since; from none
+        (or "0"), every object there as ADDED, then each change. No change is lost in between: the change
+        bus is marked in the same hold of the lock as the objects or the journal are read. (kmock marks it
+        only once it has sent them all, so an object created meanwhile reached no watcher, and a pod
+        created while KubeSpawner's reflector started its watch again stayed unseen until the next one.)"""
         yield b""  # the headers go out at once, as in kmock's: a client waits for them
         bus = self._buses[request.resource]
+        since = request.params.get("resourceVersion") or "0"
 
         def wanted(namespace: str | None, name: str | None) -> bool:
             return request.namespace in (None, namespace) and request.name in (None, name)
 
+        def about(event: Any) -> bool:
+            meta = (event.get("object") or {}).get("metadata") or {}
+            return wanted(meta.get("namespace"), meta.get("name"))
+
         async with self._lock:
-            there = [
-                {"type": "ADDED", "object": obj.raw}
-                for (resource, namespace, name), obj in self.objects.items()
-                if resource == request.resource and wanted(namespace, name) and not obj.deleted
-            ]
+            if since == "0":
+                there: list[Any] | None = [
+                    {"type": "ADDED", "object": obj.raw}
+                    for (resource, namespace, name), obj in self.objects.items()
+                    if resource == request.resource and wanted(namespace, name) and not obj.deleted
+                ]
+            else:
+                there = bus.since(int(since)) if since.isdigit() else None
             marker = await bus.mark()
+        if there is None:
+            await bus.unmark(marker)
+            yield {"type": "ERROR", "object": expired(since)}
+            return
         try:
             for event in there:
-                yield event
+                if about(event):
+                    yield event
             async for event in bus.stream(since=marker):
-                meta = (event.get("object") or {}).get("metadata") or {}
-                if wanted(meta.get("namespace"), meta.get("name")):
+                if about(event):
                     yield event
         finally:
             await bus.unmark(marker)
@@ -306,6 +373,19 @@ def _field_names(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         return {}
     return {f"f:{key}": _field_names(inner) for key, inner in value.items() if key != "managedFields"}
+
+
+def expired(version: str) -> dict[str, Any]:
+    """The Status a watch from a resourceVersion no longer kept ends with (the client lists again)."""
+    message = f"too old resource version: {version}"
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": "Expired",
+        "code": 410,
+    }
 
 
 def api_status(code: int, reason: str, message: str) -> web.Response:

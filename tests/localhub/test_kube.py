@@ -1,6 +1,6 @@
 """The Kubernetes API stand-in behaves as a real API server where the project relies on it: a watch ends
-after its `timeoutSeconds`; a Secret's stringData is stored as data; a replace is refused on a stale
-resourceVersion."""
+after its `timeoutSeconds` and resumes from a listing's resourceVersion; a Secret's stringData is stored as
+data; a replace is refused on a stale resourceVersion."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import aiohttp
 import kmock
 import pytest
 
+from localhub.standins import kube
 from localhub.standins.faults import LeanApiServer
 from localhub.standins.kube import NAMESPACE, ApiServer
 
@@ -72,6 +73,60 @@ async def test_a_watch_misses_no_object_created_while_it_sends_those_already_the
                 if line.strip()
             }
     assert {f"there-{i}" for i in range(300)} | {f"new-{i}" for i in range(20)} <= seen
+
+
+async def test_a_watch_from_a_listings_version_is_sent_what_changed_since() -> None:
+    """KubeSpawner's reflector lists, then watches from the listing's resourceVersion. A pod deleted in
+    between must reach it as DELETED (a real API server sends it): otherwise the reflector keeps the pod
+    until its next listing, and a start that deletes a pod of the same name waits for it that long."""
+    async with ApiServer() as api, kmock.Server(api) as server, aiohttp.ClientSession() as session:
+        api.resources["v1/pods"] = {}
+        url = str(server.url).rstrip("/")
+        pods = f"{url}/api/v1/namespaces/{NAMESPACE}/pods"
+        for name in ("jupyter-alice", "jupyter-bob"):
+            async with session.post(pods, json={**POD, "metadata": {"name": name}}) as created:
+                assert created.status in (200, 201)
+        async with session.get(pods) as listed:
+            listing = await listed.json()
+        version = listing["metadata"]["resourceVersion"]
+        async with session.delete(f"{pods}/jupyter-alice") as deleted:
+            assert deleted.status == 200
+        async with session.patch(
+            f"{pods}/jupyter-bob",
+            json={"metadata": {"labels": {"seen": "yes"}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        ) as patched:
+            bob = await patched.json()
+        async with session.get(f"{pods}/jupyter-bob") as fetched:
+            assert (await fetched.json())["metadata"]["resourceVersion"] == bob["metadata"]["resourceVersion"]
+        events, _ = await asyncio.wait_for(watch(url, timeoutSeconds="1", resourceVersion=version), 10)
+    assert sorted(item["metadata"]["name"] for item in listing["items"]) == ["jupyter-alice", "jupyter-bob"]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("DELETED", "jupyter-alice"),
+        ("MODIFIED", "jupyter-bob"),
+    ]
+    versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert int(version) < versions[0] < versions[1] == int(bob["metadata"]["resourceVersion"])
+
+
+async def test_a_watch_from_a_version_no_longer_kept_is_told_it_expired(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kube, "JOURNAL_LENGTH", 3)
+    async with ApiServer() as api, kmock.Server(api) as server, aiohttp.ClientSession() as session:
+        api.resources["v1/pods"] = {}
+        url = str(server.url).rstrip("/")
+        pods = f"{url}/api/v1/namespaces/{NAMESPACE}/pods"
+        async with session.get(pods) as listed:
+            version = (await listed.json())["metadata"]["resourceVersion"]
+        for index in range(4):
+            async with session.post(pods, json={**POD, "metadata": {"name": f"p{index}"}}) as created:
+                assert created.status in (200, 201)
+        events, seconds = await asyncio.wait_for(watch(url, timeoutSeconds="5", resourceVersion=version), 10)
+    assert [(e["type"], e["object"]["code"], e["object"]["reason"]) for e in events] == [
+        ("ERROR", 410, "Expired")
+    ]
+    assert seconds < 4  # the watch ends with it
 
 
 async def test_a_watch_without_timeout_seconds_stays_open() -> None:
