@@ -4,8 +4,8 @@ Today a server owns its credentials Secret (`credentials`) and its Spark Connect
 (`spark_connect`); every other per-server object plugs in the same way: an `Owned` says what its object
 is called and what it holds, and this module gives it the guarantees:
 
-- it is created once the pod has a uid (KubeSpawner's after_pod_created_hook), after any object of the
-  same name an earlier pod left is removed;
+- it is created once the pod is, owned by the uid the API server's answer gives it, after any object of
+  the same name an earlier pod left is removed;
 - in the pod's namespace it is owned by the pod, so Kubernetes deletes it with the pod even when the
   hub is gone; in another namespace, where no ownerReference reaches, it carries the pod's uid as a
   label (`OWNER_POD_UID`), by which a restarted hub finds it and deletes it itself (`sweep`);
@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from jupyterhub.utils import maybe_future
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from . import metrics
@@ -401,19 +400,3 @@ async def sweep_once(
         return []
     done.add(pod_namespace)
     return await sweep(owned, calls, pod_namespace, live_pod_uids)
-
-
-def run_first(
-    ours: Callable[[Any, Any], Awaitable[None]], hook: Callable[..., Any] | None
-) -> Callable[..., Any]:
-    """KubeSpawner's after_pod_created_hook that runs `ours` (which makes a server's objects) first,
-    then the operator's `hook` when there is one; setting the result again changes nothing."""
-    if hook is None or hook is ours or getattr(hook, "runs_after", None) is ours:
-        return hook or ours
-
-    async def both(spawner: Any, pod: Any) -> Any:
-        await ours(spawner, pod)
-        return await maybe_future(hook(spawner, pod))
-
-    both.runs_after = ours  # type: ignore[attr-defined]
-    return both

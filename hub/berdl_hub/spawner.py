@@ -24,11 +24,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from jupyterhub.utils import maybe_future
-from traitlets import default, validate
 
 from . import (
     credentials,
@@ -70,15 +69,6 @@ class BERDLSpawner(BERDLSpawnerSettings):
 
     Its settings are BERDLSpawnerSettings' (spawner_traits); configure them as `c.BERDLSpawner.NAME`.
     """
-
-    @default("after_pod_created_hook")
-    def _default_after_pod_created_hook(self) -> Callable[..., Awaitable[None]]:
-        return _create_server_objects
-
-    @validate("after_pod_created_hook")
-    def _keep_the_objects_step(self, proposal: Any) -> Callable[..., Any]:
-        """An operator's hook runs after BERDL's, which creates the server's objects (its Secret)."""
-        return server_objects.run_first(_create_server_objects, proposal.value)
 
     # --- what a server holds in memory (tokens and keys never go in the spawner's state) ------------
     _token: str | None = None  # the user's KBase token, from the auth state
@@ -148,8 +138,19 @@ class BERDLSpawner(BERDLSpawnerSettings):
             attempt.starting = False
 
     async def _make_create_pod_request(self, pod: Any, request_timeout: float) -> bool:
-        """KubeSpawner's pod create, without reading the answer it throws away (upstream.create_pod)."""
-        return await upstream.create_pod(self, pod, request_timeout)
+        """KubeSpawner's pod create (upstream.create_pod), then the server's objects, owned by the pod the
+        API server's answer describes. (An after_pod_created_hook would wait for KubeSpawner's reflector
+        to see the pod's uid, polling with random back-offs: the slowest of 200 spawns at once waited
+        over a second.) A failure stops the pod and fails the start, as KubeSpawner does for a hook's."""
+        created = await upstream.create_pod(self, pod, request_timeout)
+        if created is None:
+            return False
+        try:
+            await _create_server_objects(self, created)
+        except Exception:
+            await self.stop(True)
+            raise
+        return True
 
     def is_pod_running(self, pod: dict[str, Any] | None) -> bool:
         """KubeSpawner's readiness check; while starting, a failed berdl-init ends the spawn at once.
@@ -329,7 +330,6 @@ class BERDLSpawner(BERDLSpawnerSettings):
 
 
 async def _create_server_objects(spawner: BERDLSpawner, pod: dict[str, Any]) -> None:
-    """KubeSpawner's after_pod_created_hook: the pod has a uid now, so the server's objects can be
-    owned by it. A failure here makes KubeSpawner stop the pod and the start fail, which deletes them."""
+    """The server's objects, owned by its pod, which the API server has just created (with its uid)."""
     spawner.attempt.pod_created = time.monotonic()
     await spawner.attempt.objects.create(ServerPod.of(pod))

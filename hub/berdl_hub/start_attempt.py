@@ -25,8 +25,9 @@ class StartAttempt:
     cluster: ServerCluster  # the server's part in its user's Spark cluster, and the notes of the start
     objects: ServerObjects  # the objects it owns beside its pod, and which of them it deleted
     minio: MinioCredentials | None = None
-    # KubeSpawner's own start is under way: a stop it makes then (a pod of the same name to replace, a
-    # failed after_pod_created_hook) deletes only the pod, and a failed berdl-init ends the start.
+    # KubeSpawner's own start is under way: a stop made then (a pod of the same name to replace, the
+    # server's objects or an after_pod_created_hook failing) deletes only the pod, and a failed
+    # berdl-init ends the start.
     starting: bool = False
     # What the metrics of this start need (metrics.SPAWN_PART_SECONDS): its profile's label, when it
     # began, how long the pod waited for the Spark cluster, when the pod was created, berdl-init's run.

@@ -79,13 +79,13 @@ def _env_applies(host: str) -> bool:
     return True
 
 
-async def create_pod(spawner: Any, pod: Any, request_timeout: float) -> bool:
+async def create_pod(spawner: Any, pod: Any, request_timeout: float) -> dict[str, Any] | None:
     """KubeSpawner's `_make_create_pod_request` (its start retries it, with exponential_backoff, until it
-    returns True), doing what that does without reading the API server's answer into kubernetes_asyncio's
-    models, which KubeSpawner throws away: a quarter of the hub's CPU when 200 spawns create their pods
-    at once (bench/README.md). As KubeSpawner's: False after a time-out (to try again) and for a pod of
-    the same name still there, which it stops first; any other refusal raised as the client raises it,
-    the API server's message included."""
+    returns True), but for the answer: the created pod as the API server describes it, as a dict, not
+    read into kubernetes_asyncio's models (which KubeSpawner throws away: a quarter of the hub's CPU
+    when 200 spawns create their pods at once, bench/README.md). As KubeSpawner's: None after a time-out
+    (to try again) and for a pod of the same name still there, which it stops first; any other refusal
+    raised as the client raises it, the API server's message included."""
     name = pod.metadata.name
     spawner.log.info("Attempting to create pod %s, with timeout %s", name, request_timeout)
     try:
@@ -93,18 +93,18 @@ async def create_pod(spawner: Any, pod: Any, request_timeout: float) -> bool:
             spawner.api.create_namespaced_pod(spawner.namespace, pod, _preload_content=False), request_timeout
         )
     except asyncio.TimeoutError:
-        return False
+        return None
     try:
         status = response.status
         if not (200 <= status <= 299 or status == 409):
             raise await refusal(response)
+        created: dict[str, Any] | None = await response.json() if status != 409 else None
     finally:
         response.release()
-    if status == 409:
+    if created is None:
         spawner.log.info("Found existing pod %s, attempting to kill", name)
         await spawner.stop(True)
-        return False
-    return True
+    return created
 
 
 def pod_url(spawner: Any, pod: Mapping[str, Any]) -> str:

@@ -122,7 +122,7 @@ async def test_pod_or_secret_creation_failing_after_the_cluster_exists_deletes_t
     with pytest.raises(Exception, match=error):
         await spawner.start()
     if resource == "secrets":  # (kmock keeps the object of a POST it was told to refuse)
-        assert stack.pods() == []  # KubeSpawner deleted the pod whose after_pod_created_hook failed
+        assert stack.pods() == []  # the pod whose Secret failed was deleted
         assert stack.secrets() == []
     assert stack.spark.created == 1
     assert stack.spark.clusters == {}

@@ -238,23 +238,6 @@ async def test_placed_adds_name_namespace_labels_and_owner() -> None:
     assert (there["apiVersion"], there["kind"]) == ("v1", "ConfigMap")
 
 
-async def test_an_operators_hook_runs_after_ours_and_chaining_twice_changes_nothing() -> None:
-    calls: list[str] = []
-
-    async def ours(spawner: Any, pod: Any) -> None:
-        calls.append("ours")
-
-    def theirs(spawner: Any, pod: Any) -> str:
-        calls.append("theirs")
-        return "done"
-
-    assert server_objects.run_first(ours, None) is ours
-    both = server_objects.run_first(ours, theirs)
-    assert server_objects.run_first(ours, both) is both
-    assert await both(None, None) == "done"
-    assert calls == ["ours", "theirs"]
-
-
 async def test_each_kind_is_named_from_its_pods_name_alone(
     make_spawner: Callable[..., BERDLSpawner], kube_reset: None
 ) -> None:

@@ -158,15 +158,20 @@ async def test_chosen_profile_is_the_one_kubespawner_applies(
     assert await upstream.chosen_profile(make_spawner()) is None  # no profiles
 
 
-def test_kubespawner_calls_the_after_pod_created_hook_with_the_created_pod() -> None:
-    """The server's objects are made by this (public) hook; what the spawner relies on is how
-    KubeSpawner's (private) start calls it: once the pod has a uid, with the reflector's pod dict, and
-    stopping the pod when the hook fails."""
+def test_kubespawner_leaves_a_failure_after_its_pod_create_to_the_create_itself() -> None:
+    """BERDLSpawner makes the server's objects in its `_make_create_pod_request`, from the pod the API
+    server's answer describes. What it relies on is how KubeSpawner's (private) start calls that: retried
+    while it returns False, its exception passed on with no clean-up (so the create stops the pod
+    itself, as KubeSpawner stops it when an after_pod_created_hook fails), and an operator's
+    after_pod_created_hook still called after it, with the pod once it has a uid."""
     source = inspect.getsource(KubeSpawner._start)
-    assert "if self.internal_ssl or self.services_enabled or self.after_pod_created_hook:" in source
-    assert "self.pod_has_uid(" in source
-    assert "await maybe_future(self.after_pod_created_hook(self, pod))" in source
-    assert "await self.stop(True)" in source
+    create = source.index("partial(self._make_create_pod_request, pod, self.k8s_api_request_timeout)")
+    assert "await exponential_backoff(" in source[create - 80 : create]
+    hook_stage = source.index("if self.internal_ssl or self.services_enabled or self.after_pod_created_hook:")
+    assert "try:" not in source[create - 300 : hook_stage]
+    assert "self.pod_has_uid(" in source[hook_stage:]
+    assert "await maybe_future(self.after_pod_created_hook(self, pod))" in source[hook_stage:]
+    assert "await self.stop(True)" in source[hook_stage:]
     # A pod of the same name still there: KubeSpawner stops it (BERDLSpawner.stop then deletes only the pod).
     assert "await self.stop(True)" in inspect.getsource(KubeSpawner._make_create_pod_request)
 
