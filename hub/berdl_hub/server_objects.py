@@ -277,6 +277,7 @@ class ServerObjects:
         self.log = log
         self.server = server  # in log lines
         self._deleted: set[tuple[str, str, str]] = set()
+        self._pod_uid: str | None = None
 
     def _where(self, owned: Owned) -> tuple[str, str, str]:
         return owned.kind.kind, owned.namespace(self.pod_namespace), owned.name(self.pod_name)
@@ -285,6 +286,8 @@ class ServerObjects:
         """Create every object this server needs, all at once (each is one API round trip that the
         start waits for); the first failure is raised once all have ended (the start fails, and its
         tear-down deletes what was made)."""
+        self._pod_uid = pod.uid
+        _starting_here().add(pod.uid)
         made = []
         for owned in self.owned:
             body = owned.body(pod)
@@ -300,6 +303,11 @@ class ServerObjects:
         logged, never raised, so that a stop always completes (an object in the pod's namespace goes with
         the pod)."""
         await asyncio.gather(*(self._delete(owned) for owned in self.owned))
+
+    def start_ended(self) -> None:
+        """The start that made the objects has ended: KubeSpawner's reflector has shown the pod running
+        by now, or the start failed and deleted them; a sweep need not be told of the pod any more."""
+        _starting_here().discard(self._pod_uid or "")
 
     async def _delete(self, owned: Owned) -> None:
         where = self._where(owned)
@@ -360,7 +368,9 @@ async def sweep(
     another namespace.
 
     The objects are listed before the live pods are asked for: an object is made only after its pod
-    exists, so one listed here has a pod that `live_pod_uids` already knows, unless it is gone."""
+    exists, so one listed here has a pod that is known, unless it is gone: to `live_pod_uids` (KubeSpawner's
+    reflector), or, while its server starts (from the pod create's answer, before the reflector may show
+    the pod), to this process (`_starting_here`)."""
     foreign = {(o.kind, o.namespace(pod_namespace)) for o in owned}
     foreign = {(kind, namespace) for kind, namespace in foreign if namespace != pod_namespace}
     found: list[tuple[Kind, str, str, str]] = []
@@ -377,13 +387,23 @@ async def sweep(
                 found.append((kind, namespace, item.metadata.name, owner))
     if not found:
         return []
-    live = live_pod_uids()
+    live = live_pod_uids() | _starting_here()
     deleted = []
     for kind, namespace, name, owner in found:
         if owner not in live:
             await delete(calls, kind, namespace, name)
             deleted.append(f"{kind.kind} {namespace}/{name}")
     return deleted
+
+
+# The uids of the pods whose servers are starting in this process, per event loop (the hub's one), from
+# the moment their objects are made: a sweep must not take a starting server's objects for a lost pod's
+# while KubeSpawner's reflector has not yet shown its pod.
+_starting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _starting_here() -> set[str]:
+    return _starting.setdefault(asyncio.get_running_loop(), set())
 
 
 # Where each event loop (the hub's one) has swept: once per namespace is enough, as a restarted hub's

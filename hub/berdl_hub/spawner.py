@@ -136,6 +136,7 @@ class BERDLSpawner(BERDLSpawnerSettings):
             raise
         finally:
             attempt.starting = False
+            attempt.objects.start_ended()
 
     async def _make_create_pod_request(self, pod: Any, request_timeout: float) -> bool:
         """KubeSpawner's pod create (upstream.create_pod), then the server's objects, owned by the pod the

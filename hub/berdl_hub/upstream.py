@@ -84,27 +84,32 @@ async def create_pod(spawner: Any, pod: Any, request_timeout: float) -> dict[str
     returns True), but for the answer: the created pod as the API server describes it, as a dict, not
     read into kubernetes_asyncio's models (which KubeSpawner throws away: a quarter of the hub's CPU
     when 200 spawns create their pods at once, bench/README.md). As KubeSpawner's: None after a time-out
-    (to try again) and for a pod of the same name still there, which it stops first; any other refusal
-    raised as the client raises it, the API server's message included."""
+    of the call and its answer (to try again) and for a pod of the same name still there, which it stops
+    first; any other refusal raised as the client raises it, the API server's message included."""
     name = pod.metadata.name
     spawner.log.info("Attempting to create pod %s, with timeout %s", name, request_timeout)
     try:
-        response = await asyncio.wait_for(
-            spawner.api.create_namespaced_pod(spawner.namespace, pod, _preload_content=False), request_timeout
-        )
+        created = await asyncio.wait_for(_created_pod(spawner, pod), request_timeout)
     except asyncio.TimeoutError:
         return None
-    try:
-        status = response.status
-        if not (200 <= status <= 299 or status == 409):
-            raise await refusal(response)
-        created: dict[str, Any] | None = await response.json() if status != 409 else None
-    finally:
-        response.release()
     if created is None:
         spawner.log.info("Found existing pod %s, attempting to kill", name)
         await spawner.stop(True)
     return created
+
+
+async def _created_pod(spawner: Any, pod: Any) -> dict[str, Any] | None:
+    """The pod's create and its answer: the created pod, or None for a conflict (a pod of its name)."""
+    response = await spawner.api.create_namespaced_pod(spawner.namespace, pod, _preload_content=False)
+    try:
+        if response.status == 409:
+            return None
+        if not 200 <= response.status <= 299:
+            raise await refusal(response)
+        created: dict[str, Any] = await response.json()
+        return created
+    finally:
+        response.release()
 
 
 def pod_url(spawner: Any, pod: Mapping[str, Any]) -> str:

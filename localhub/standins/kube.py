@@ -114,9 +114,13 @@ class JournalledBus(kmock.Bus[Any]):
 
     async def put(self, *events: Any) -> None:
         for event in events:
-            # The event's object shares its metadata with the version kmock stores: a read sees it too.
             version = self.next_version()
-            event["object"]["metadata"]["resourceVersion"] = str(version)
+            obj = event["object"]
+            if event["type"] == "DELETED":
+                # A deleted object's last version is the one an earlier event sent: that keeps its own.
+                obj = event["object"] = {**obj, "metadata": dict(obj["metadata"])}
+            # Otherwise the object shares its metadata with the version kmock stores: a read sees it too.
+            obj["metadata"]["resourceVersion"] = str(version)
             self.journal.append((version, event))
         await super().put(*events)
 

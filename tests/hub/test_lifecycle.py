@@ -8,10 +8,13 @@ their specs. Every test also scans all captured logs for the tokens and keys it 
 from __future__ import annotations
 
 import asyncio
+import logging
+from types import SimpleNamespace
 from typing import Any
 
 import kmock
 import pytest
+from berdl_hub import upstream
 from berdl_hub.spawner import SpawnRefused
 
 from localhub.standins.kube import NAMESPACE
@@ -145,6 +148,33 @@ async def test_a_pod_of_the_same_name_still_there_is_replaced(stack: Stack) -> N
     assert now != left
     await spawner.stop()
     assert stack.pods() == []
+
+
+async def test_a_pod_create_whose_answer_stalls_is_tried_again_after_its_request_timeout() -> None:
+    """KubeSpawner bounds the create and the reading of its answer by k8s_api_request_timeout, then
+    tries again: an answer whose body never ends must not hold the start past it."""
+    released: list[bool] = []
+
+    class StalledAnswer:
+        status = 201
+
+        async def json(self) -> Any:
+            await asyncio.sleep(3600)
+
+        def release(self) -> None:
+            released.append(True)
+
+    async def create_namespaced_pod(namespace: str, pod: Any, _preload_content: bool) -> StalledAnswer:
+        return StalledAnswer()
+
+    spawner = SimpleNamespace(
+        log=logging.getLogger("test"),
+        namespace=NAMESPACE,
+        api=SimpleNamespace(create_namespaced_pod=create_namespaced_pod),
+    )
+    pod = SimpleNamespace(metadata=SimpleNamespace(name="jupyter-alice"))
+    assert await asyncio.wait_for(upstream.create_pod(spawner, pod, 0.2), 5) is None
+    assert released == [True]
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,12 @@ async def watch(url: str, **params: str) -> tuple[list[dict], float]:
     return events, time.monotonic() - started
 
 
+async def listing_version(session: aiohttp.ClientSession, pods: str) -> str:
+    """The resourceVersion a listing of the pods reports: a watch from it is sent what changed since."""
+    async with session.get(pods) as listed:
+        return str((await listed.json())["metadata"]["resourceVersion"])
+
+
 async def test_a_watch_ends_after_its_timeout_seconds_with_the_events_it_saw() -> None:
     async with ApiServer() as api, kmock.Server(api) as server:
         api.resources["v1/pods"] = {}
@@ -109,6 +115,29 @@ async def test_a_watch_from_a_listings_version_is_sent_what_changed_since() -> N
     assert int(version) < versions[0] < versions[1] == int(bob["metadata"]["resourceVersion"])
 
 
+@pytest.mark.parametrize("server_class", [ApiServer, LeanApiServer])
+async def test_each_change_keeps_its_own_version_once_the_object_is_deleted(
+    server_class: type[ApiServer],
+) -> None:
+    """A client resuming from its last event's version must not skip the delete: the create's event
+    keeps the version it was sent with, and the delete's is later."""
+    async with server_class() as api, kmock.Server(api) as server, aiohttp.ClientSession() as session:
+        api.resources["v1/pods"] = {}
+        url = str(server.url).rstrip("/")
+        pods = f"{url}/api/v1/namespaces/{NAMESPACE}/pods"
+        version = await listing_version(session, pods)
+        async with session.post(pods, json=POD) as created:
+            made = (await created.json())["metadata"]["resourceVersion"]
+        async with session.delete(f"{pods}/jupyter-alice") as deleted:
+            assert deleted.status == 200
+        events, _ = await asyncio.wait_for(watch(url, timeoutSeconds="1", resourceVersion=version), 10)
+        after_create, _ = await asyncio.wait_for(watch(url, timeoutSeconds="1", resourceVersion=made), 10)
+    assert [e["type"] for e in events] == ["ADDED", "DELETED"]
+    assert events[0]["object"]["metadata"]["resourceVersion"] == made
+    assert int(events[1]["object"]["metadata"]["resourceVersion"]) > int(made)
+    assert [e["type"] for e in after_create] == ["DELETED"]
+
+
 async def test_a_watch_from_a_version_no_longer_kept_is_told_it_expired(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -117,8 +146,7 @@ async def test_a_watch_from_a_version_no_longer_kept_is_told_it_expired(
         api.resources["v1/pods"] = {}
         url = str(server.url).rstrip("/")
         pods = f"{url}/api/v1/namespaces/{NAMESPACE}/pods"
-        async with session.get(pods) as listed:
-            version = (await listed.json())["metadata"]["resourceVersion"]
+        version = await listing_version(session, pods)
         for index in range(4):
             async with session.post(pods, json={**POD, "metadata": {"name": f"p{index}"}}) as created:
                 assert created.status in (200, 201)
