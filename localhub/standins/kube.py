@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,7 @@ class JournalledBus(kmock.Bus[Any]):
     resourceVersion, on the stored object as on its event, and the latest changes are kept, so that a
     watch from a listing's resourceVersion is sent what changed since that listing."""
 
-    next_version: Any = attrs.field(kw_only=True)
+    next_version: Callable[[], int] = attrs.field(kw_only=True)
     journal: collections.deque[tuple[int, Any]] = attrs.field(
         kw_only=True, factory=lambda: collections.deque(maxlen=JOURNAL_LENGTH)
     )

@@ -11,7 +11,7 @@ from typing import Any
 import kmock
 import pytest
 from berdl_hub.spark_network import NOTEBOOK_USER_LABEL
-from berdl_hub.spawner import SpawnRefused
+from berdl_hub.spawner import BERDLSpawner, SpawnRefused
 
 from localhub.standins.hub import FakeUser
 from localhub.standins.kube import NAMESPACE
@@ -32,13 +32,18 @@ def policies(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
     }
 
 
+def alices_two_servers(stack: Stack, spark_namespace: str) -> tuple[BERDLSpawner, BERDLSpawner]:
+    """Spawners of alice's default server and of her server "big", her Spark pods in `spark_namespace`."""
+    user = FakeUser(name="alice", auth_state={"kbase_token": TOKEN})
+    default = stack.spawner(user=user, server="", spark_namespace=spark_namespace)
+    return default, stack.spawner(user=user, server="big", spark_namespace=spark_namespace)
+
+
 @pytest.mark.parametrize("spark_namespace", ["", SPARK_NAMESPACE], ids=["same namespace", "Spark's own"])
 async def test_each_server_brings_its_policies_and_takes_them_when_it_stops(
     spark_namespace: str, stack: Stack
 ) -> None:
-    user = FakeUser(name="alice", auth_state={"kbase_token": TOKEN})
-    first = stack.spawner(user=user, server="", spark_namespace=spark_namespace)
-    second = stack.spawner(user=user, server="big", spark_namespace=spark_namespace)
+    first, second = alices_two_servers(stack, spark_namespace)
     await first.start()
     spark_ns = spark_namespace or NAMESPACE
     assert set(policies(stack)) == {
@@ -106,9 +111,7 @@ async def test_the_first_polls_sweep_keeps_the_policy_of_a_server_its_reflector_
     """The first poll of a hub's process deletes what lost pods left in the Spark pods' namespace; a
     server starting meanwhile, whose objects were made from its pod create's answer before the
     reflector shows the pod, is no lost pod."""
-    user = FakeUser(name="alice", auth_state={"kbase_token": TOKEN})
-    first = stack.spawner(user=user, server="", spark_namespace=SPARK_NAMESPACE)
-    second = stack.spawner(user=user, server="big", spark_namespace=SPARK_NAMESPACE)
+    first, second = alices_two_servers(stack, SPARK_NAMESPACE)
     await first.start()
     reflector = first.pod_reflector
     assert reflector is not None
