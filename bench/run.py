@@ -207,6 +207,19 @@ def measure(scale: Scale, work: Path, quick: bool, parts: list[str]) -> list[Fig
     return figures
 
 
+def source_commit() -> str:
+    """The commit measured, with "+changes" when the work tree differs from it: a figure is only
+    comparable with another of the same code."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=BENCH.parent, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def print_table(figures: list[Figure]) -> None:
     width = max(len(figure.name) for figure in figures)
     print(f"{'figure':<{width}}  {'value':>8}  {'target':<28}  met  detail")
@@ -257,6 +270,7 @@ def main() -> int:
             "python": platform.python_version(),
             "system": platform.platform(),
         },
+        "commit": source_commit(),
         "seconds": round(time.time() - started, 1),
         "parts": args.parts,
         "figures": [asdict(figure) for figure in figures],
