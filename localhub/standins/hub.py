@@ -83,11 +83,15 @@ def make_spawner(
     return spawner
 
 
-async def hub_stop(spawner: BERDLSpawner) -> None:
-    """What JupyterHub's User.stop() does, after a failed spawn as when a user stops a server."""
+async def hub_stop(spawner: BERDLSpawner) -> dict[str, Any]:
+    """What JupyterHub's User.stop() does, after a failed spawn as when a user stops a server: the stop,
+    unless the server is gone, the post-stop hook, then clear_state(). Returns get_state(), what the hub's
+    database then holds for the server (JupyterHub 5's user.py saves it after clear_state())."""
     if await spawner.poll() is None:
         await spawner.stop()
     await spawner.run_post_stop_hook()
+    spawner.clear_state()
+    return spawner.get_state()
 
 
 async def reset_kubespawner() -> None:

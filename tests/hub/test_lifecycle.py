@@ -17,6 +17,7 @@ import pytest
 from berdl_hub import upstream
 from berdl_hub.spawner import SpawnRefused
 
+from localhub.standins.hub import hub_stop
 from localhub.standins.kube import NAMESPACE
 from tests.hub.hubtest_stack import ACCESS_KEY, API_TOKEN, SECRET_KEY, SECRETS, TOKEN, Stack, pod_env
 from tests.hub.hubtest_support import assert_no_secret_in, closed_port_url
@@ -241,11 +242,11 @@ async def test_spark_delete_is_retried_and_never_raises(
     spawner = stack.spawner(service_request_attempts=2)
     await spawner.start()
     spawner.spark_cluster_manager_url = closed_port_url()
-    await spawner.stop()  # completes although the Spark API is unreachable
+    saved = await hub_stop(spawner)  # completes although the Spark API is unreachable
     assert "attempt 1 of 2; retrying" in all_logs.text
     assert "Could not delete the Spark cluster of alice" in all_logs.text
-    # The duty to delete is kept in the state for the next stop.
-    assert spawner.get_state()["berdl_spark"] == {"delete_pending": True}
+    # The duty to delete is kept in the state the hub's database holds after the stop (cleared, then saved).
+    assert saved["berdl_spark"] == {"delete_pending": True}
 
 
 async def test_missing_credentials_fail_the_spawn_before_any_cluster(stack: Stack) -> None:

@@ -309,3 +309,30 @@ async def test_a_stop_and_its_post_stop_hook_delete_the_secret_once(stack: Stack
         await spawner.run_post_stop_hook()
         assert stack.secrets() == []
         assert len(deletes) == starts
+
+
+async def test_a_start_that_fails_while_its_join_waits_for_a_sibling_owes_nothing_once_settled(
+    stack: Stack,
+) -> None:
+    """alice's server "big" fails (its pod cannot be built) while its join still waits for the user's lock,
+    which her default server holds during its cluster's create. The failed start waits for that join to
+    end before it leaves the cluster: otherwise the join would take its share after the leave, hold the
+    cluster for a server that is gone, and the default server's stop would never delete it."""
+    user = alice()
+    stack.spark.delay = 0.5  # the default server's create holds the user's lock this long
+
+    def uid(spawner: Any) -> int:
+        raise RuntimeError("no uid for this server")
+
+    default = stack.spawner(user=user, server="")
+    big = stack.spawner(user=user, server="big", uid=uid)
+    starting = asyncio.ensure_future(default.start())
+    while ("POST", "/clusters") not in stack.spark.calls:  # the default server's join holds the lock
+        await asyncio.sleep(0.01)
+    with pytest.raises(RuntimeError, match="no uid"):
+        await big.start()
+    await starting
+    assert big.get_state().get("berdl_spark") is None  # left, owing nothing: its sibling holds the cluster
+    await default.stop()
+    assert stack.spark.clusters == {}
+    assert stack.spark.calls.count(("POST", "/clusters")) == 1

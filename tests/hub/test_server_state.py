@@ -1,9 +1,11 @@
 """berdl_hub.server_state: what a server keeps in the spawner's state, read and written without a spawner.
 A state saved by an earlier release loads unchanged (its keys are the ones the hub has always saved); a
-whole spawner loading one is test_lifecycle.py's `test_a_state_saved_by_the_previous_version_is_honoured`."""
+whole spawner loading one is test_lifecycle.py's `test_a_state_saved_by_the_previous_version_is_honoured`.
+Last, what a spawner (no emulator) keeps of it through JupyterHub's clear_state() after a stop."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -61,3 +63,18 @@ def test_only_the_servers_own_keys_are_saved_again_never_what_else_a_state_holds
     # KubeSpawner's keys, and a token some other code might have put there, stay out of what this saves.
     state = {**SAVED["holds a cluster"], "pod_name": "jupyter-alice", "kbase_token": "a-token"}
     assert ServerState.from_state(state, "berdl", "jupyter-alice").to_state() == SAVED["holds a cluster"]
+
+
+@pytest.mark.asyncio
+async def test_a_duty_to_delete_outlives_the_clear_state_after_a_stop(
+    make_spawner: Callable[..., Any],
+) -> None:
+    """JupyterHub's User.stop() runs clear_state() after the stop and its post-stop hook, then saves
+    get_state(): a cluster delete that failed there is still owed in what the hub's database keeps, and
+    the Service's name is free for the next start to choose."""
+    spawner = make_spawner()
+    spawner.load_state({SPARK_KEY: {"delete_pending": True}, ServiceName.STATE_KEY: "jupyter-alice"})
+    spawner.clear_state()
+    saved = spawner.get_state()
+    assert saved[SPARK_KEY] == {"delete_pending": True}
+    assert ServiceName.STATE_KEY not in saved
