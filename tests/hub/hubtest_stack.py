@@ -14,7 +14,7 @@ from berdl_hub.spawner import BERDLSpawner
 
 from localhub.standins.governance import GovernanceApp
 from localhub.standins.http import serve
-from localhub.standins.hub import reset_kubespawner
+from localhub.standins.hub import FakeUser, reset_kubespawner
 from localhub.standins.kube import NAMESPACE, ApiServer, Kubelet
 from localhub.standins.spark import SparkClusterManagerApp
 from tests.pods import env_of
@@ -53,6 +53,18 @@ class Stack:
         }
         settings.update(traits)
         return self.make(name, token=token, api_token=API_TOKEN, **settings)
+
+    def revived(
+        self, spawner: BERDLSpawner, state: dict[str, Any] | None = None, **traits: Any
+    ) -> BERDLSpawner:
+        """The same server as a restarted hub sees it: a new user object (the same auth state) and
+        spawner, given the saved state (`state`, else the spawner's own). JupyterHub gives a spawner its
+        API token only when it starts the server."""
+        user = FakeUser(name=spawner.user.name, auth_state=dict(spawner.user.auth_state or {}))
+        again = self.spawner(spawner.user.name, user=user, server=spawner.name, **traits)
+        again.api_token = ""
+        again.load_state(spawner.get_state() if state is None else state)
+        return again
 
     def pods(self) -> list[str]:
         return self.names("v1/pods")

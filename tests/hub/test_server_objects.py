@@ -21,7 +21,6 @@ from berdl_hub.server_objects import OWNER_POD_UID, Kind, ServerPod
 from berdl_hub.spawner import BERDLSpawner
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from localhub.standins.hub import FakeUser
 from localhub.standins.kube import NAMESPACE
 from tests.hub.hubtest_stack import TOKEN, Stack
 
@@ -89,16 +88,6 @@ async def delete_pod(stack: Stack, spawner: BERDLSpawner) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the reflector still sees the deleted pod")
-
-
-def revived(stack: Stack, spawner: BERDLSpawner, **traits: Any) -> BERDLSpawner:
-    """The same server as a restarted hub sees it: a new user object and spawner, given the saved state."""
-    state = spawner.get_state()
-    user = FakeUser(name=spawner.user.name, auth_state={"kbase_token": TOKEN})
-    again = stack.spawner(user=user, server=spawner.name, **traits)
-    again.api_token = ""  # JupyterHub gives a spawner its API token only when it starts the server
-    again.load_state(state)
-    return again
 
 
 # --- made once the pod exists, deleted once ------------------------------------------------------------
@@ -177,7 +166,7 @@ async def test_a_restarted_hub_gives_a_running_server_the_kind_it_lacks(stack_wi
     secret_before = objects(stack, "v1/secrets", NAMESPACE)["jupyter-alice-credentials"]
     assert markers(stack) == {}  # started before the upgrade that added the kind
 
-    upgraded = with_marker(revived(stack, spawner))
+    upgraded = with_marker(stack.revived(spawner))
     assert await upgraded.poll() is None  # JupyterHub polls every server it finds at start
     assert markers(stack)["jupyter-alice-marker"]["metadata"]["labels"][OWNER_POD_UID] == pod_uid(
         stack, spawner.pod_name
@@ -194,7 +183,7 @@ async def test_a_restarted_hub_never_makes_a_secret_with_less_in_it(stack: Stack
     spawner = stack.spawner()
     await spawner.start()
     del stack.k8s.objects[kmock.resource("v1/secrets"), NAMESPACE, "jupyter-alice-credentials"]
-    again = revived(stack, spawner)
+    again = stack.revived(spawner)
     await again.run_auth_state_hook({"kbase_token": TOKEN})  # the user's token, but no API token
     reads = stack.k8s[f"get /api/v1/namespaces/{NAMESPACE}/secrets/jupyter-alice-credentials"]
     assert await again.poll() is None
@@ -215,7 +204,7 @@ async def test_a_restarted_hub_deletes_what_a_lost_pod_left_in_another_namespace
     await delete_pod(stack, bob)
     assert set(markers(stack)) == {"jupyter-alice-marker", "jupyter-bob-marker"}
 
-    alice_again = with_marker(revived(stack, alice))
+    alice_again = with_marker(stack.revived(alice))
     assert await alice_again.poll() is None
     assert set(markers(stack)) == {"jupyter-alice-marker"}
     await alice_again.stop()

@@ -209,14 +209,6 @@ async def test_a_service_an_earlier_pod_left_is_replaced(stack: Stack) -> None:
     await spawner.stop()
 
 
-def revived(stack: Stack, spawner: BERDLSpawner, state: dict[str, Any] | None = None) -> BERDLSpawner:
-    """The same server as a restarted hub sees it: a new spawner given the saved state."""
-    again = stack.spawner(spawner.user.name, user=user(spawner.user.name), server=spawner.name)
-    again.api_token = ""
-    again.load_state(spawner.get_state() if state is None else state)
-    return again
-
-
 async def test_a_restarted_hub_gives_a_running_server_the_service_it_lacks(stack: Stack) -> None:
     """The hub died after the pod was made, before its Service was (or someone deleted it): the first
     poll of the new hub makes it, with the name the pod holds, even when the saved state lacks it."""
@@ -227,7 +219,7 @@ async def test_a_restarted_hub_gives_a_running_server_the_service_it_lacks(stack
     del stack.k8s.objects[kmock.resource("v1/services"), NAMESPACE, "jupyter-john-doe"]
     del state["berdl_spark_connect_service"]  # saved before the name was chosen
     spark_connect.release(NAMESPACE, spawner.pod_name)
-    again = revived(stack, spawner, state)
+    again = stack.revived(spawner, state)
     assert await again.poll() is None
     service = raw(stack, "v1/services", "jupyter-john-doe")
     assert service["metadata"]["ownerReferences"][0]["name"] == spawner.pod_name
@@ -255,7 +247,7 @@ async def test_a_pod_started_before_services_gets_none(stack: Stack) -> None:
     state = spawner.get_state()
     del state["berdl_spark_connect_service"]
     spark_connect.release(NAMESPACE, spawner.pod_name)
-    again = revived(stack, spawner, state)
+    again = stack.revived(spawner, state)
     assert await again.poll() is None
     assert stack.services() == []
     await again.stop()
@@ -265,7 +257,7 @@ async def test_each_kind_is_named_from_what_a_restarted_hub_knows(stack: Stack) 
     """The pod's name and the saved state name every object, so a hub that restarted deletes them all."""
     spawner = spawner_of(stack, "john__doe")
     await spawner.start()
-    again = revived(stack, spawner)
+    again = stack.revived(spawner)
     names = [owned.name(spawner.pod_name) for owned in spawner.owned_objects()]
     assert [owned.name(spawner.pod_name) for owned in again.owned_objects()] == names
     assert names == [
@@ -307,7 +299,7 @@ async def test_a_restarted_hub_never_deletes_a_name_a_lost_pod_held_and_another_
     await john_doe.stop()  # (his pod gone; his record, saved earlier, still says running)
     john__doe = spawner_of(stack, "john__doe")
     await john__doe.start()
-    again = revived(stack, john_doe, state)
+    again = stack.revived(john_doe, state)
     assert await again.poll() is not None  # the pod is gone: JupyterHub stops the server
     await again.stop()
     await again.run_post_stop_hook()

@@ -69,6 +69,27 @@ async def test_each_server_brings_its_policies_and_takes_them_when_it_stops(
     assert policies(stack) == {}
 
 
+@pytest.mark.parametrize("spark_namespace", ["", SPARK_NAMESPACE], ids=["same namespace", "Spark's own"])
+async def test_a_restarted_hub_gives_a_server_started_before_the_policies_its_own(
+    spark_namespace: str, stack: Stack
+) -> None:
+    """The rollout (deploy/README.md): the narrowed static policy cuts the Spark traffic of servers that
+    run, and the upgraded hub's first poll of each gives it the policies it lacks, in both namespaces."""
+    (before_upgrade, _) = alices_two_servers(stack, spark_namespace)
+    await before_upgrade.start()
+    made = set(policies(stack))
+    kind = kmock.resource("networking.k8s.io/v1/networkpolicies")
+    for namespace, name in made:  # as a server started before the per-user policies has none
+        del stack.k8s.objects[kind, namespace, name]
+    assert policies(stack) == {}
+
+    upgraded = stack.revived(before_upgrade, spark_namespace=spark_namespace)
+    assert await upgraded.poll() is None
+    assert set(policies(stack)) == made
+    await upgraded.stop()
+    assert policies(stack) == {}
+
+
 async def test_a_failed_start_and_a_lost_pod_leave_no_policy(stack: Stack) -> None:
     async def failing_hook(spawner: Any, pod: dict[str, Any]) -> None:
         raise SpawnRefused("the operator's hook refused")
