@@ -140,6 +140,21 @@ def allowed(
     ) and _side_allows(policies, "Ingress", destination, source, destination, port, protocol)
 
 
+def port_classes(policies: Iterable[Mapping[str, Any]], destination: Peer) -> list[int]:
+    """Ports that stand for every TCP port, 1 to 65535, towards `destination`: whether a connection is
+    allowed changes only where some rule's port range starts or ends, so each edge, the ports either side
+    of it and the ends of the range cover them all (a test over these is a test over every port)."""
+    edges = {1, 65535, *destination.ports.values()}
+    for policy in policies:
+        for rule in [*policy["spec"].get("ingress", []), *policy["spec"].get("egress", [])]:
+            for entry in rule.get("ports") or []:
+                wanted = entry.get("port")
+                if isinstance(wanted, int):
+                    edges.update((wanted, entry.get("endPort", wanted)))
+    around = {port + step for port in edges for step in (-1, 0, 1)}
+    return sorted(port for port in around if 1 <= port <= 65535)
+
+
 def selecting(policies: Iterable[Mapping[str, Any]], subject: Peer) -> list[str]:
     """Names of the policies that select the pod."""
     return [

@@ -16,7 +16,7 @@ import yaml
 
 from localhub.standins.hub import kbase_token, make_spawner
 from localhub.standins.kube import NAMESPACE, throwaway_kube_config
-from tests.deploy.netpol import Peer, allowed
+from tests.deploy.netpol import Peer, allowed, port_classes
 from tests.deploy.rendered import DEPLOY, render
 from tests.hub.hubtest_stack import running_stack
 
@@ -130,18 +130,29 @@ def test_a_users_notebook_and_spark_pods_reach_each_other(world: dict[str, Any],
     assert reaches(world, "alice-worker", "alice-master", port)
 
 
+ACROSS_USERS = (
+    ("bob", "alice-master"),  # bob submitting work to alice's cluster
+    ("bob", "alice-worker"),
+    ("alice-worker", "bob"),  # alice's executors at bob's server or driver
+    ("alice-master", "bob"),
+    ("alice-worker", "bob-worker"),  # cluster to cluster
+    ("bob-master", "alice-worker"),
+    ("alice", "bob"),
+)
+
+
 @pytest.mark.parametrize("port", [*SPARK_PORTS, 8888, 22])
 def test_nothing_reaches_across_users(world: dict[str, Any], port: int) -> None:
-    for source, destination in (
-        ("bob", "alice-master"),  # bob submitting work to alice's cluster
-        ("bob", "alice-worker"),
-        ("alice-worker", "bob"),  # alice's executors at bob's server or driver
-        ("alice-master", "bob"),
-        ("alice-worker", "bob-worker"),  # cluster to cluster
-        ("bob-master", "alice-worker"),
-        ("alice", "bob"),
-    ):
+    for source, destination in ACROSS_USERS:
         assert not reaches(world, source, destination, port), (source, destination, port)
+
+
+def test_nothing_reaches_across_users_on_any_port(world: dict[str, Any]) -> None:
+    """Every TCP port, through the ports that stand for them all (netpol.port_classes)."""
+    for source, destination in ACROSS_USERS:
+        ports = port_classes(world["policies"], world["peers"][destination])
+        opened = [port for port in ports if reaches(world, source, destination, port)]
+        assert opened == [], (source, destination, opened)
 
 
 def test_spark_pods_reach_the_data_services_and_the_internet_and_nothing_private(
