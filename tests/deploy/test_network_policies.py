@@ -16,7 +16,7 @@ from berdl_hub.server_objects import ServerPod
 from berdl_hub.spark_network import ClusterSide, NotebookSide
 
 from tests.deploy.netpol import Peer, allowed, pod, selecting
-from tests.deploy.rendered import named, overlay, render
+from tests.deploy.rendered import DEPLOY, named, overlay, render
 from tests.images.manifests import spawner_pod
 
 UDP = "UDP"
@@ -241,12 +241,22 @@ def test_her_spark_pods_still_reach_her_driver_on_every_other_port(
         assert not allowed(with_servers_own, pods["spark-worker"], pods["bob"], port), port
 
 
+def readme_selector_patch() -> str:
+    """The patch deploy/README.md gives under "Who may connect", as an operator would copy it."""
+    readme = (DEPLOY / "README.md").read_text()
+    section = readme[readme.index("**Who may connect.**") :]
+    block = section[section.index("```yaml\n") + len("```yaml\n") : section.index("```\n", 10)]
+    (patch,) = yaml.safe_load(block)["patches"]
+    assert patch["target"] == {"kind": "NetworkPolicy", "name": "singleuser"}
+    return str(patch["patch"])
+
+
 def test_an_overlay_names_another_selector(tmp_path: Path) -> None:
     """deploy/README.md's way to admit a service by its own labels instead of the shipped one."""
     folder = overlay(tmp_path, "berdl")
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
     kustomization["patches"] = [
-        {"target": {"kind": "NetworkPolicy", "name": "singleuser"}, "patch": SELECTOR_PATCH}
+        {"target": {"kind": "NetworkPolicy", "name": "singleuser"}, "patch": readme_selector_patch()}
     ]
     (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     policies = [o for o in render(folder) if o["kind"] == "NetworkPolicy"]
@@ -255,12 +265,3 @@ def test_an_overlay_names_another_selector(tmp_path: Path) -> None:
     labelled = Peer("labelled", "10.4.0.6", {SPARK_CONNECT_ACCESS: "true"}, "elsewhere")
     assert allowed(policies, mcp, alice, 15002)
     assert not allowed(policies, labelled, alice, 15002)  # the shipped selector is replaced
-
-
-SELECTOR_PATCH = """\
-- op: replace
-  path: /spec/ingress/1/from
-  value:
-    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: datalake}}
-      podSelector: {matchLabels: {app: datalake-mcp}}
-"""
