@@ -144,7 +144,7 @@ def test_remove_tree_on_the_oldest_python_berdl_init_supports(tmp_path: Path) ->
         "with SafeHome.open(Path(sys.argv[1])) as home:\n"
         "    home.remove_tree('envs/venv')\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     done = subprocess.run(
         [pyenv("3.10"), "-c", script, str(tmp_path / "home")], env=env, capture_output=True, text=True
     )
