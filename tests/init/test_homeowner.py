@@ -3,7 +3,8 @@
 - berdl-init records in its ledger whom a home was prepared for; a run for another user exits 3 with one
   line naming both, and writes nothing (a renamed account is let through by BERDL_RENAMED_FROM);
 - a home whose files belong to another uid (the legacy hub gave each user a system uid, mode 750) is left
-  as it is, with one warning naming that owner and the command an operator runs once.
+  as it is, with one warning naming that owner and the command an operator runs once;
+- a home of BERDL's production hub, all uid 1000, gid 100, keeps its owners, and what is added is the user's.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import pytest
 
 from tests.conftest import skip_or_fail
 from tests.environment import child_env
+from tests.production_home import FAVORITES, write_production_home
 from tests.rootrun import GID, UID, find_user_python, pythonpath, run_as_user, traversable_base
-from tests.snapshots import differences, snapshot
+from tests.snapshots import differences, lost, snapshot
 
 LEDGER = ".local/state/berdl-init/ledger.json"
 #: The steps that make a home without building a venv (the owner checks come before every step).
@@ -228,3 +230,27 @@ def test_berdl_init_as_the_user_leaves_a_legacy_home_alone_too(base: Path, user_
     )
     assert f"`chown -R {UID}:{GID} {home}`" in warning
     assert differences(before, snapshot(home.parent, ctime=True)) == []
+
+
+def test_a_production_home_as_its_hook_left_it_keeps_every_owner_and_gains_only_the_users_files(
+    base: Path, user_python: Path
+) -> None:
+    """spark_notebook's root start hook leaves every file of a home to uid 1000, gid 100 (its `chown -R`):
+    berdl-init as root for that user keeps each file's bytes, mode and owner, the favorites merged, and all
+    it adds is the user's, 1000:100, as the notebook reads and writes them."""
+    home = base / "alice"
+    write_production_home(home, "alice")
+    for folder, dirs, files in os.walk(home):
+        for name in [".", *dirs, *files]:
+            os.lchown(Path(folder, name), UID, 100)
+    before = snapshot(home)
+    report = ok(from_root(user_python, home))
+    assert not any("belongs to uid" in warning for warning in report["warnings"])
+    assert lost(before, snapshot(home), merged={FAVORITES}) == []
+    owners = {
+        path: (entry.uid, entry.gid)
+        for path, entry in snapshot(home).items()
+        if (entry.uid, entry.gid) != (UID, 100)
+    }
+    assert owners == {}
+    assert (home / ".bash_profile.berdl-new").is_file()  # berdl-init's version, beside the user's own
