@@ -24,6 +24,9 @@ PROBE_PACKAGE = "berdl_probe_alice"
 #: the users with a running server, and each kernel's look at ~/.berdl_kbase_session (steps 7 and 8).
 REVOCATION_CHECK_SECONDS = 5
 KERNEL_SYNC_SECONDS = 5
+#: Step 8's bound, from a role taken away to the user's pod gone: one check interval, one round of
+#: checks (each Auth2 call within auth_request_timeout, 10 s) and the stop, with room for a busy machine.
+REVOCATION_BOUND_SECONDS = REVOCATION_CHECK_SECONDS + 10 + 45
 TOKEN_BOUNDS = (
     f"c.KBaseAuthenticator.revocation_check_interval = {REVOCATION_CHECK_SECONDS}\n"
     f"c.BERDLSpawner.environment.update({{'KBASE_TOKEN_SYNC_SECONDS': '{KERNEL_SYNC_SECONDS}'}})\n"
