@@ -11,15 +11,18 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import kmock
 import pytest
 from berdl_hub import hub_config, hub_secrets, metrics
 from berdl_hub.kbase_auth2 import Auth2Client, Auth2Unavailable, InvalidToken
+from berdl_hub.server_objects import ObjectError
 from berdl_hub.services import close_shared_client
 from berdl_hub.spawner import SpawnRefused
 from prometheus_client import REGISTRY
 from traitlets.config import Config
 
 from localhub.standins.kbase_auth2 import kbase_env
+from localhub.standins.kube import NAMESPACE
 from tests.hub.hubtest_kbase import ALICE_KBASE_TOKEN
 from tests.hub.hubtest_stack import Stack
 from tests.hub.hubtest_support import closed_port_url
@@ -151,6 +154,49 @@ async def test_a_failed_spark_create_is_counted_by_its_kind(stack: Stack, failur
         changed("berdl_spark_cluster_create_duration_seconds_count", profile="default", outcome=outcome) == 1
     )
     assert changed("berdl_spark_cluster_starts_total", profile="default", outcome="created") == 0
+
+
+@pytest.mark.asyncio
+async def test_a_failed_spark_cluster_delete_is_counted(stack: Stack) -> None:
+    spawner = stack.spawner(service_request_attempts=1)
+    await spawner.start()
+    spawner.spark_cluster_manager_url = closed_port_url()
+    with counting() as changed:
+        await spawner.stop()  # completes, the failure logged
+
+    delete = "berdl_spark_cluster_delete_duration_seconds_count"
+    assert changed(delete, outcome="failed") == 1
+    assert changed(delete, outcome="deleted") == changed(delete, outcome="absent") == 0
+
+
+#: Kubernetes refusing a server's object, which is not asked again. (Not a 500: kmock carries out a write
+#: it answers with an error, so the retry of a create meets its own object, and that of a delete finds none.)
+FORBIDDEN = kmock.KubernetesError(status=403, reason="Forbidden", message="secrets is forbidden")
+
+
+@pytest.mark.asyncio
+async def test_a_failed_create_of_a_servers_object_is_counted(stack: Stack) -> None:
+    stack.k8s[f"post /api/v1/namespaces/{NAMESPACE}/secrets"] << FORBIDDEN
+    spawner = stack.spawner()
+    with counting() as changed, pytest.raises(ObjectError, match=r"creating Secret .* answered 403"):
+        await spawner.start()
+
+    objects = "berdl_server_object_duration_seconds_count"
+    assert changed(objects, kind="Secret", operation="create", outcome="failed") == 1
+    assert changed(objects, kind="Secret", operation="create", outcome="ok") == 0
+
+
+@pytest.mark.asyncio
+async def test_a_failed_delete_of_a_servers_object_is_counted(stack: Stack) -> None:
+    spawner = stack.spawner()
+    await spawner.start()
+    stack.k8s[f"delete /api/v1/namespaces/{NAMESPACE}/secrets/jupyter-alice-credentials"] << FORBIDDEN
+    with counting() as changed:
+        await spawner.stop()  # completes, the failure logged
+
+    objects = "berdl_server_object_duration_seconds_count"
+    assert changed(objects, kind="Secret", operation="delete", outcome="failed") == 1
+    assert changed(objects, kind="Secret", operation="delete", outcome="ok") == 0
 
 
 @pytest.mark.asyncio
