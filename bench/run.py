@@ -250,7 +250,7 @@ def main() -> int:
     if missing:
         parser.error(f"load: {missing}")
 
-    started = time.time()
+    started, commit = time.time(), source_commit()
     with tempfile.TemporaryDirectory(prefix="berdl-bench-") as work:
         figures = measure(QUICK if args.quick else FULL, Path(work), args.quick, args.parts)
     starts: list[dict[str, object]] = []
@@ -270,7 +270,7 @@ def main() -> int:
             "python": platform.python_version(),
             "system": platform.platform(),
         },
-        "commit": source_commit(),
+        "commit": commit,
         "seconds": round(time.time() - started, 1),
         "parts": args.parts,
         "figures": [asdict(figure) for figure in figures],
