@@ -22,7 +22,7 @@ from berdl_init.plan import ApplyContext, Change, PlanContext, apply_plan, make_
 from berdl_init.report import Report, ReportedChange
 from berdl_init.safefs import SafeHome
 from berdl_init.settings import Settings, unknown_variables
-from berdl_init.state import LOCK, STATE_DIR, Ledger, home_lock, load_ledger, save_ledger
+from berdl_init.state import LOCK, STATE_DIR, Ledger, home_lock, read_ledger, read_ledger_again, save_ledger
 from berdl_init.steps import PLANNERS
 from berdl_init.steps.dotfiles import render_all
 
@@ -90,11 +90,16 @@ def run(settings: Settings, *, dry_run: bool, lock_timeout: float | None = None)
         privileges.drop_privileges(*(owner or (NOBODY, NOBODY)))
 
     with _open_home(settings, home_stat, dry_run) as home:
-        _refuse_another_users_home(settings, load_ledger(home)[0])  # before the lock: nothing written
+        before_lock = read_ledger(home)
+        _refuse_another_users_home(settings, before_lock.ledger)  # before the lock: nothing written
         if not dry_run and not templates_checked and not _exists(home, LOCK):
             _check_templates(settings)  # creating the lock is the first change to this home
         with contextlib.nullcontext(True) if dry_run else home_lock(home, lock_timeout) as has_state:
-            ledger, warning = load_ledger(home) if has_state else (Ledger(), STATELESS)
+            if has_state:
+                under_lock = read_ledger_again(home, before_lock)
+                ledger, warning = under_lock.ledger, under_lock.warning
+            else:
+                ledger, warning = Ledger(), STATELESS
             if warning:
                 report.warnings.append(warning)
             if has_state:  # again under the lock: a run for another user may have recorded it meanwhile

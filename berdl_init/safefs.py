@@ -25,6 +25,8 @@ _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 
 #: Files berdl-init reads (dotfiles, settings, the ledger) are small; a bigger one is not ours to parse.
 MAX_READ_BYTES = 4 * 1024 * 1024
+#: Symlinks followed in one folder before realpath is left to say what a loop resolves to (as Linux's 40).
+MAX_LINK_HOPS = 40
 
 TEMP_SUFFIX = ".berdl-tmp"
 
@@ -89,6 +91,28 @@ class SafeHome:
 
     # -- reading ---------------------------------------------------------------------------------
 
+    def real_path(self, rel: str) -> str:
+        """`os.path.realpath` of `rel`, looking only at `rel` itself: the folders on the way are the real
+        folders this home opened (never symlinks), so a symlink at `rel` is read where it is, a chain of
+        them within its folder followed, and a target elsewhere resolved by realpath. Called on every run
+        (the venv's python): realpath of the whole path would look at each folder from the home down."""
+        parts = split(rel)
+        dir_fd, name = self._locate(rel, create=False)
+        if dir_fd is None:
+            return os.path.realpath(self.absolute(rel))
+        folder = os.path.join(os.path.realpath(self.root), *parts[:-1])
+        for _ in range(MAX_LINK_HOPS):
+            try:
+                target = os.readlink(name, dir_fd=dir_fd)
+            except OSError as error:
+                if error.errno in (errno.EINVAL, errno.ENOENT):  # not a symlink, or nothing there
+                    return os.path.join(folder, name)
+                raise
+            if "/" in target or target in (".", ".."):
+                return os.path.realpath(os.path.join(folder, target))
+            name = target
+        return os.path.realpath(os.path.join(folder, name))  # a loop: realpath says what it says of one
+
     def lstat(self, rel: str) -> os.stat_result | None:
         """The stat of `rel` itself (a symlink is not followed), or None when it does not exist."""
         dir_fd, name = self._locate(rel, create=False)
@@ -105,6 +129,11 @@ class SafeHome:
         Raises UnsafePathError for a symlink, a folder, a FIFO or a device (none is opened: a FIFO would
         block and a device may act on open), and for a file over `limit` bytes.
         """
+        found = self.read_with_stat(rel, limit)
+        return None if found is None else found[0]
+
+    def read_with_stat(self, rel: str, limit: int = MAX_READ_BYTES) -> tuple[bytes, os.stat_result] | None:
+        """`read`, with the stat of the file that was read (of its open descriptor)."""
         dir_fd, name = self._locate(rel, create=False)
         if dir_fd is None:
             return None
@@ -122,7 +151,7 @@ class SafeHome:
             chunks = []
             while chunk := os.read(fd, 1 << 20):
                 chunks.append(chunk)
-            return b"".join(chunks)
+            return b"".join(chunks), st
         finally:
             os.close(fd)
 

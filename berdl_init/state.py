@@ -99,22 +99,54 @@ def load_ledger(home: SafeHome) -> tuple[Ledger, str | None]:
     An unreadable ledger is treated as empty, which is the safe direction: files berdl-init cannot prove
     it wrote count as the user's and are kept.
     """
+    read = read_ledger(home)
+    return read.ledger, read.warning
+
+
+@dataclass(frozen=True)
+class LedgerRead:
+    """A ledger as read, with the identity of its file then (None: no file, or none that could be read)."""
+
+    ledger: Ledger
+    warning: str | None
+    identity: tuple[int, ...] | None
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    # Every save replaces the file (a new inode), so a file with the same identity holds the same bytes.
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def read_ledger(home: SafeHome) -> LedgerRead:
+    """`load_ledger`, remembering which file was read."""
     try:
-        data = home.read(LEDGER)
+        found = home.read_with_stat(LEDGER)
     except OSError as error:
-        return (
-            Ledger(),
-            f"~/{LEDGER} cannot be read ({error}); every existing dotfile is treated as the user's",
-        )
-    if data is None:
-        return Ledger(), None
+        warning = f"~/{LEDGER} cannot be read ({error}); every existing dotfile is treated as the user's"
+        return LedgerRead(Ledger(), warning, None)
+    if found is None:
+        return LedgerRead(Ledger(), None, None)
+    data, st = found
     try:
-        return Ledger.from_bytes(data), None
+        return LedgerRead(Ledger.from_bytes(data), None, _identity(st))
     except ValueError:
-        return (
-            Ledger(),
-            f"~/{LEDGER} is not a ledger berdl-init wrote; every existing dotfile is treated as the user's",
+        warning = (
+            f"~/{LEDGER} is not a ledger berdl-init wrote; every existing dotfile is treated as the user's"
         )
+        return LedgerRead(Ledger(), warning, None)
+
+
+def read_ledger_again(home: SafeHome, earlier: LedgerRead) -> LedgerRead:
+    """The ledger once the lock is held: `earlier` when its file is still the one read then (a warm run
+    reads it once), else read again (another run saved it meanwhile)."""
+    if earlier.identity is not None:
+        try:
+            st = home.lstat(LEDGER)
+        except OSError:
+            st = None
+        if st is not None and _identity(st) == earlier.identity:
+            return earlier
+    return read_ledger(home)
 
 
 def save_ledger(home: SafeHome, ledger: Ledger) -> None:

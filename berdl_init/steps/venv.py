@@ -454,7 +454,7 @@ def inspect(ctx: PlanContext, rel: str, python: Path) -> FoundVenv:
     # The venv's own python: a symlink to the interpreter (virtualenv, python -m venv), or a copy of it
     # (venv.create() from Python code, which the replaced spawner used); a copy must run too.
     venv_python = ctx.home.absolute(f"{rel}/bin/python")
-    real = os.path.realpath(venv_python)
+    real = ctx.home.real_path(f"{rel}/bin/python")
     if real != wanted and _minor(_python_version(ctx, venv_python, real) or "") != _minor(
         interpreter_version
     ):

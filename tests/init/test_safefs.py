@@ -204,3 +204,30 @@ def test_listdir_lists_a_folder_and_refuses_a_symlinked_one(home: SafeHome) -> N
     assert "envs" in home.listdir(".")
     with pytest.raises(UnsafePathError):
         home.listdir("linked")
+
+
+def test_real_path_says_what_realpath_says(tmp_path: Path) -> None:
+    """The venv's python, looked at only where it is: the same answer as os.path.realpath, for a copy, a
+    link to an absolute interpreter, a chain of relative links as `python -m venv` makes, a link out of
+    its folder, a loop, a missing file, and a home whose parent is reached through a symlink."""
+    real_home = tmp_path / "real/home"
+    bin_dir = real_home / "venv/bin"
+    bin_dir.mkdir(parents=True)
+    interpreter = tmp_path / "usr/bin/python3.11"
+    interpreter.parent.mkdir(parents=True)
+    interpreter.write_text("")
+    (bin_dir / "copy").write_text("")
+    (bin_dir / "absolute").symlink_to(interpreter)
+    (bin_dir / "python3.11").symlink_to(interpreter)
+    (bin_dir / "python3").symlink_to("python3.11")
+    (bin_dir / "python").symlink_to("python3")
+    (bin_dir / "outward").symlink_to("../../elsewhere/python")
+    (bin_dir / "loop-a").symlink_to("loop-b")
+    (bin_dir / "loop-b").symlink_to("loop-a")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    for root in (real_home, tmp_path / "link/home"):
+        with SafeHome.open(root) as home:
+            for name in ("copy", "absolute", "python", "outward", "loop-a", "missing"):
+                rel = f"venv/bin/{name}"
+                assert home.real_path(rel) == os.path.realpath(root / rel), (root, name)
+            assert home.real_path("gone/bin/python") == os.path.realpath(root / "gone/bin/python")

@@ -12,7 +12,16 @@ from berdl_init import runner
 from berdl_init.errors import HomeError
 from berdl_init.safefs import SafeHome
 from berdl_init.settings import Settings
-from berdl_init.state import LEDGER, LOCK, Ledger, home_lock, load_ledger, save_ledger
+from berdl_init.state import (
+    LEDGER,
+    LOCK,
+    Ledger,
+    home_lock,
+    load_ledger,
+    read_ledger,
+    read_ledger_again,
+    save_ledger,
+)
 
 
 def test_ledger_round_trip_and_no_rewrite_when_equal(tmp_path: Path) -> None:
@@ -37,6 +46,23 @@ def test_an_unreadable_ledger_is_empty_with_a_warning(tmp_path: Path, content: b
 
     assert ledger == Ledger()
     assert "treated as the user's" in warning
+
+
+def test_under_the_lock_the_ledger_is_read_again_only_when_another_run_saved_it(tmp_path: Path) -> None:
+    """A warm run reads the ledger once (before the lock, to refuse another user's home); once the lock is
+    held, what another run saved meanwhile (a new file: saves replace it) is read again."""
+    with SafeHome.open(tmp_path) as home:
+        save_ledger(home, Ledger(owner="alice"))
+        before = read_ledger(home)
+        assert read_ledger_again(home, before) is before  # unchanged: not read again
+
+        save_ledger(home, Ledger(owner="bob"))  # another run, between this one's read and its lock
+        again = read_ledger_again(home, before)
+        assert again.ledger.owner == "bob"
+    with SafeHome.open(tmp_path) as home:
+        (tmp_path / LEDGER).unlink()
+        gone = read_ledger_again(home, before)
+        assert (gone.ledger, gone.identity) == (Ledger(), None)
 
 
 def test_the_lock_is_an_flock_held_inside_the_block(tmp_path: Path) -> None:
