@@ -93,16 +93,6 @@ def _is_str_map(value: object) -> bool:
     )
 
 
-def load_ledger(home: SafeHome) -> tuple[Ledger, str | None]:
-    """The ledger, and a warning when it was unreadable.
-
-    An unreadable ledger is treated as empty, which is the safe direction: files berdl-init cannot prove
-    it wrote count as the user's and are kept.
-    """
-    read = read_ledger(home)
-    return read.ledger, read.warning
-
-
 @dataclass(frozen=True)
 class LedgerRead:
     """A ledger as read, with the identity of its file then (None: no file, or none that could be read)."""
@@ -118,7 +108,11 @@ def _identity(st: os.stat_result) -> tuple[int, ...]:
 
 
 def read_ledger(home: SafeHome) -> LedgerRead:
-    """`load_ledger`, remembering which file was read."""
+    """The ledger, a warning when it was unreadable, and which file was read.
+
+    An unreadable ledger is treated as empty, which is the safe direction: files berdl-init cannot prove
+    it wrote count as the user's and are kept.
+    """
     try:
         found = home.read_with_stat(LEDGER)
     except OSError as error:

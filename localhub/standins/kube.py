@@ -381,21 +381,24 @@ def _field_names(value: Any) -> dict[str, Any]:
 
 def expired(version: str) -> dict[str, Any]:
     """The Status a watch from a resourceVersion no longer kept ends with (the client lists again)."""
-    message = f"too old resource version: {version}"
+    return status_body(410, "Expired", f"too old resource version: {version}")
+
+
+def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
+    """A v1 Status, as the API server describes a failure."""
     return {
         "kind": "Status",
         "apiVersion": "v1",
         "status": "Failure",
         "message": message,
-        "reason": "Expired",
-        "code": 410,
+        "reason": reason,
+        "code": code,
     }
 
 
 def api_status(code: int, reason: str, message: str) -> web.Response:
     """An error as the API server answers it: a v1 Status."""
-    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason}
-    return web.json_response({**body, "code": code}, status=code)
+    return web.json_response(status_body(code, reason, message), status=code)
 
 
 def running_status(pod: dict[str, Any], init_message: str = "") -> dict[str, Any]:

@@ -17,7 +17,6 @@ from berdl_init.state import (
     LOCK,
     Ledger,
     home_lock,
-    load_ledger,
     read_ledger,
     read_ledger_again,
     save_ledger,
@@ -29,7 +28,8 @@ def test_ledger_round_trip_and_no_rewrite_when_equal(tmp_path: Path) -> None:
     with SafeHome.open(tmp_path) as home:
         save_ledger(home, ledger)
         mtime = (tmp_path / LEDGER).stat().st_mtime_ns
-        loaded, warning = load_ledger(home)
+        read = read_ledger(home)
+        loaded, warning = read.ledger, read.warning
         save_ledger(home, loaded)
 
     assert warning is None
@@ -42,7 +42,8 @@ def test_an_unreadable_ledger_is_empty_with_a_warning(tmp_path: Path, content: b
     (tmp_path / LEDGER).parent.mkdir(parents=True)
     (tmp_path / LEDGER).write_bytes(content)
     with SafeHome.open(tmp_path) as home:
-        ledger, warning = load_ledger(home)
+        read = read_ledger(home)
+        ledger, warning = read.ledger, read.warning
 
     assert ledger == Ledger()
     assert "treated as the user's" in warning
